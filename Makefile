@@ -1,0 +1,51 @@
+# Lambda revenue platform: the front door. `make` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.ONESHELL:
+
+# One set of settings for every command (see docs/configuration.md); override on the command line.
+export LAMBDA_HOME := $(CURDIR)
+export LAMBDA_STATE_DIR ?= $(CURDIR)/.local/state
+export LAMBDA_JARS_DIR ?= $(CURDIR)/.local/jars
+export LAMBDA_REDIS_PASSWORD_FILE ?= $(LAMBDA_STATE_DIR)/secrets/redis-password
+export LAMBDA_PUSHGATEWAY_URL ?= http://localhost:9091
+
+VENVS := $(CURDIR)/.venvs
+TOOLS := $(VENVS)/tools/bin
+PYTEST_ARGS ?=
+
+.PHONY: help setup up down reset status test test-unit lint
+
+# Each layer's own targets (make speed, make batch, make serve, ...) live in mk/<layer>.mk.
+include $(sort $(wildcard mk/*.mk))
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: ## install everything: system packages, Python environments, JVM jars (idempotent)
+	@scripts/setup.sh
+
+up: setup ## start Kafka (9092), Redis (6379), Prometheus (9090), Pushgateway (9091); waits until ready
+	@$(TOOLS)/lambda-services up
+
+down: ## stop exactly the services `make up` started
+	@[ -x $(TOOLS)/lambda-services ] && $(TOOLS)/lambda-services down || true
+
+reset: ## stop the services and wipe all local state (topics, Redis, Delta tables, checkpoints)
+	@[ -x $(TOOLS)/lambda-services ] && $(TOOLS)/lambda-services reset || rm -rf $(LAMBDA_STATE_DIR)
+
+status: ## show which local services are running
+	@$(TOOLS)/lambda-services status
+
+test: up ## every test: unit, integration against the real services, end to end
+	@scripts/test.sh $(PYTEST_ARGS)
+
+test-unit: setup ## unit tests only (no services needed)
+	@scripts/test.sh -m unit $(PYTEST_ARGS)
+
+lint: setup ## ruff and mypy on every package
+	@$(TOOLS)/ruff check . && $(TOOLS)/ruff format --check .
+	for env in tools speed batch serving; do
+	  pkg=$$([ $$env = tools ] && echo "contract/src tools/src" || echo "$${env}_layer/src")
+	  $(VENVS)/$$env/bin/mypy $$pkg || exit 1
+	done

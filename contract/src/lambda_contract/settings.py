@@ -1,0 +1,205 @@
+"""Every setting of the platform, in one definition (docs/configuration.md is generated from it).
+
+Settings come from environment variables with local defaults; the same names are used by the
+Makefile and the Kubernetes ConfigMaps. A bad value fails at start-up with the variable's name and
+what was expected, never later inside a job.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from lambda_contract.redis_layout import RedisLayout
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+def _int(minimum: int | None = None) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        if minimum is not None and value < minimum:
+            raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _str(name: str, raw: str) -> str:
+    return raw
+
+
+def _nonempty(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise SettingsError(f"{name} must not be empty")
+    return raw.strip()
+
+
+def _topic(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value or len(value) > 249 or not all(c.isalnum() or c in "._-" for c in value):
+        raise SettingsError(f"{name} must be a Kafka topic name ([a-zA-Z0-9._-], 1-249 chars), got {raw!r}")
+    return value
+
+
+def _prefix(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value or not all(c.isalnum() or c in "_-." for c in value):
+        raise SettingsError(f"{name} must be a non-empty key prefix of [a-zA-Z0-9_.-], got {raw!r}")
+    return value
+
+
+def _redis_url(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(f"{name} must be a redis://, rediss:// or unix:// URL, got {raw!r}")
+    if "@" in value:
+        raise SettingsError(f"{name} must not carry credentials; use LAMBDA_REDIS_PASSWORD(_FILE)")
+    return value
+
+
+def _port(name: str, raw: str) -> int:
+    value = _int(1)(name, raw)
+    if value > 65535:
+        raise SettingsError(f"{name} must be a TCP port (1-65535), got {value}")
+    return value
+
+
+def _tokens(name: str, raw: str) -> tuple[str, ...]:
+    tokens = tuple(t.strip() for t in raw.split(",") if t.strip())
+    for token in tokens:
+        if len(token) < 16:
+            raise SettingsError(f"{name}: every token must be at least 16 characters")
+    return tokens
+
+
+def _csv(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in raw.split(",") if t.strip())
+
+
+def _setting(env: str, default: str, parse: Callable[[str, str], Any], doc: str) -> Any:
+    return field(metadata={"env": env, "default": default, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Build with `Settings.from_env()`; fields are documented by `doc`."""
+
+    home: str = _setting("LAMBDA_HOME", ".", _nonempty, "Root for relative local paths (the repository checkout locally).")
+    state_dir: str = _setting("LAMBDA_STATE_DIR", ".local/state", _nonempty, "Local service and table state (git-ignored).")
+    kafka_bootstrap: str = _setting("LAMBDA_KAFKA_BOOTSTRAP", "localhost:9092", _nonempty, "Kafka bootstrap servers, comma separated.")
+    topic_orders: str = _setting("LAMBDA_TOPIC_ORDERS", "orders.v1", _topic, "Input topic of order events.")
+    topic_dlq: str = _setting("LAMBDA_TOPIC_DLQ", "orders.v1.dlq", _topic, "Dead-letter topic for malformed events (speed layer).")
+    topic_late: str = _setting("LAMBDA_TOPIC_LATE", "orders.v1.late", _topic, "Topic for events later than the allowed lateness.")
+    topic_partitions: int = _setting("LAMBDA_TOPIC_PARTITIONS", "3", _int(1), "Partitions of orders.v1 when `make up` creates it.")
+    redis_url: str = _setting("LAMBDA_REDIS_URL", "redis://localhost:6379/0", _redis_url, "Redis holding the speed view (no credentials in the URL).")
+    redis_password: str = _setting("LAMBDA_REDIS_PASSWORD", "", _str, "Redis password; empty means read LAMBDA_REDIS_PASSWORD_FILE.")
+    redis_password_file: str = _setting("LAMBDA_REDIS_PASSWORD_FILE", "", _str, "File holding the Redis password (a mounted Secret in k8s).")
+    redis_prefix: str = _setting("LAMBDA_REDIS_PREFIX", "lambda", _prefix, "Prefix of every Redis key the platform writes.")
+    out_of_orderness_s: int = _setting("LAMBDA_OUT_OF_ORDERNESS_S", "30", _int(0), "Speed watermark: bounded out-of-orderness, seconds.")
+    idle_timeout_s: int = _setting("LAMBDA_IDLE_TIMEOUT_S", "10", _int(1), "Speed watermark: a partition idle this long stops holding it back.")
+    allowed_lateness_s: int = _setting("LAMBDA_ALLOWED_LATENESS_S", "300", _int(0), "Events later than hour end + this (by watermark) are late.")
+    dedup_ttl_s: int = _setting("LAMBDA_DEDUP_TTL_S", "7200", _int(1), "How long the speed layer remembers event ids (>= lateness + 1 h).")
+    speed_retention_s: int = _setting("LAMBDA_SPEED_RETENTION_S", "259200", _int(3600), "How long closed hours stay in Redis (for reconciliation).")
+    checkpoint_dir: str = _setting("LAMBDA_CHECKPOINT_DIR", "", _str, "Flink checkpoint URL; empty means <state>/flink/checkpoints.")
+    checkpoint_interval_s: int = _setting("LAMBDA_CHECKPOINT_INTERVAL_S", "10", _int(1), "Flink checkpoint interval, seconds.")
+    speed_parallelism: int = _setting("LAMBDA_SPEED_PARALLELISM", "1", _int(1), "Flink job parallelism.")
+    speed_metrics_port: int = _setting("LAMBDA_SPEED_METRICS_PORT", "9249", _port, "Flink Prometheus reporter port.")
+    jars_dir: str = _setting("LAMBDA_JARS_DIR", ".local/jars", _nonempty, "JVM jars fetched by `make setup` (flink/, spark/, kafka/).")
+    delta_root: str = _setting("LAMBDA_DELTA_ROOT", "", _str, "Root URL of the Delta tables; empty means <state>/delta.")
+    batch_checkpoint_dir: str = _setting("LAMBDA_BATCH_CHECKPOINT_DIR", "", _str, "Bronze ingest checkpoint; empty means <state>/spark/checkpoints/bronze.")
+    spark_master: str = _setting("LAMBDA_SPARK_MASTER", "local[*]", _nonempty, "Spark master URL.")
+    spark_shuffle_partitions: int = _setting("LAMBDA_SPARK_SHUFFLE_PARTITIONS", "8", _int(1), "spark.sql.shuffle.partitions for the recompute.")
+    spark_driver_memory: str = _setting("LAMBDA_SPARK_DRIVER_MEMORY", "4g", _nonempty, "spark.driver.memory (local mode does all work in the driver).")
+    pushgateway_url: str = _setting("LAMBDA_PUSHGATEWAY_URL", "", _str, "Prometheus Pushgateway for batch metrics; empty disables pushing.")
+    api_host: str = _setting("LAMBDA_API_HOST", "127.0.0.1", _nonempty, "Serving layer bind address.")
+    api_port: int = _setting("LAMBDA_API_PORT", "8000", _port, "Serving layer port.")
+    api_tokens: tuple[str, ...] = _setting("LAMBDA_API_TOKENS", "", _tokens, "Bearer tokens accepted by /v1/*, comma separated; none means no access.")
+    cors_origins: tuple[str, ...] = _setting("LAMBDA_CORS_ORIGINS", "", _csv, "Origins allowed by CORS; empty keeps CORS closed.")
+    fx_rates_path: str = _setting("LAMBDA_FX_RATES_PATH", "", _str, "CSV of (date, currency, rate_to_usd); empty means the shipped table.")
+    reports_dir: str = _setting("LAMBDA_REPORTS_DIR", "reports", _nonempty, "Where reconciliation reports are written.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting; raises SettingsError naming the first bad variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            raw = env.get(name, f.metadata["default"])
+            values[f.name] = f.metadata["parse"](name, raw)
+        settings = cls(**values)
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        if self.dedup_ttl_s < self.allowed_lateness_s + 3600:
+            raise SettingsError(
+                "LAMBDA_DEDUP_TTL_S must be >= LAMBDA_ALLOWED_LATENESS_S + 3600 "
+                f"(got {self.dedup_ttl_s} < {self.allowed_lateness_s + 3600})"
+            )
+
+    # Derived values: one place that turns settings into paths and durations.
+
+    def path(self, value: str) -> Path:
+        """A local path relative to LAMBDA_HOME, made absolute."""
+        p = Path(value)
+        return p if p.is_absolute() else (Path(self.home) / p).resolve()
+
+    @property
+    def state_path(self) -> Path:
+        return self.path(self.state_dir)
+
+    def delta_table_url(self, table_name: str) -> str:
+        root = self.delta_root or str(self.state_path / "delta")
+        return f"{root.rstrip('/')}/{table_name}"
+
+    @property
+    def checkpoint_url(self) -> str:
+        return self.checkpoint_dir or (self.state_path / "flink" / "checkpoints").as_uri()
+
+    @property
+    def bronze_checkpoint_url(self) -> str:
+        return self.batch_checkpoint_dir or str(self.state_path / "spark" / "checkpoints" / "bronze")
+
+    @property
+    def allowed_lateness(self) -> timedelta:
+        return timedelta(seconds=self.allowed_lateness_s)
+
+    @property
+    def out_of_orderness(self) -> timedelta:
+        return timedelta(seconds=self.out_of_orderness_s)
+
+    @property
+    def redis_layout(self) -> RedisLayout:
+        return RedisLayout(self.redis_prefix)
+
+    def resolved_redis_password(self) -> str | None:
+        """The Redis password from the variable or its file; None when neither is set."""
+        if self.redis_password:
+            return self.redis_password
+        if self.redis_password_file:
+            try:
+                return Path(self.redis_password_file).read_text().strip() or None
+            except OSError as exc:
+                raise SettingsError(
+                    f"LAMBDA_REDIS_PASSWORD_FILE={self.redis_password_file!r} cannot be read: {exc.strerror}"
+                ) from None
+        return None
+
+
+def documented() -> list[tuple[str, str, str]]:
+    """(variable, default, doc) for every setting, for docs and the k8s ConfigMap check."""
+    return [(f.metadata["env"], f.metadata["default"], f.metadata["doc"]) for f in fields(Settings)]
+
+
+ENV_NAMES: Final = frozenset(name for name, _, _ in documented())

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs everything the platform needs on a fresh Debian machine with Python 3.11, Java 17 and
+# Maven: system packages (Redis, Prometheus, Pushgateway), uv, one locked Python environment per
+# project, and the JVM jars from Maven Central. Idempotent; a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+# 1. System packages, only when missing.
+APT_PACKAGES=(redis-server redis-tools prometheus prometheus-pushgateway)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing system packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The platform runs its own instances under .local/state; packaged services would hold the ports.
+  if [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now redis-server prometheus prometheus-pushgateway >/dev/null 2>&1 || true
+  fi
+fi
+
+# 2. uv, the lock and environment tool.
+PY=${PYTHON:-python3.11}
+if ! "$PY" -m uv --version >/dev/null 2>&1; then
+  log "installing uv"
+  "$PY" -m pip install -q "uv==0.13.9"
+fi
+export UV_PYTHON_DOWNLOADS=never UV_PYTHON="$PY"
+
+# 3. One environment per project, from its committed lock file.
+for project in tools speed_layer batch_layer serving_layer; do
+  env_name=${project%_layer}
+  (cd "$project" && UV_PROJECT_ENVIRONMENT="$PWD/../.venvs/$env_name" "$PY" -m uv sync --frozen --all-groups -q)
+done
+log "python environments ready in .venvs/ (tools, speed, batch, serving)"
+
+# 4. JVM jars from Maven Central; refetched only when infra/jars/pom.xml changes.
+JARS=.local/jars
+stamp="$JARS/.pom-$(sha256sum infra/jars/pom.xml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  for profile in kafka flink spark; do
+    log "fetching $profile jars with mvn"
+    rm -rf "${JARS:?}/$profile"
+    mvn -B -q -Dstyle.color=never -f infra/jars/pom.xml -P"$profile" dependency:copy-dependencies \
+      -DoutputDirectory="$PWD/$JARS/$profile" -DexcludeScope=provided
+  done
+  rm -f "$JARS"/.pom-* && touch "$stamp"
+fi
+log "jars ready in $JARS/ (kafka, flink, spark)"

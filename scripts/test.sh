@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs the test suites, each in the environment of the project it tests (PyFlink and PySpark
+# cannot share one). Extra arguments go to every pytest run (e.g. -m unit, -k name, -x).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+VENVS=$PWD/.venvs
+
+# suite folder(s) : environment
+SUITES=(
+  "tests/contract tests/tools tests/infra:tools"
+  "tests/speed:speed"
+  "tests/batch:batch"
+  "tests/serving:serving"
+  "tests/e2e:tools"
+)
+
+failed=0
+for entry in "${SUITES[@]}"; do
+  dirs=${entry%%:*}; env=${entry##*:}
+  existing=()
+  for d in $dirs; do [ -d "$d" ] && ls "$d"/test_*.py >/dev/null 2>&1 && existing+=("$d"); done
+  ((${#existing[@]})) || continue
+  printf '\n\033[1m=== %s (env: %s)\033[0m\n' "${existing[*]}" "$env"
+  "$VENVS/$env/bin/python" -m pytest "${existing[@]}" "$@"
+  rc=$?
+  # 5 = no tests collected for this selection (e.g. -m unit on an integration-only folder).
+  if [ $rc -ne 0 ] && [ $rc -ne 5 ]; then failed=1; fi
+done
+exit $failed

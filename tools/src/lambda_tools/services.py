@@ -1,0 +1,400 @@
+"""Local services for development, tests and the demo: Kafka (KRaft), Redis, Prometheus, Pushgateway.
+
+There is no container engine on the target machines, so the real servers run as plain processes:
+Kafka from the jars `make setup` fetched from Maven Central, the others from Debian packages.
+All state lives under LAMBDA_STATE_DIR; each process's pid is recorded there so `down` stops
+exactly what `up` started. `up` is idempotent and returns only once every service is ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lambda_contract.settings import Settings, SettingsError
+
+REPO = Path(__file__).resolve().parents[3]
+INFRA = REPO / "infra"
+READY_TIMEOUT_S = 90.0
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started or did not become ready; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    log: str
+
+
+def _pid_file(state: Path, name: str) -> Path:
+    return state / "pids" / f"{name}.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie counts as dead.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def running_pid(state: Path, name: str) -> int | None:
+    """The pid `up` recorded for a service, if that process is still running."""
+    path = _pid_file(state, name)
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _wait(what: str, check: Callable[[], bool], log: Path, timeout: float = READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+    tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+    raise ServiceError(f"{what} not ready after {timeout:.0f}s; last log lines of {log}:\n" + "\n".join(tail))
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _spawn(state: Path, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # not killed with the caller's terminal; `down` stops it
+            env=env,
+        )
+    pid_file = _pid_file(state, name)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def _require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise ServiceError(f"{name} is not installed; run `make setup`")
+    return path
+
+
+# --- Kafka -------------------------------------------------------------------------------------
+
+
+def _kafka_classpath(settings: Settings) -> str:
+    jars = settings.path(settings.jars_dir) / "kafka"
+    if not any(jars.glob("kafka_2.13-*.jar")):
+        raise ServiceError(f"Kafka jars missing in {jars}; run `make setup`")
+    return f"{jars}/*"
+
+
+def _kafka_java(settings: Settings, state: Path) -> list[str]:
+    log_dir = state / "kafka" / "logs"
+    return [
+        "java",
+        "-Xms256m",
+        "-Xmx1g",
+        "-XX:+UseG1GC",
+        f"-Dlog4j2.configurationFile={INFRA / 'kafka' / 'log4j2.properties'}",
+        f"-Dkafka.logs.dir={log_dir}",
+        "-cp",
+        _kafka_classpath(settings),
+    ]
+
+
+def _kafka_config(settings: Settings, state: Path) -> Path:
+    port = int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+    data = state / "kafka" / "data"
+    config = state / "kafka" / "server.properties"
+    template = (INFRA / "kafka" / "server.properties").read_text()
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        template.replace("@PORT@", str(port))
+        .replace("@CONTROLLER_PORT@", str(port + 1))
+        .replace("@DATA_DIR@", str(data))
+        .replace("@PARTITIONS@", str(settings.topic_partitions))
+    )
+    return config
+
+
+def start_kafka(settings: Settings, state: Path) -> None:
+    name = "kafka"
+    log = state / "logs" / "kafka.log"
+    port = int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+    if running_pid(state, name) is None:
+        if _port_open(port):
+            raise ServiceError(f"port {port} is taken by a process this project did not start")
+        config = _kafka_config(settings, state)
+        meta = state / "kafka" / "data" / "meta.properties"
+        if not meta.exists():
+            cluster_id = _cluster_id()
+            subprocess.run(
+                [*_kafka_java(settings, state), "kafka.tools.StorageTool", "format", "--standalone",
+                 "-t", cluster_id, "-c", str(config)],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )  # fmt: skip
+        _spawn(state, name, [*_kafka_java(settings, state), "kafka.Kafka", str(config)], log)
+    _wait("Kafka", lambda: _kafka_ready(settings), log)
+    _create_topics(settings)
+
+
+def _cluster_id() -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _kafka_ready(settings: Settings) -> bool:
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000)
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except KafkaError:
+        return False
+    finally:
+        admin.close()
+
+
+def _create_topics(settings: Settings) -> None:
+    """Create the platform's topics if missing (idempotent)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(settings.topic_orders, settings.topic_partitions, 1),
+            NewTopic(settings.topic_dlq, 1, 1),
+            NewTopic(settings.topic_late, 1, 1),
+        ]
+        missing = [t for t in wanted if t.name not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+# --- Redis -------------------------------------------------------------------------------------
+
+
+def redis_password_file(state: Path) -> Path:
+    return state / "secrets" / "redis-password"
+
+
+def _ensure_redis_password(state: Path) -> str:
+    """Local Redis also requires a password; it is generated once, never committed."""
+    path = redis_password_file(state)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24) + "\n")
+    return path.read_text().strip()
+
+
+def start_redis(settings: Settings, state: Path) -> None:
+    name = "redis"
+    binary = _require_binary("redis-server")
+    log = state / "logs" / "redis.log"
+    port = _redis_port(settings)
+    password = _ensure_redis_password(state)
+    if running_pid(state, name) is None:
+        if _port_open(port):
+            raise ServiceError(f"port {port} is taken by a process this project did not start")
+        data = state / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        conf = data / "redis.conf"
+        conf.touch(mode=0o600)
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\nprotected-mode yes\ndir {data}\n"
+            f"requirepass {password}\nappendonly no\nsave \"\"\ndaemonize no\n"
+        )
+        _spawn(state, name, [binary, str(conf)], log)
+    _wait("Redis", lambda: _redis_ready(port, password), log)
+
+
+def _redis_port(settings: Settings) -> int:
+    hostport = settings.redis_url.split("://", 1)[1].split("/", 1)[0]
+    return int(hostport.rsplit(":", 1)[1]) if ":" in hostport else 6379
+
+
+def _redis_ready(port: int, password: str) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(f"AUTH {password}\r\nPING\r\n".encode())
+            reply = b""
+            while b"PONG" not in reply and len(reply) < 200:
+                chunk = s.recv(100)
+                if not chunk:
+                    break
+                reply += chunk
+            return b"+PONG" in reply
+    except OSError:
+        return False
+
+
+# --- Prometheus and Pushgateway -----------------------------------------------------------------
+
+
+def start_prometheus(state: Path) -> None:
+    name = "prometheus"
+    binary = _require_binary("prometheus")
+    log = state / "logs" / "prometheus.log"
+    if running_pid(state, name) is None:
+        if _port_open(9090):
+            raise ServiceError("port 9090 is taken by a process this project did not start")
+        _spawn(state, name, [
+            binary,
+            f"--config.file={INFRA / 'prometheus' / 'prometheus.yml'}",
+            f"--storage.tsdb.path={state / 'prometheus'}",
+            "--web.listen-address=127.0.0.1:9090",
+            "--web.enable-lifecycle",
+            "--storage.tsdb.retention.time=7d",
+        ], log)  # fmt: skip
+    _wait("Prometheus", lambda: _http_ok("http://127.0.0.1:9090/-/ready"), log)
+
+
+def start_pushgateway(state: Path) -> None:
+    name = "pushgateway"
+    binary = _require_binary("prometheus-pushgateway")
+    log = state / "logs" / "pushgateway.log"
+    if running_pid(state, name) is None:
+        if _port_open(9091):
+            raise ServiceError("port 9091 is taken by a process this project did not start")
+        _spawn(state, name, [binary, "--web.listen-address=127.0.0.1:9091"], log)
+    _wait("Pushgateway", lambda: _http_ok("http://127.0.0.1:9091/-/ready"), log)
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+SERVICES = ("kafka", "redis", "prometheus", "pushgateway")
+
+
+def up(settings: Settings) -> None:
+    state = settings.state_path
+    state.mkdir(parents=True, exist_ok=True)
+    start_redis(settings, state)
+    start_pushgateway(state)
+    start_prometheus(state)
+    start_kafka(settings, state)
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop what `up` started (by recorded pid), waiting for each to exit. Returns what stopped."""
+    state = settings.state_path
+    stopped = []
+    for name in reversed(SERVICES):
+        pid = running_pid(state, name)
+        if pid is not None:
+            _stop(pid)
+            stopped.append(name)
+        _pid_file(state, name).unlink(missing_ok=True)
+    return stopped
+
+
+def _stop(pid: int, grace_s: float = 30.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+
+
+def reset(settings: Settings) -> None:
+    """Stop everything and wipe all local state: topics, Redis, Delta tables, checkpoints."""
+    down(settings)
+    state = settings.state_path
+    if state.exists():
+        shutil.rmtree(state)
+
+
+def status(settings: Settings) -> dict[str, int | None]:
+    return {name: running_pid(settings.state_path, name) for name in SERVICES}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lambda-services", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "reset", "status"])
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if args.command == "up":
+            up(settings)
+            print("services ready: Kafka", settings.kafka_bootstrap, "| Redis", settings.redis_url,
+                  "| Prometheus http://localhost:9090 | Pushgateway http://localhost:9091")  # fmt: skip
+        elif args.command == "down":
+            stopped = down(settings)
+            print("stopped:", ", ".join(stopped) if stopped else "nothing was running")
+        elif args.command == "reset":
+            reset(settings)
+            print("services stopped and local state wiped:", settings.state_path)
+        else:
+            for name, pid in status(settings).items():
+                print(f"{name:12} {'running pid ' + str(pid) if pid else 'stopped'}")
+    except (ServiceError, SettingsError, subprocess.CalledProcessError) as exc:
+        print(f"lambda-services {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
