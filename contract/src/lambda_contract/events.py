@@ -107,9 +107,7 @@ AMOUNT_PRECISION: Final = 16
 SUM_PRECISION: Final = 38
 
 RULES: Final[tuple[FieldRule, ...]] = (
-    FieldRule(
-        "event_id", FieldKind.ID, Reason.MISSING_EVENT_ID, Reason.INVALID_EVENT_ID, ID_PATTERN
-    ),
+    FieldRule("event_id", FieldKind.ID, Reason.MISSING_EVENT_ID, Reason.INVALID_EVENT_ID, ID_PATTERN),
     FieldRule(
         "event_type",
         FieldKind.ENUM,
@@ -124,9 +122,7 @@ RULES: Final[tuple[FieldRule, ...]] = (
         Reason.INVALID_EVENT_TIME,
         pattern=RFC3339_PATTERN,
     ),
-    FieldRule(
-        "order_id", FieldKind.ID, Reason.MISSING_ORDER_ID, Reason.INVALID_ORDER_ID, ID_PATTERN
-    ),
+    FieldRule("order_id", FieldKind.ID, Reason.MISSING_ORDER_ID, Reason.INVALID_ORDER_ID, ID_PATTERN),
     FieldRule(
         "customer_id",
         FieldKind.ID,
@@ -134,9 +130,7 @@ RULES: Final[tuple[FieldRule, ...]] = (
         Reason.INVALID_CUSTOMER_ID,
         ID_PATTERN,
     ),
-    FieldRule(
-        "region", FieldKind.PATTERN, Reason.MISSING_REGION, Reason.INVALID_REGION, REGION_PATTERN
-    ),
+    FieldRule("region", FieldKind.PATTERN, Reason.MISSING_REGION, Reason.INVALID_REGION, REGION_PATTERN),
     FieldRule(
         "category",
         FieldKind.PATTERN,
@@ -215,12 +209,13 @@ def _decode(payload: bytes | str | None) -> object | Reason:
     else:
         text = payload
     try:
-        return json.loads(
+        doc: object = json.loads(
             text,
             parse_float=_Number,
             parse_int=_Number,
             parse_constant=_reject_constant,
         )
+        return doc
     except (ValueError, RecursionError):
         # RecursionError: nesting deeper than the parser allows is treated as unparseable.
         return Reason.NOT_JSON

@@ -53,7 +53,12 @@ class Metrics:
     def encode(self) -> str:
         """`revenue|orders|refunds|events`, revenue with exactly four fractional digits."""
         return FIELD_SEPARATOR.join(
-            (format(self.revenue.quantize(_SCALE), "f"), str(self.orders), str(self.refunds), str(self.events))
+            (
+                format(self.revenue.quantize(_SCALE), "f"),
+                str(self.orders),
+                str(self.refunds),
+                str(self.events),
+            )
         )
 
     @classmethod

@@ -94,39 +94,128 @@ def _setting(env: str, default: str, parse: Callable[[str, str], Any], doc: str)
 class Settings:
     """Resolved settings. Build with `Settings.from_env()`; fields are documented by `doc`."""
 
-    home: str = _setting("LAMBDA_HOME", ".", _nonempty, "Root for relative local paths (the repository checkout locally).")
-    state_dir: str = _setting("LAMBDA_STATE_DIR", ".local/state", _nonempty, "Local service and table state (git-ignored).")
-    kafka_bootstrap: str = _setting("LAMBDA_KAFKA_BOOTSTRAP", "localhost:9092", _nonempty, "Kafka bootstrap servers, comma separated.")
+    home: str = _setting(
+        "LAMBDA_HOME", ".", _nonempty, "Root for relative local paths (the repository checkout locally)."
+    )
+    state_dir: str = _setting(
+        "LAMBDA_STATE_DIR", ".local/state", _nonempty, "Local service and table state (git-ignored)."
+    )
+    kafka_bootstrap: str = _setting(
+        "LAMBDA_KAFKA_BOOTSTRAP", "localhost:9092", _nonempty, "Kafka bootstrap servers, comma separated."
+    )
     topic_orders: str = _setting("LAMBDA_TOPIC_ORDERS", "orders.v1", _topic, "Input topic of order events.")
-    topic_dlq: str = _setting("LAMBDA_TOPIC_DLQ", "orders.v1.dlq", _topic, "Dead-letter topic for malformed events (speed layer).")
-    topic_late: str = _setting("LAMBDA_TOPIC_LATE", "orders.v1.late", _topic, "Topic for events later than the allowed lateness.")
-    topic_partitions: int = _setting("LAMBDA_TOPIC_PARTITIONS", "3", _int(1), "Partitions of orders.v1 when `make up` creates it.")
-    redis_url: str = _setting("LAMBDA_REDIS_URL", "redis://localhost:6379/0", _redis_url, "Redis holding the speed view (no credentials in the URL).")
-    redis_password: str = _setting("LAMBDA_REDIS_PASSWORD", "", _str, "Redis password; empty means read LAMBDA_REDIS_PASSWORD_FILE.")
-    redis_password_file: str = _setting("LAMBDA_REDIS_PASSWORD_FILE", "", _str, "File holding the Redis password (a mounted Secret in k8s).")
-    redis_prefix: str = _setting("LAMBDA_REDIS_PREFIX", "lambda", _prefix, "Prefix of every Redis key the platform writes.")
-    out_of_orderness_s: int = _setting("LAMBDA_OUT_OF_ORDERNESS_S", "30", _int(0), "Speed watermark: bounded out-of-orderness, seconds.")
-    idle_timeout_s: int = _setting("LAMBDA_IDLE_TIMEOUT_S", "10", _int(1), "Speed watermark: a partition idle this long stops holding it back.")
-    allowed_lateness_s: int = _setting("LAMBDA_ALLOWED_LATENESS_S", "300", _int(0), "Events later than hour end + this (by watermark) are late.")
-    dedup_ttl_s: int = _setting("LAMBDA_DEDUP_TTL_S", "7200", _int(1), "How long the speed layer remembers event ids (>= lateness + 1 h).")
-    speed_retention_s: int = _setting("LAMBDA_SPEED_RETENTION_S", "259200", _int(3600), "How long closed hours stay in Redis (for reconciliation).")
-    checkpoint_dir: str = _setting("LAMBDA_CHECKPOINT_DIR", "", _str, "Flink checkpoint URL; empty means <state>/flink/checkpoints.")
-    checkpoint_interval_s: int = _setting("LAMBDA_CHECKPOINT_INTERVAL_S", "10", _int(1), "Flink checkpoint interval, seconds.")
+    topic_dlq: str = _setting(
+        "LAMBDA_TOPIC_DLQ", "orders.v1.dlq", _topic, "Dead-letter topic for malformed events (speed layer)."
+    )
+    topic_late: str = _setting(
+        "LAMBDA_TOPIC_LATE", "orders.v1.late", _topic, "Topic for events later than the allowed lateness."
+    )
+    topic_partitions: int = _setting(
+        "LAMBDA_TOPIC_PARTITIONS", "3", _int(1), "Partitions of orders.v1 when `make up` creates it."
+    )
+    redis_url: str = _setting(
+        "LAMBDA_REDIS_URL",
+        "redis://localhost:6379/0",
+        _redis_url,
+        "Redis holding the speed view (no credentials in the URL).",
+    )
+    redis_password: str = _setting(
+        "LAMBDA_REDIS_PASSWORD", "", _str, "Redis password; empty means read LAMBDA_REDIS_PASSWORD_FILE."
+    )
+    redis_password_file: str = _setting(
+        "LAMBDA_REDIS_PASSWORD_FILE", "", _str, "File holding the Redis password (a mounted Secret in k8s)."
+    )
+    redis_prefix: str = _setting(
+        "LAMBDA_REDIS_PREFIX", "lambda", _prefix, "Prefix of every Redis key the platform writes."
+    )
+    out_of_orderness_s: int = _setting(
+        "LAMBDA_OUT_OF_ORDERNESS_S", "30", _int(0), "Speed watermark: bounded out-of-orderness, seconds."
+    )
+    idle_timeout_s: int = _setting(
+        "LAMBDA_IDLE_TIMEOUT_S",
+        "10",
+        _int(1),
+        "Speed watermark: a partition idle this long stops holding it back.",
+    )
+    allowed_lateness_s: int = _setting(
+        "LAMBDA_ALLOWED_LATENESS_S",
+        "300",
+        _int(0),
+        "Events later than hour end + this (by watermark) are late.",
+    )
+    dedup_ttl_s: int = _setting(
+        "LAMBDA_DEDUP_TTL_S",
+        "7200",
+        _int(1),
+        "How long the speed layer remembers event ids (>= lateness + 1 h).",
+    )
+    speed_retention_s: int = _setting(
+        "LAMBDA_SPEED_RETENTION_S",
+        "259200",
+        _int(3600),
+        "How long closed hours stay in Redis (for reconciliation).",
+    )
+    checkpoint_dir: str = _setting(
+        "LAMBDA_CHECKPOINT_DIR", "", _str, "Flink checkpoint URL; empty means <state>/flink/checkpoints."
+    )
+    checkpoint_interval_s: int = _setting(
+        "LAMBDA_CHECKPOINT_INTERVAL_S", "10", _int(1), "Flink checkpoint interval, seconds."
+    )
     speed_parallelism: int = _setting("LAMBDA_SPEED_PARALLELISM", "1", _int(1), "Flink job parallelism.")
-    speed_metrics_port: int = _setting("LAMBDA_SPEED_METRICS_PORT", "9249", _port, "Flink Prometheus reporter port.")
-    jars_dir: str = _setting("LAMBDA_JARS_DIR", ".local/jars", _nonempty, "JVM jars fetched by `make setup` (flink/, spark/, kafka/).")
-    delta_root: str = _setting("LAMBDA_DELTA_ROOT", "", _str, "Root URL of the Delta tables; empty means <state>/delta.")
-    batch_checkpoint_dir: str = _setting("LAMBDA_BATCH_CHECKPOINT_DIR", "", _str, "Bronze ingest checkpoint; empty means <state>/spark/checkpoints/bronze.")
+    speed_metrics_port: int = _setting(
+        "LAMBDA_SPEED_METRICS_PORT", "9249", _port, "Flink Prometheus reporter port."
+    )
+    jars_dir: str = _setting(
+        "LAMBDA_JARS_DIR",
+        ".local/jars",
+        _nonempty,
+        "JVM jars fetched by `make setup` (flink/, spark/, kafka/).",
+    )
+    delta_root: str = _setting(
+        "LAMBDA_DELTA_ROOT", "", _str, "Root URL of the Delta tables; empty means <state>/delta."
+    )
+    batch_checkpoint_dir: str = _setting(
+        "LAMBDA_BATCH_CHECKPOINT_DIR",
+        "",
+        _str,
+        "Bronze ingest checkpoint; empty means <state>/spark/checkpoints/bronze.",
+    )
     spark_master: str = _setting("LAMBDA_SPARK_MASTER", "local[*]", _nonempty, "Spark master URL.")
-    spark_shuffle_partitions: int = _setting("LAMBDA_SPARK_SHUFFLE_PARTITIONS", "8", _int(1), "spark.sql.shuffle.partitions for the recompute.")
-    spark_driver_memory: str = _setting("LAMBDA_SPARK_DRIVER_MEMORY", "4g", _nonempty, "spark.driver.memory (local mode does all work in the driver).")
-    pushgateway_url: str = _setting("LAMBDA_PUSHGATEWAY_URL", "", _str, "Prometheus Pushgateway for batch metrics; empty disables pushing.")
+    spark_shuffle_partitions: int = _setting(
+        "LAMBDA_SPARK_SHUFFLE_PARTITIONS", "8", _int(1), "spark.sql.shuffle.partitions for the recompute."
+    )
+    spark_driver_memory: str = _setting(
+        "LAMBDA_SPARK_DRIVER_MEMORY",
+        "4g",
+        _nonempty,
+        "spark.driver.memory (local mode does all work in the driver).",
+    )
+    pushgateway_url: str = _setting(
+        "LAMBDA_PUSHGATEWAY_URL",
+        "",
+        _str,
+        "Prometheus Pushgateway for batch metrics; empty disables pushing.",
+    )
     api_host: str = _setting("LAMBDA_API_HOST", "127.0.0.1", _nonempty, "Serving layer bind address.")
     api_port: int = _setting("LAMBDA_API_PORT", "8000", _port, "Serving layer port.")
-    api_tokens: tuple[str, ...] = _setting("LAMBDA_API_TOKENS", "", _tokens, "Bearer tokens accepted by /v1/*, comma separated; none means no access.")
-    cors_origins: tuple[str, ...] = _setting("LAMBDA_CORS_ORIGINS", "", _csv, "Origins allowed by CORS; empty keeps CORS closed.")
-    fx_rates_path: str = _setting("LAMBDA_FX_RATES_PATH", "", _str, "CSV of (date, currency, rate_to_usd); empty means the shipped table.")
-    reports_dir: str = _setting("LAMBDA_REPORTS_DIR", "reports", _nonempty, "Where reconciliation reports are written.")
+    api_tokens: tuple[str, ...] = _setting(
+        "LAMBDA_API_TOKENS",
+        "",
+        _tokens,
+        "Bearer tokens accepted by /v1/*, comma separated; none means no access.",
+    )
+    cors_origins: tuple[str, ...] = _setting(
+        "LAMBDA_CORS_ORIGINS", "", _csv, "Origins allowed by CORS; empty keeps CORS closed."
+    )
+    fx_rates_path: str = _setting(
+        "LAMBDA_FX_RATES_PATH",
+        "",
+        _str,
+        "CSV of (date, currency, rate_to_usd); empty means the shipped table.",
+    )
+    reports_dir: str = _setting(
+        "LAMBDA_REPORTS_DIR", "reports", _nonempty, "Where reconciliation reports are written."
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -40,9 +40,7 @@ class Table:
 
     def ddl(self) -> str:
         """Spark DDL schema string, e.g. for `StructType.fromDDL`."""
-        return ", ".join(
-            f"`{c.name}` {c.type}{'' if c.nullable else ' NOT NULL'}" for c in self.columns
-        )
+        return ", ".join(f"`{c.name}` {c.type}{'' if c.nullable else ' NOT NULL'}" for c in self.columns)
 
 
 BRONZE: Final = Table(
@@ -50,7 +48,9 @@ BRONZE: Final = Table(
     doc="Immutable raw log of orders.v1: one row per Kafka record, exactly once.",
     partition_by=("event_date",),
     columns=(
-        Column("event_date", "date", False, "event_time's UTC date when readable, else the Kafka timestamp's"),
+        Column(
+            "event_date", "date", False, "event_time's UTC date when readable, else the Kafka timestamp's"
+        ),
         Column("key", "binary", True, "Kafka message key (order_id), raw bytes"),
         Column("value", "binary", True, "Kafka message value, raw bytes (may be malformed)"),
         Column("topic", "string", False, "source topic"),
@@ -107,7 +107,12 @@ MANIFEST: Final = Table(
         Column("valid", "bigint", False, "valid rows, duplicates included"),
         Column("duplicates", "bigint", False, "valid rows dropped as repeated event_id"),
         Column("quarantined", "bigint", False, "malformed rows sent to quarantine"),
-        Column("arrived_after_previous_run", "bigint", False, "rows ingested after the previous computation of the date"),
+        Column(
+            "arrived_after_previous_run",
+            "bigint",
+            False,
+            "rows ingested after the previous computation of the date",
+        ),
         Column("computed_at", "timestamp", False, "when the run committed (UTC)"),
     ),
 )

@@ -49,7 +49,12 @@ class GoldenRecord:
                 doc["value"] = self.value.decode("utf-8")
             except UnicodeDecodeError:
                 doc["value_b64"] = base64.b64encode(self.value).decode()
-        doc |= {"timestamp_ms": self.timestamp_ms, "phase": self.phase, "expect": self.expect, "note": self.note}
+        doc |= {
+            "timestamp_ms": self.timestamp_ms,
+            "phase": self.phase,
+            "expect": self.expect,
+            "note": self.note,
+        }
         return doc
 
     @classmethod
@@ -92,8 +97,16 @@ def build() -> tuple[list[GoldenRecord], Truth]:
 
     all_cases = cases()
     recs = [
-        GoldenRecord(i, c.partition, None if c.key is None else c.key.encode(), c.value,
-                     to_epoch_ms(ts), c.phase, c.expect, c.note)  # fmt: skip
+        GoldenRecord(
+            i,
+            c.partition,
+            None if c.key is None else c.key.encode(),
+            c.value,
+            to_epoch_ms(ts),
+            c.phase,
+            c.expect,
+            c.note,
+        )
         for i, (c, ts) in enumerate(zip(all_cases, timestamps(all_cases), strict=True))
     ]
     return recs, compute(recs)

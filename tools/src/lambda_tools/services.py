@@ -9,6 +9,7 @@ exactly what `up` started. `up` is idempotent and returns only once every servic
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import shutil
@@ -90,7 +91,7 @@ def _wait(what: str, check: Callable[[], bool], log: Path, timeout: float = READ
 
 def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
+        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (fixed local http URLs)
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -98,7 +99,7 @@ def _http_ok(url: str) -> bool:
 
 def _spawn(state: Path, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    with log.open("ab") as out:
         proc = subprocess.Popen(
             argv,
             stdout=out,
@@ -219,10 +220,8 @@ def _create_topics(settings: Settings) -> None:
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created concurrently
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 
@@ -259,7 +258,7 @@ def start_redis(settings: Settings, state: Path) -> None:
         conf.touch(mode=0o600)
         conf.write_text(
             f"port {port}\nbind 127.0.0.1\nprotected-mode yes\ndir {data}\n"
-            f"requirepass {password}\nappendonly no\nsave \"\"\ndaemonize no\n"
+            f'requirepass {password}\nappendonly no\nsave ""\ndaemonize no\n'
         )
         _spawn(state, name, [binary, str(conf)], log)
     _wait("Redis", lambda: _redis_ready(port, password), log)

@@ -113,7 +113,9 @@ def _view(rows: list[dict[str, Any]]) -> View:
     for r in rows:
         hour = datetime.fromisoformat(r["hour"].replace("Z", "+00:00"))
         key = GroupKey(r["region"], r["category"], r["currency"])
-        out[(hour, key)] = Metrics(Decimal(r["revenue"]), int(r["orders"]), int(r["refunds"]), int(r["events"]))
+        out[(hour, key)] = Metrics(
+            Decimal(r["revenue"]), int(r["orders"]), int(r["refunds"]), int(r["events"])
+        )
     return out
 
 
