@@ -1,0 +1,116 @@
+"""The local services `make up` starts are the real servers, ready and usable.
+
+Requires `make up` (as `make test` does). Nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from lambda_contract.settings import Settings
+from lambda_tools import services
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture
+def topic(settings: Settings) -> Iterator[str]:
+    name = f"test.infra.{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin.create_topics([NewTopic(name, 3, 1, topic_configs={"retention.ms": "-1"})])
+    yield name
+    admin.delete_topics([name])
+    admin.close()
+
+
+def test_every_service_was_started_by_make_up(settings: Settings) -> None:
+    assert all(pid is not None for pid in services.status(settings).values()), services.status(settings)
+
+
+def test_the_platform_topics_exist_with_their_partitions(settings: Settings) -> None:
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        assert len(consumer.partitions_for_topic(settings.topic_orders) or ()) == settings.topic_partitions
+        assert consumer.partitions_for_topic(settings.topic_dlq)
+        assert consumer.partitions_for_topic(settings.topic_late)
+    finally:
+        consumer.close()
+
+
+def test_produce_and_consume_through_the_real_broker(settings: Settings, topic: str) -> None:
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    sent = {f"k{i}".encode(): f'{{"n": {i}}}'.encode() for i in range(300)}
+    for key, value in sent.items():
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    parts = [TopicPartition(topic, p) for p in range(3)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    got: dict[bytes, bytes] = {}
+    partitions: set[int] = set()
+    deadline = time.monotonic() + 30
+    while len(got) < len(sent) and time.monotonic() < deadline:
+        for tp, records in consumer.poll(timeout_ms=500).items():
+            got.update((r.key, r.value) for r in records)
+            partitions.add(tp.partition)
+    consumer.close()
+    assert got == sent
+    # keys are spread over the partitions by the default partitioner
+    assert partitions == {0, 1, 2}
+
+
+def test_redis_requires_the_password_and_round_trips(settings: Settings) -> None:
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis.from_url(settings.redis_url).ping()
+    client = redis.Redis.from_url(settings.redis_url, password=settings.resolved_redis_password())
+    key = f"test:infra:{uuid.uuid4().hex}"
+    try:
+        client.hset(key, mapping={"eu-west|books|EUR": "12.3400|1|0|1"})
+        assert client.hgetall(key) == {b"eu-west|books|EUR": b"12.3400|1|0|1"}
+    finally:
+        client.delete(key)
+
+
+def _prom(path: str) -> dict[str, object]:
+    with urllib.request.urlopen(f"http://127.0.0.1:9090{path}", timeout=5) as resp:
+        return json.loads(resp.read())  # type: ignore[no-any-return]
+
+
+def test_prometheus_is_ready_and_scrapes_the_pushgateway() -> None:
+    job = f"infra_test_{uuid.uuid4().hex[:8]}"
+    body = b"# TYPE lambda_infra_probe gauge\nlambda_infra_probe 42\n"
+    req = urllib.request.Request(f"http://127.0.0.1:9091/metrics/job/{job}", data=body, method="PUT")
+    urllib.request.urlopen(req, timeout=5).close()
+    try:
+        query = urllib.parse.quote(f'lambda_infra_probe{{job="{job}"}}')
+        deadline = time.monotonic() + 30
+        result: list[object] = []
+        while not result and time.monotonic() < deadline:
+            result = _prom(f"/api/v1/query?query={query}")["data"]["result"]  # type: ignore[index]
+            time.sleep(1)
+        assert result, "Prometheus did not scrape the pushed series within 30 s"
+        assert result[0]["value"][1] == "42"  # type: ignore[index]
+    finally:
+        urllib.request.urlopen(
+            urllib.request.Request(f"http://127.0.0.1:9091/metrics/job/{job}", method="DELETE"), timeout=5
+        ).close()
+    targets = _prom("/api/v1/targets")["data"]["activeTargets"]  # type: ignore[index]
+    jobs = {t["labels"]["job"] for t in targets}  # type: ignore[index]
+    assert {"prometheus", "pushgateway", "speed", "serving"} <= jobs
