@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 .ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
 
 # One set of settings for every command (see docs/configuration.md); override on the command line.
 export LAMBDA_HOME := $(CURDIR)
