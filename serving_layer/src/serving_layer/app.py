@@ -1,0 +1,427 @@
+"""The HTTP API and dashboard: routes and wiring of validation, stores, merge, FX and rendering.
+
+Route map (OpenAPI at /docs):
+  /v1/revenue/hourly, /v1/status   bearer token (LAMBDA_API_TOKENS)
+  /healthz, /readyz, /metrics      open (probes and the Prometheus scraper; no business data)
+  /, /static/*                     open (the dashboard shell; its data calls need a token)
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import redis.asyncio as aioredis
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lambda_contract.settings import Settings
+from lambda_contract.windows import HOUR, format_instant, hour_label
+from serving_layer.fx import SHIPPED_RATES, FxTable, load_rates
+from serving_layer.logs import request_id
+from serving_layer.merge import MergedHour, Source, merge
+from serving_layer.metrics import ServingMetrics
+from serving_layer.params import GROUP_FIELDS, HourlyQuery, ParamError, parse_hourly
+from serving_layer.rows import render_hour
+from serving_layer.stores import BatchState, BatchStore, SpeedStore, redis_client
+
+log = logging.getLogger("serving_layer.app")
+access_log = logging.getLogger("serving_layer.access")
+
+DASHBOARD_DIR: Final = Path(__file__).with_name("dashboard")
+SPEED_STALE_AFTER_S: Final = 60
+RENDER_CACHE_ENTRIES: Final = 50_000
+_REQUEST_ID_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+try:
+    VERSION = version("lambda-serving")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
+    VERSION = "0+unknown"
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def token_valid(given: str, tokens: tuple[str, ...]) -> bool:
+    """Constant-time comparison against every configured token (no early exit on a match)."""
+    presented = given.encode()
+    ok = False
+    for token in tokens:
+        ok |= hmac.compare_digest(presented, token.encode())
+    return ok
+
+
+def _json(doc: object, status: int = 200) -> Response:
+    body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(body, status_code=status, media_type="application/json")
+
+
+class RequestContext:
+    """Pure ASGI middleware: request id, latency histogram per route, one JSON access log line."""
+
+    def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _incoming_request_id(scope) or uuid.uuid4().hex
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.request_seconds.labels(template, scope["method"], str(status)).observe(elapsed)
+            access_log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
+            )
+            request_id.reset(token)
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    """Honour a caller's X-Request-ID only when it is short and plain (it ends up in logs)."""
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text = bytes(value).decode("latin-1")
+            if 0 < len(text) <= 64 and set(text) <= _REQUEST_ID_CHARS:
+                return text
+    return None
+
+
+@dataclass
+class Services:
+    settings: Settings
+    fx: FxTable
+    speed: SpeedStore
+    batch: BatchStore
+    metrics: ServingMetrics
+    clock: Clock
+    render_cache: OrderedDict[tuple[object, ...], tuple[bytes, int]]
+
+
+def _fragment(services: Services, merged: MergedHour, query: HourlyQuery) -> tuple[bytes, int]:
+    """An hour's rows as JSON text (without brackets) and the row count, cached by data version."""
+    key = (merged.hour, query.shape(), merged.source, merged.status, merged.token)
+    cache = services.render_cache
+    hit = cache.get(key)
+    if hit is not None:
+        cache.move_to_end(key)
+        return hit
+    rows = render_hour(merged, query, services.fx)
+    text = ",".join(json.dumps(r, separators=(",", ":")) for r in rows).encode()
+    entry = (text, len(rows))
+    cache[key] = entry
+    if len(cache) > RENDER_CACHE_ENTRIES:
+        cache.popitem(last=False)
+    return entry
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+Svc = Annotated[Services, Depends(services_of)]
+bearer = HTTPBearer(auto_error=False, description="A token from LAMBDA_API_TOKENS.")
+
+
+def require_token(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> None:
+    """401 unless the request carries one of the configured tokens (none configured: no access)."""
+    tokens = services_of(request).settings.api_tokens
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    if not tokens or not token_valid(credentials.credentials, tokens):
+        raise HTTPException(401, "invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+def batch_complete_through(state: BatchState) -> datetime | None:
+    """End of the newest hour the batch has computed (older gaps show per row as `missing`)."""
+    computed = state.view.computed
+    return max(computed) + HOUR if computed else None
+
+
+def create_app(
+    settings: Settings,
+    *,
+    fx: FxTable | None = None,
+    clock: Clock = utc_now,
+    batch_refresh_s: float = 1.0,
+) -> FastAPI:
+    """Build the app; the Redis client is created at start-up and closed at shutdown."""
+    rates_path = settings.path(settings.fx_rates_path) if settings.fx_rates_path else SHIPPED_RATES
+    fx_table = fx if fx is not None else load_rates(rates_path)
+    batch = BatchStore(settings, refresh_interval_s=batch_refresh_s)
+    metrics = ServingMetrics(batch.cache_age_s)
+    lateness = settings.allowed_lateness
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = redis_client(settings)
+        app.state.services = Services(
+            settings=settings,
+            fx=fx_table,
+            speed=SpeedStore(client, settings.redis_layout),
+            batch=batch,
+            metrics=metrics,
+            clock=clock,
+            render_cache=OrderedDict(),
+        )
+        await batch.ensure_fresh()
+        log.info(
+            "serving layer started",
+            extra={
+                "version": VERSION,
+                "tokens": len(settings.api_tokens),
+                "fx_currencies": len(fx_table.currencies),
+            },
+        )
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    app = FastAPI(
+        title="Lambda revenue platform: serving layer",
+        version=VERSION,
+        description=(
+            "Hourly revenue merged per hour from the batch view (Delta gold, final) and the speed "
+            "view (Redis, provisional). Every /v1 call needs `Authorization: Bearer <token>`."
+        ),
+        lifespan=lifespan,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET"],
+            allow_headers=["Authorization", "X-Request-ID"],
+        )
+    app.add_middleware(RequestContext, metrics=metrics)
+    auth = [Depends(require_token)]
+
+    @app.exception_handler(ParamError)
+    async def bad_param(request: Request, exc: ParamError) -> Response:
+        return _json({"error": "bad_request", "detail": str(exc)}, 400)
+
+    @app.exception_handler(aioredis.RedisError)
+    async def redis_down(request: Request, exc: aioredis.RedisError) -> Response:
+        log.error("redis error", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+        return _json({"error": "unavailable", "detail": "the speed view (Redis) cannot be read"}, 503)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        response = _json(
+            {"error": "unauthorized" if exc.status_code == 401 else "error", "detail": exc.detail},
+            exc.status_code,
+        )
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.get(
+        "/v1/revenue/hourly",
+        dependencies=auth,
+        tags=["revenue"],
+        summary="Hourly revenue, merged per hour from batch and speed",
+        responses={
+            200: {"description": "rows per hour (and group), with source, status and freshness"},
+            400: {"description": "invalid parameter, with a message naming it"},
+            401: {"description": "no or invalid bearer token"},
+        },
+    )
+    async def revenue_hourly(
+        services: Svc,
+        start: Annotated[str | None, Query(description="RFC 3339, on an hour, inclusive")] = None,
+        end: Annotated[str | None, Query(description="RFC 3339, on an hour, exclusive; <= 31 days")] = None,
+        group_by: Annotated[str | None, Query(description=f"subset of {','.join(GROUP_FIELDS)}")] = None,
+        region: Annotated[str | None, Query(description="filter: comma-separated regions")] = None,
+        category: Annotated[str | None, Query(description="filter: comma-separated categories")] = None,
+        currency: Annotated[str | None, Query(description="reporting currency (default USD)")] = None,
+    ) -> Response:
+        query = parse_hourly(
+            start=start,
+            end=end,
+            group_by=group_by,
+            region=region,
+            category=category,
+            currency=currency,
+            known_currencies=services.fx.currencies,
+        )
+        now = services.clock()
+        state = await services.batch.ensure_fresh()
+        hours = query.hours
+        computed = state.view.computed
+        snapshot = await services.speed.read([h for h in hours if h not in computed])
+        if snapshot.bad_entries:
+            services.metrics.bad_redis_entries.inc(snapshot.bad_entries)
+        merged = merge(hours, state.view, snapshot.view, now, lateness)
+        parts: list[bytes] = []
+        counts = dict.fromkeys(Source, 0)
+        for m in merged:
+            text, n = _fragment(services, m, query)
+            parts.append(text)
+            counts[m.source] += n
+            services.metrics.hours.labels(m.status.value).inc()
+        for source, n in counts.items():
+            if n:
+                services.metrics.rows.labels(source.value).inc(n)
+        through = batch_complete_through(state)
+        head = {
+            "currency": query.currency,
+            "start": hour_label(query.start),
+            "end": hour_label(query.end),
+            "group_by": list(query.group_by),
+        }
+        tail = {
+            "speed_watermark": format_instant(snapshot.meta.watermark) if snapshot.meta.watermark else None,
+            "batch_complete_through": hour_label(through) if through else None,
+        }
+        body = b"".join(
+            (
+                json.dumps(head, separators=(",", ":"))[:-1].encode(),
+                b',"rows":[',
+                b",".join(parts),
+                b'],"freshness":',
+                json.dumps(tail, separators=(",", ":")).encode(),
+                b',"generated_at":"',
+                format_instant(now).encode(),
+                b'"}',
+            )
+        )
+        return Response(body, media_type="application/json")
+
+    @app.get(
+        "/v1/status",
+        dependencies=auth,
+        tags=["status"],
+        summary="Layer health, watermark, last batch run, lag",
+    )
+    async def status(services: Svc) -> Response:
+        now = services.clock()
+        state = await services.batch.ensure_fresh()
+        speed: dict[str, Any] = {"reachable": False, "healthy": False}
+        try:
+            meta, held = await services.speed.read_meta()
+            wm, beat = meta.watermark, meta.updated
+            beat_age = (now - beat).total_seconds() if beat else None
+            speed = {
+                "reachable": True,
+                "healthy": beat_age is not None and beat_age <= SPEED_STALE_AFTER_S,
+                "watermark": format_instant(wm) if wm else None,
+                "watermark_lag_s": round((now - wm).total_seconds(), 3) if wm else None,
+                "heartbeat": format_instant(beat) if beat else None,
+                "heartbeat_age_s": round(beat_age, 3) if beat_age is not None else None,
+                "hours_held": len(held),
+                "open_hours": sum(1 for v in held.values() if v != "closed"),
+            }
+        except (aioredis.RedisError, OSError) as exc:
+            speed["error"] = f"{type(exc).__name__}"
+        through = batch_complete_through(state)
+        last = state.last_run
+        age = services.batch.cache_age_s()
+        batch_doc: dict[str, Any] = {
+            "available": state.manifest_version is not None,
+            "gold_version": state.gold_version,
+            "manifest_version": state.manifest_version,
+            "computed_hours": len(state.view.computed),
+            "complete_through": hour_label(through) if through else None,
+            "lag_s": round((now - through).total_seconds(), 3) if through else None,
+            "last_run": None
+            if last is None
+            else {
+                "run_id": last.run_id,
+                "computed_at": format_instant(last.computed_at),
+                "dates": [d.isoformat() for d in last.dates],
+                "hours": last.hours,
+            },
+            "cache_age_s": round(age, 3) if age is not None else None,
+            "error": state.error,
+        }
+        return _json(
+            {
+                "now": format_instant(now),
+                "speed": speed,
+                "batch": batch_doc,
+                "serving": {
+                    "version": VERSION,
+                    "allowed_lateness_s": settings.allowed_lateness_s,
+                    "fx_currencies": sorted(services.fx.currencies),
+                },
+            }
+        )
+
+    @app.get("/healthz", tags=["probes"], summary="Liveness: the process answers")
+    async def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz", tags=["probes"], summary="Readiness: Redis answers and FX rates are loaded")
+    async def readyz(services: Svc) -> Response:
+        if await services.speed.ping():
+            return _json({"status": "ready"})
+        return _json({"status": "not ready", "detail": "Redis does not answer"}, 503)
+
+    @app.get(
+        "/metrics", tags=["probes"], summary="Prometheus metrics (lambda_serving_*), open for the scraper"
+    )
+    async def prometheus(services: Svc) -> Response:
+        state = services.batch.state
+        services.metrics.table_version.labels("gold").set(
+            -1 if state.gold_version is None else state.gold_version
+        )
+        services.metrics.table_version.labels("coverage_manifest").set(
+            -1 if state.manifest_version is None else state.manifest_version
+        )
+        return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    index_html = (DASHBOARD_DIR / "index.html").read_bytes()
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> Response:
+        return HTMLResponse(index_html, headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=DASHBOARD_DIR), name="static")
+    return app

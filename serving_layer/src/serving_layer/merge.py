@@ -1,0 +1,114 @@
+"""The merge rule (SPEC §5), per hour, as a pure function of the two views.
+
+Per hour, never by a single max-time boundary:
+
+1. the coverage manifest marks the hour computed -> gold: `batch` / `final` (an hour with no gold
+   rows is a zero hour: the batch looked and found nothing);
+2. else the speed layer holds the hour -> Redis: `speed` / `closed` once the speed watermark has
+   reached hour end + allowed lateness (or the speed layer itself marked it closed), else `open`;
+3. else an hour that has not started yet -> `none` / `future` (zeros, nothing can exist yet);
+4. else -> `none` / `missing`: a gap is shown, never hidden.
+
+The speed layer "holds" an hour when it lists it in its hours hash, or has data for it, or the
+hour lies between the first hour it lists and its watermark's hour: it has processed that span,
+so an hour there without data had no events (zeros). Hours outside that span that no view has
+are missing, e.g. before the speed layer started or after its retention expired them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from lambda_contract.redis_layout import HOUR_CLOSED, GroupKey, Metrics
+from lambda_contract.windows import hour_start, is_closed
+
+HourData = Mapping[GroupKey, Metrics]
+
+
+class Source(enum.StrEnum):
+    BATCH = "batch"
+    SPEED = "speed"
+    NONE = "none"
+
+
+class Status(enum.StrEnum):
+    FINAL = "final"
+    CLOSED = "closed"
+    OPEN = "open"
+    MISSING = "missing"
+    FUTURE = "future"
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """What gold and the manifest say: the computed hours and their rows."""
+
+    computed: frozenset[datetime] = frozenset()
+    hours: Mapping[datetime, HourData] = field(default_factory=dict)
+    token: object = None  # changes whenever the data may have changed (table versions)
+
+
+@dataclass(frozen=True)
+class SpeedView:
+    """What Redis says: the watermark, the hours hash (hour -> open|closed), and hour data read."""
+
+    watermark: datetime | None = None
+    held: Mapping[datetime, str] = field(default_factory=dict)
+    hours: Mapping[datetime, HourData] = field(default_factory=dict)
+    tokens: Mapping[datetime, object] = field(default_factory=dict)  # per hour, new when data changed
+
+    def covers(self, hour: datetime) -> bool:
+        if hour in self.held or self.hours.get(hour):
+            return True
+        if self.watermark is None:
+            return False
+        last = hour_start(self.watermark)
+        first = min(self.held) if self.held else last
+        return first <= hour <= last
+
+    def status(self, hour: datetime, allowed_lateness: timedelta) -> Status:
+        closed = self.held.get(hour) == HOUR_CLOSED or is_closed(hour, self.watermark, allowed_lateness)
+        return Status.CLOSED if closed else Status.OPEN
+
+
+@dataclass(frozen=True)
+class MergedHour:
+    hour: datetime
+    source: Source
+    status: Status
+    groups: HourData
+    token: object = None  # identifies the data version, for caches of rendered rows
+
+    @property
+    def provisional(self) -> bool:
+        return self.source is Source.SPEED
+
+
+_EMPTY: HourData = {}
+
+
+def merge_hour(
+    hour: datetime, batch: BatchView, speed: SpeedView, now: datetime, allowed_lateness: timedelta
+) -> MergedHour:
+    """One hour's source, status and rows by the rule in the module docstring."""
+    if hour in batch.computed:
+        return MergedHour(hour, Source.BATCH, Status.FINAL, batch.hours.get(hour, _EMPTY), batch.token)
+    if speed.covers(hour):
+        status = speed.status(hour, allowed_lateness)
+        return MergedHour(hour, Source.SPEED, status, speed.hours.get(hour, _EMPTY), speed.tokens.get(hour))
+    if hour > now:
+        return MergedHour(hour, Source.NONE, Status.FUTURE, _EMPTY)
+    return MergedHour(hour, Source.NONE, Status.MISSING, _EMPTY)
+
+
+def merge(
+    hours: Iterable[datetime],
+    batch: BatchView,
+    speed: SpeedView,
+    now: datetime,
+    allowed_lateness: timedelta,
+) -> list[MergedHour]:
+    return [merge_hour(h, batch, speed, now, allowed_lateness) for h in hours]

@@ -1,0 +1,94 @@
+"""From merged hours to API rows (pure): filter, group, convert, render.
+
+Revenue stays per native currency until the row is complete, then one conversion turns the
+row's {currency: amount} into the reporting currency, so a row's value never depends on the
+order in which keys were summed and rounding happens once, at the edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from lambda_contract.redis_layout import GroupKey, Metrics
+from lambda_contract.windows import hour_label
+from serving_layer.fx import FxTable, to_cents
+from serving_layer.merge import HourData, MergedHour
+from serving_layer.params import HourlyQuery
+
+Row = dict[str, Any]
+
+
+@dataclass
+class Bucket:
+    """One output row's sums before conversion."""
+
+    orders: int = 0
+    refunds: int = 0
+    events: int = 0
+    revenue: dict[str, Decimal] = field(default_factory=dict)
+
+    def add(self, currency: str, metrics: Metrics) -> None:
+        self.orders += metrics.orders
+        self.refunds += metrics.refunds
+        self.events += metrics.events
+        self.revenue[currency] = self.revenue.get(currency, Decimal(0)) + metrics.revenue
+
+
+def selected(key: GroupKey, query: HourlyQuery) -> bool:
+    return (query.regions is None or key.region in query.regions) and (
+        query.categories is None or key.category in query.categories
+    )
+
+
+def group_hour(groups: HourData, query: HourlyQuery) -> dict[tuple[str, ...], Bucket]:
+    """Sum the hour's keys that pass the filters into one bucket per group_by value tuple."""
+    buckets: dict[tuple[str, ...], Bucket] = {}
+    fields = query.group_by
+    for key, metrics in groups.items():
+        if not selected(key, query):
+            continue
+        values = tuple(getattr(key, f) for f in fields)
+        bucket = buckets.get(values)
+        if bucket is None:
+            bucket = buckets[values] = Bucket()
+        bucket.add(key.currency, metrics)
+    return buckets
+
+
+def render_hour(merged: MergedHour, query: HourlyQuery, fx: FxTable) -> list[Row]:
+    """The hour's rows, sorted by group values; one zero row when nothing matches."""
+    buckets = group_hour(merged.groups, query)
+    if not buckets:
+        buckets = {tuple(None for _ in query.group_by): Bucket()}  # type: ignore[misc]
+    label = hour_label(merged.hour)
+    day = merged.hour.date()
+    rows: list[Row] = []
+    for values in sorted(buckets, key=lambda v: tuple(x or "" for x in v)):
+        bucket = buckets[values]
+        converted = fx.convert(bucket.revenue, day, query.currency)
+        row: Row = {"hour": label}
+        row.update(zip(query.group_by, values, strict=True))
+        row["revenue"] = to_cents(converted.value) if converted.value is not None else None
+        if "currency" in query.group_by and values[query.group_by.index("currency")] is not None:
+            native = sum(bucket.revenue.values(), Decimal(0))
+            row["revenue_native"] = format(native.quantize(Decimal("0.0001")), "f")
+        row["orders"] = bucket.orders
+        row["refunds"] = bucket.refunds
+        row["events"] = bucket.events
+        row["source"] = merged.source.value
+        row["status"] = merged.status.value
+        row["fx_stale"] = converted.stale
+        if converted.missing:
+            row["fx_missing"] = list(converted.missing)
+        rows.append(row)
+    return rows
+
+
+def render(hours: Iterable[MergedHour], query: HourlyQuery, fx: FxTable) -> list[Row]:
+    rows: list[Row] = []
+    for merged in hours:
+        rows.extend(render_hour(merged, query, fx))
+    return rows

@@ -1,0 +1,306 @@
+"""I/O: the speed view in Redis and the batch view in Delta, each behind a small cache.
+
+Redis is read in one pipelined round trip per request (meta, hours hash, the requested hour
+hashes). Decoding is cached per hour and reused while the raw hash is unchanged, which dict
+equality checks in C; each decoded hour gets a fresh token so rendered rows can be cached too.
+
+Delta gold and the coverage manifest are read with delta-rs (no JVM), loaded whole into memory
+and reloaded only when either table's version changes; the version check runs off the event
+loop at most every `refresh_interval_s`. A table that does not exist yet is an empty view: the
+API serves from the speed layer alone until the first batch run. A failed reload keeps the last
+good view and is reported by /v1/status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+from deltalake import DeltaTable
+
+from lambda_contract.redis_layout import GroupKey, Metrics, RedisLayout
+from lambda_contract.settings import Settings
+from lambda_contract.tables import GOLD, MANIFEST
+from lambda_contract.windows import from_epoch_ms, parse_hour_id
+from serving_layer.merge import BatchView, HourData, SpeedView
+
+log = logging.getLogger("serving_layer.stores")
+
+DECODE_CACHE_HOURS: Final = 4096
+_tokens = itertools.count(1)
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    """An asyncio client (hiredis parser when installed) with the configured password."""
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        password=settings.resolved_redis_password(),
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
+@dataclass(frozen=True)
+class SpeedMeta:
+    """The speed layer's own bookkeeping: watermark and sink heartbeat."""
+
+    watermark: datetime | None = None
+    updated: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SpeedSnapshot:
+    view: SpeedView
+    meta: SpeedMeta
+    tokens: dict[datetime, int]
+    bad_entries: int = 0
+
+
+def _decode_hour(raw: dict[bytes, bytes]) -> tuple[dict[GroupKey, Metrics], int]:
+    """Decode one hour hash; entries that do not follow the layout are skipped and counted."""
+    groups: dict[GroupKey, Metrics] = {}
+    bad = 0
+    for key, value in raw.items():
+        try:
+            groups[GroupKey.parse(key)] = Metrics.decode(value)
+        except (ValueError, ArithmeticError, UnicodeDecodeError):
+            bad += 1
+    return groups, bad
+
+
+def _decode_meta(raw: dict[bytes, bytes]) -> SpeedMeta:
+    def instant(name: bytes) -> datetime | None:
+        value = raw.get(name)
+        if value is None:
+            return None
+        try:
+            return from_epoch_ms(int(value))
+        except (ValueError, OverflowError):
+            return None
+
+    return SpeedMeta(watermark=instant(b"watermark_ms"), updated=instant(b"updated_ms"))
+
+
+def _decode_held(raw: dict[bytes, bytes]) -> dict[datetime, str]:
+    held: dict[datetime, str] = {}
+    for key, value in raw.items():
+        try:
+            held[parse_hour_id(key.decode())] = value.decode()
+        except (ValueError, UnicodeDecodeError):
+            continue
+    return held
+
+
+class SpeedStore:
+    """Reads the speed view with the contract's RedisLayout and codecs."""
+
+    def __init__(self, client: aioredis.Redis, layout: RedisLayout) -> None:
+        self.client = client
+        self.layout = layout
+        self._decoded: OrderedDict[datetime, tuple[dict[bytes, bytes], dict[GroupKey, Metrics], int]] = (
+            OrderedDict()
+        )
+
+    async def read(self, hours: Sequence[datetime]) -> SpeedSnapshot:
+        """Meta, hours hash and the given hours' hashes in one pipelined round trip."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.layout.meta())
+            pipe.hgetall(self.layout.hours())
+            for hour in hours:
+                pipe.hgetall(self.layout.hour(hour))
+            results: list[Any] = await pipe.execute()
+        meta = _decode_meta(results[0])
+        held = _decode_held(results[1])
+        data: dict[datetime, HourData] = {}
+        tokens: dict[datetime, int] = {}
+        bad = 0
+        for hour, raw in zip(hours, results[2:], strict=True):
+            if not raw:
+                continue
+            cached = self._decoded.get(hour)
+            if cached is not None and cached[0] == raw:
+                self._decoded.move_to_end(hour)
+                groups, token = cached[1], cached[2]
+            else:
+                groups, bad_here = _decode_hour(raw)
+                bad += bad_here
+                token = next(_tokens)
+                self._decoded[hour] = (raw, groups, token)
+                if len(self._decoded) > DECODE_CACHE_HOURS:
+                    self._decoded.popitem(last=False)
+            data[hour] = groups
+            tokens[hour] = token
+        view = SpeedView(watermark=meta.watermark, held=held, hours=data, tokens=tokens)
+        return SpeedSnapshot(view=view, meta=meta, tokens=tokens, bad_entries=bad)
+
+    async def read_meta(self) -> tuple[SpeedMeta, dict[datetime, str]]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.layout.meta())
+            pipe.hgetall(self.layout.hours())
+            meta_raw, held_raw = await pipe.execute()
+        return _decode_meta(meta_raw), _decode_held(held_raw)
+
+    async def ping(self) -> bool:
+        try:
+            pong: object = await self.client.ping()  # type: ignore[misc]
+            return bool(pong)
+        except (aioredis.RedisError, OSError):
+            return False
+
+
+@dataclass(frozen=True)
+class LastRun:
+    run_id: str
+    computed_at: datetime
+    dates: tuple[date, ...]
+    hours: int
+
+
+@dataclass
+class BatchState:
+    """The batch view plus what /v1/status reports about it."""
+
+    view: BatchView = field(default_factory=BatchView)
+    gold_version: int | None = None
+    manifest_version: int | None = None
+    last_run: LastRun | None = None
+    checked_at: float | None = None  # time.monotonic() of the last successful version check
+    error: str | None = None
+
+    @property
+    def token(self) -> tuple[int | None, int | None]:
+        return (self.gold_version, self.manifest_version)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _open(url: str) -> DeltaTable | None:
+    if not DeltaTable.is_deltatable(url):
+        return None
+    return DeltaTable(url)
+
+
+def load_gold(table: DeltaTable) -> dict[datetime, dict[GroupKey, Metrics]]:
+    columns = ["hour", "region", "category", "currency", "revenue", "orders", "refunds", "events"]
+    data = table.to_pyarrow_table(columns=columns)
+    hours: dict[datetime, dict[GroupKey, Metrics]] = {}
+    cols = [data.column(c).to_pylist() for c in columns]
+    for hour, region, category, currency, revenue, orders, refunds, events in zip(*cols, strict=True):
+        metrics = Metrics(Decimal(revenue), int(orders), int(refunds), int(events))
+        key = GroupKey(region, category, currency)
+        groups = hours.setdefault(_utc(hour), {})
+        # Two rows for one key would be a batch bug; summing keeps the numbers visible, not lost.
+        groups[key] = groups[key] + metrics if key in groups else metrics
+    return hours
+
+
+def load_manifest(table: DeltaTable) -> tuple[frozenset[datetime], LastRun | None]:
+    """Computed hours (latest entry per hour wins) and the most recent run."""
+    columns = ["date", "hour", "computed", "run_id", "computed_at"]
+    data = table.to_pyarrow_table(columns=columns)
+    latest: dict[datetime, tuple[datetime, bool, str, date]] = {}
+    for day, hour, computed, run_id, computed_at in zip(
+        *(data.column(c).to_pylist() for c in columns), strict=True
+    ):
+        at = _utc(computed_at)
+        h = _utc(hour)
+        if h not in latest or at >= latest[h][0]:
+            latest[h] = (at, bool(computed), str(run_id), day)
+    computed_hours = frozenset(h for h, entry in latest.items() if entry[1])
+    if not latest:
+        return computed_hours, None
+    newest = max(latest.values(), key=lambda e: e[0])
+    run_entries = [e for e in latest.values() if e[2] == newest[2]]
+    last = LastRun(
+        run_id=newest[2],
+        computed_at=max(e[0] for e in run_entries),
+        dates=tuple(sorted({e[3] for e in run_entries})),
+        hours=len(run_entries),
+    )
+    return computed_hours, last
+
+
+class BatchStore:
+    """Gold + manifest, reloaded when a table version changes (checked at most every interval)."""
+
+    def __init__(self, settings: Settings, refresh_interval_s: float = 1.0) -> None:
+        self.gold_url = settings.delta_table_url(GOLD.name)
+        self.manifest_url = settings.delta_table_url(MANIFEST.name)
+        self.refresh_interval_s = refresh_interval_s
+        self.state = BatchState()
+        self._gold: DeltaTable | None = None
+        self._manifest: DeltaTable | None = None
+        self._lock = asyncio.Lock()
+
+    def _version(self, attr: str, url: str) -> int | None:
+        table: DeltaTable | None = getattr(self, attr)
+        if table is None:
+            table = _open(url)
+            setattr(self, attr, table)
+        else:
+            table.update_incremental()
+        return None if table is None else int(table.version())
+
+    def refresh(self) -> bool:
+        """Check both versions and reload on change; True when the view changed."""
+        try:
+            # Manifest first: gold is then at least as new as the hours the manifest names.
+            manifest_version = self._version("_manifest", self.manifest_url)
+            gold_version = self._version("_gold", self.gold_url)
+            state = self.state
+            if (gold_version, manifest_version) == state.token and state.checked_at is not None:
+                state.checked_at = time.monotonic()
+                state.error = None
+                return False
+            computed: frozenset[datetime] = frozenset()
+            last_run = None
+            if self._manifest is not None:
+                computed, last_run = load_manifest(self._manifest)
+            gold = load_gold(self._gold) if self._gold is not None else {}
+            self.state = BatchState(
+                view=BatchView(computed=computed, hours=gold, token=(gold_version, manifest_version)),
+                gold_version=gold_version,
+                manifest_version=manifest_version,
+                last_run=last_run,
+                checked_at=time.monotonic(),
+            )
+            log.info(
+                "batch view loaded",
+                extra={
+                    "gold_version": gold_version,
+                    "manifest_version": manifest_version,
+                    "computed_hours": len(computed),
+                    "gold_hours": len(gold),
+                },
+            )
+            return True
+        except Exception as exc:  # any delta-rs / arrow failure: keep serving the last good view
+            self.state.error = f"{type(exc).__name__}: {exc}"[:500]
+            self._gold = self._manifest = None
+            log.warning("batch view refresh failed", extra={"error": self.state.error})
+            return False
+
+    async def ensure_fresh(self) -> BatchState:
+        """Refresh if the last check is older than the interval; concurrent callers do not wait."""
+        state = self.state
+        due = state.checked_at is None or time.monotonic() - state.checked_at >= self.refresh_interval_s
+        if due and not self._lock.locked():
+            async with self._lock:
+                await asyncio.to_thread(self.refresh)
+        return self.state
+
+    def cache_age_s(self) -> float | None:
+        checked = self.state.checked_at
+        return None if checked is None else time.monotonic() - checked

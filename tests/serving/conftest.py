@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from serving_support import TOKEN, delete_prefix, make_settings, utc
+
+from lambda_contract.settings import Settings
+from serving_layer.app import create_app
+
+NOW = utc("2026-11-20T15:20:00Z")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, os.environ)
+
+
+@pytest.fixture
+def r(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url, password=settings.resolved_redis_password())
+    try:
+        client.ping()
+    except redis.RedisError as exc:  # pragma: no cover - the services are a precondition
+        pytest.fail(f"Redis is not reachable ({exc}); run `make up`")
+    yield client
+    delete_prefix(client, settings.redis_prefix)
+    client.close()
+
+
+def make_client(settings: Settings, now: datetime = NOW) -> TestClient:
+    app = create_app(settings, clock=lambda: now, batch_refresh_s=0.0)
+    return TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with make_client(settings) as c:
+        yield c
