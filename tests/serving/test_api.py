@@ -138,7 +138,7 @@ def test_grouping_filters_and_fx_conversion(client: TestClient, r: redis.Redis, 
     )
     write_meta(r, layout, watermark=utc("2026-11-20T10:30:00Z"), updated=NOW)
     params = {"start": "2026-11-20T09:00:00Z", "end": "2026-11-20T10:00:00Z"}
-    eur = Decimal("1.028171")  # shipped rate for EUR on 2026-11-20
+    eur = Decimal("1.213027")  # shipped rate for EUR on 2026-11-20
     body = hourly(client, **params, group_by="currency,region", region="eu-west")
     assert body["group_by"] == ["region", "currency"]
     assert [(x["region"], x["currency"], x["revenue"], x["revenue_native"]) for x in body["rows"]] == [
@@ -159,7 +159,7 @@ def test_fx_stale_rate_on_a_weekend_is_flagged(
     write_meta(r, settings.redis_layout, watermark=utc("2026-11-21T12:00:00Z"), updated=NOW)
     with make_client(settings, now=utc("2026-11-21T12:00:00Z")) as c:
         row = hourly(c, start="2026-11-21T10:00:00Z", end="2026-11-21T11:00:00Z")["rows"][0]
-    assert row["fx_stale"] is True and row["revenue"] == str((Decimal("10.28171")).quantize(Decimal("0.01")))
+    assert row["fx_stale"] is True and row["revenue"] == str((Decimal("12.13027")).quantize(Decimal("0.01")))
 
 
 def test_currency_without_any_rate_gives_null_revenue_and_names_it(

@@ -120,8 +120,9 @@ class FxTable:
 
 
 def to_cents(value: Decimal) -> str:
-    """The API's money form: rounded half-even to 2 places, plain notation."""
-    return format(value.quantize(CENT, rounding=ROUND_HALF_EVEN, context=FX_CONTEXT), "f")
+    """The API's money form: rounded half-even to 2 places, plain notation, never `-0.00`."""
+    cents = value.quantize(CENT, rounding=ROUND_HALF_EVEN, context=FX_CONTEXT)
+    return format(cents.copy_abs() if cents.is_zero() else cents, "f")
 
 
 def load_rates(path: Path) -> FxTable:

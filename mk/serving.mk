@@ -1,0 +1,19 @@
+# Serving layer (issue 5): HTTP API + dashboard on LAMBDA_API_PORT (default 8000).
+.PHONY: serve serve-bench
+
+SERVING := $(VENVS)/serving/bin
+API_TOKEN_FILE := $(LAMBDA_STATE_DIR)/secrets/api-token
+
+serve: up ## serve the API (/docs) and the dashboard (/) on LAMBDA_API_PORT, default 8000
+	@if [ -z "$${LAMBDA_API_TOKENS:-}" ]; then
+	  # Local use only: a generated token kept with the other local secrets (k8s sets its own Secret).
+	  [ -s "$(API_TOKEN_FILE)" ] || (umask 077; mkdir -p "$$(dirname "$(API_TOKEN_FILE)")"; \
+	    $(SERVING)/python -c 'import secrets; print(secrets.token_urlsafe(32))' > "$(API_TOKEN_FILE)")
+	  export LAMBDA_API_TOKENS=$$(cat "$(API_TOKEN_FILE)")
+	  echo "[serve] LAMBDA_API_TOKENS unset: using the local token in $(API_TOKEN_FILE)"
+	  echo "[serve] dashboard: http://localhost:$${LAMBDA_API_PORT:-8000}/#token=$$LAMBDA_API_TOKENS"
+	fi
+	exec $(SERVING)/lambda-serve
+
+serve-bench: up ## benchmark /v1/revenue/hourly (24 h x region,category,currency) vs a bare HGETALL endpoint
+	@$(SERVING)/python -m serving_layer.bench $(BENCH_ARGS)
