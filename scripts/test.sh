@@ -7,7 +7,7 @@ VENVS=$PWD/.venvs
 
 # suite folder(s) : environment
 SUITES=(
-  "tests/contract tests/tools tests/infra:tools"
+  "tests/contract tests/tools tests/infra tests/observability:tools"
   "tests/speed:speed"
   "tests/batch:batch"
   "tests/serving:serving"

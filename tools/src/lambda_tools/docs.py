@@ -8,9 +8,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from lambda_contract import metrics
 from lambda_contract.settings import documented
 
-CONFIGURATION_MD = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
+DOCS_DIR = Path(__file__).resolve().parents[3] / "docs"
+CONFIGURATION_MD = DOCS_DIR / "configuration.md"
+METRICS_MD = DOCS_DIR / "metrics.md"
 
 
 def configuration_markdown() -> str:
@@ -31,9 +34,31 @@ def configuration_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def metrics_markdown() -> str:
+    lines = [
+        "# Metrics",
+        "",
+        "Every metric the platform exports, defined once in `lambda_contract.metrics` (this page is",
+        "generated from it: `python -m lambda_tools.docs`). Names carry the layer and the unit; label",
+        "sets are bounded. Alert rules (`infra/prometheus/rules/`) and Grafana dashboards",
+        "(`infra/grafana/dashboards/`) are tested against this list. Flink's own reporter adds `flink_*`.",
+        "",
+        "Locally, `make up` starts Prometheus on http://localhost:9090 scraping the speed layer",
+        "(ports 9249-9251), the serving layer (:8000/metrics) and the Pushgateway (:9091, batch runs).",
+        "",
+        "| metric | type | labels | meaning |",
+        "|---|---|---|---|",
+    ]
+    for spec in metrics.ALL:
+        labels = ", ".join(f"`{label}`" for label in spec.labels) or "-"
+        lines.append(f"| `{spec.name}` | {spec.kind} | {labels} | {spec.doc} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
-    CONFIGURATION_MD.write_text(configuration_markdown())
-    print(f"wrote {CONFIGURATION_MD}")
+    for path, text in ((CONFIGURATION_MD, configuration_markdown()), (METRICS_MD, metrics_markdown())):
+        path.write_text(text)
+        print(f"wrote {path}")
     return 0
 
 

@@ -1,0 +1,118 @@
+"""Every Prometheus metric the platform exports, in one naming scheme (docs/metrics.md is generated).
+
+Names start with `lambda_<layer>_`, carry their unit (`_seconds`, `_bytes`, `_ratio`, `_total` for
+counters) and use only bounded label sets. Layers create their client objects from these specs,
+alert rules and Grafana panels are tested against them, so a renamed metric cannot silently
+break an alert or a dashboard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+Kind = Literal["counter", "gauge", "histogram"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    kind: Kind
+    doc: str
+    labels: tuple[str, ...] = ()
+    layer: str = ""
+
+    @property
+    def series_names(self) -> tuple[str, ...]:
+        """Names as they appear in Prometheus (histograms expose _bucket/_sum/_count)."""
+        if self.kind == "histogram":
+            return (f"{self.name}_bucket", f"{self.name}_sum", f"{self.name}_count")
+        return (self.name,)
+
+
+def _m(layer: str, name: str, kind: Kind, doc: str, *labels: str) -> MetricSpec:
+    return MetricSpec(f"lambda_{layer}_{name}", kind, doc, labels, layer)
+
+
+# --- speed layer (the job's own endpoint; Flink's reporter adds flink_* series) ------------------
+SPEED_EVENTS: Final = _m("speed", "events_total", "counter", "Valid, first-seen events aggregated (on time).")
+SPEED_MALFORMED: Final = _m(
+    "speed", "malformed_total", "counter", "Malformed events sent to the DLQ.", "reason"
+)
+SPEED_DUPLICATES: Final = _m(
+    "speed", "duplicates_total", "counter", "Duplicate deliveries suppressed by event_id."
+)
+SPEED_LATE: Final = _m("speed", "late_events_total", "counter", "Events later than the allowed lateness.")
+SPEED_REDIS_WRITES: Final = _m("speed", "redis_writes_total", "counter", "Hash fields written to Redis.")
+SPEED_REDIS_WRITE_SECONDS: Final = _m(
+    "speed", "redis_write_seconds", "histogram", "Latency of one pipelined Redis flush."
+)
+SPEED_WATERMARK: Final = _m("speed", "watermark_timestamp_seconds", "gauge", "Speed watermark (event time).")
+SPEED_WATERMARK_LAG: Final = _m(
+    "speed", "watermark_lag_seconds", "gauge", "Wall clock minus the speed watermark: freshness."
+)
+SPEED_CHECKPOINT_AGE: Final = _m(
+    "speed", "checkpoint_age_seconds", "gauge", "Age of the latest completed Flink checkpoint."
+)
+SPEED_OPEN_HOURS: Final = _m(
+    "speed", "open_hours", "gauge", "Hours the speed layer still accepts events for."
+)
+
+# --- batch layer (pushed to the Pushgateway by each run, job="lambda_batch") ---------------------
+BATCH_RUN_SECONDS: Final = _m("batch", "run_duration_seconds", "gauge", "Wall clock of the last run.", "step")
+BATCH_ROWS: Final = _m(
+    "batch",
+    "rows",
+    "gauge",
+    "Rows of the last run by outcome (input, valid, duplicate, quarantined).",
+    "outcome",
+)
+BATCH_INGESTED_ROWS: Final = _m(
+    "batch", "ingested_rows", "gauge", "Kafka records landed in bronze by the last run."
+)
+BATCH_LAST_SUCCESS: Final = _m(
+    "batch", "last_success_timestamp_seconds", "gauge", "When a run last finished successfully."
+)
+BATCH_LAST_FAILURE: Final = _m("batch", "last_failure_timestamp_seconds", "gauge", "When a run last failed.")
+BATCH_DATE_COMPUTED: Final = _m(
+    "batch",
+    "date_computed_timestamp_seconds",
+    "gauge",
+    "When each date of the last run was computed.",
+    "date",
+)
+
+# --- serving layer --------------------------------------------------------------------------
+SERVING_REQUEST_SECONDS: Final = _m(
+    "serving", "request_duration_seconds", "histogram", "HTTP request latency.", "route", "method", "status"
+)
+SERVING_ROWS: Final = _m("serving", "rows_total", "counter", "Hourly rows served, by source.", "source")
+SERVING_CACHE_AGE: Final = _m(
+    "serving", "cache_age_seconds", "gauge", "Age of the cached Delta snapshot.", "table"
+)
+SERVING_SPEED_WATERMARK_LAG: Final = _m(
+    "serving", "speed_watermark_lag_seconds", "gauge", "Wall clock minus the speed watermark seen in Redis."
+)
+
+# --- reconciliation ---------------------------------------------------------------------------
+RECON_DRIFT: Final = _m(
+    "reconciliation", "drift_ratio", "gauge", "|speed - batch| / batch events of the last reconciled date."
+)
+RECON_RESIDUAL_EVENTS: Final = _m(
+    "reconciliation", "residual_events", "gauge", "Events no cause explains (must be 0)."
+)
+RECON_RESIDUAL_REVENUE: Final = _m(
+    "reconciliation", "residual_revenue_usd", "gauge", "Revenue no cause explains, in USD (must be 0)."
+)
+RECON_LAST_RUN: Final = _m(
+    "reconciliation", "last_run_timestamp_seconds", "gauge", "When the last reconciliation ran."
+)
+
+ALL: Final[tuple[MetricSpec, ...]] = tuple(v for v in list(globals().values()) if isinstance(v, MetricSpec))
+
+
+def by_name(name: str) -> MetricSpec:
+    for spec in ALL:
+        if name == spec.name or name in spec.series_names:
+            return spec
+    raise KeyError(name)

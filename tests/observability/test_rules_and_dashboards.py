@@ -1,0 +1,87 @@
+"""Alert rules fire and stay quiet as promtool proves; rules and panels use only real metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lambda_contract import metrics
+from lambda_tools.docs import METRICS_MD, metrics_markdown
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+RULES = REPO / "infra" / "prometheus" / "rules" / "lambda.yml"
+RULE_TESTS = REPO / "infra" / "prometheus" / "tests" / "lambda_test.yml"
+DASHBOARDS = sorted((REPO / "infra" / "grafana" / "dashboards").glob("*.json"))
+_METRIC = re.compile(r"\b(lambda_[a-z0-9_]+)\b")
+KNOWN = {name for spec in metrics.ALL for name in spec.series_names}
+ALERTS = [r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is missing: `make setup` installs Debian's prometheus package, which ships it")
+    return path
+
+
+def test_rules_are_valid() -> None:
+    out = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_promtool_unit_tests_pass() -> None:
+    out = subprocess.run([promtool(), "test", "rules", str(RULE_TESTS)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_every_alert_is_tested_firing_and_quiet() -> None:
+    tests = yaml.safe_load(RULE_TESTS.read_text())["tests"]
+    fired: set[str] = set()
+    quiet: set[str] = set()
+    for case in tests:
+        for check in case.get("alert_rule_test", []):
+            (fired if check["exp_alerts"] else quiet).add(check["alertname"])
+    assert set(ALERTS) == fired, "every alert needs a case where it fires"
+    assert set(ALERTS) == quiet, "every alert needs a case where it stays quiet"
+
+
+def test_rules_use_only_exported_metrics() -> None:
+    exprs = [r["expr"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    used = {name for expr in exprs for name in _METRIC.findall(expr)}
+    assert used and used <= KNOWN, used - KNOWN
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_dashboard_panels_query_real_metrics_and_routes(path: Path) -> None:
+    dashboard = json.loads(path.read_text())
+    assert dashboard["uid"] and dashboard["panels"]
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] in {"lambda-prometheus", "lambda-api"}, panel["title"]
+        for target in panel["targets"]:
+            if "expr" in target:
+                used = set(_METRIC.findall(target["expr"]))
+                assert used and used <= KNOWN, (panel["title"], used - KNOWN)
+            else:
+                assert target["url"].startswith("/v1/revenue/hourly?"), panel["title"]
+                group_by = re.search(r"group_by=([a-z,]+)", target["url"])
+                if group_by:
+                    assert set(group_by.group(1).split(",")) <= {"region", "category", "currency"}
+
+
+def test_metric_names_follow_the_scheme() -> None:
+    for spec in metrics.ALL:
+        assert re.fullmatch(r"lambda_(speed|batch|serving|reconciliation)_[a-z0-9_]+", spec.name), spec.name
+        assert not (spec.kind == "counter") ^ spec.name.endswith("_total"), spec.name
+        assert len(spec.labels) <= 3
+
+
+def test_metrics_doc_is_generated() -> None:
+    assert METRICS_MD.read_text() == metrics_markdown(), "run: python -m lambda_tools.docs"
