@@ -104,6 +104,7 @@ function drawChart(rows, currency) {
   const zero = el("text", { x: L - 6, y: y(0) + 4, "text-anchor": "end" }, svg);
   zero.textContent = "0 " + currency;
   const every = Math.ceil(rows.length / 12);
+  let lastDay = null;
   rows.forEach((r, i) => {
     const v = values[i];
     const gap = r.status === "missing" || r.status === "future";
@@ -118,9 +119,10 @@ function drawChart(rows, currency) {
     if (i % every === 0) {
       const t = el("text", { x: L + i * bw + bw / 2, y: H - B + 14, "text-anchor": "middle" }, svg);
       t.textContent = r.hour.slice(11, 13) + "h";
-      if (r.hour.slice(11, 13) === "00" || i === 0) {
+      if (r.hour.slice(0, 10) !== lastDay) {
         const d = el("text", { x: L + i * bw + bw / 2, y: H - B + 28, "text-anchor": "middle" }, svg);
         d.textContent = r.hour.slice(5, 10);
+        lastDay = r.hour.slice(0, 10);
       }
     }
   });
@@ -176,7 +178,7 @@ function drawStatus(st, hourly) {
   $("speed-sub").textContent = sp.watermark
     ? `watermark ${sp.watermark.slice(0, 19)}Z (lag ${ago(sp.watermark_lag_s)}) · ${sp.open_hours} open hours`
     : "no watermark yet";
-  $("batch-state").textContent = b.available ? "through " + (b.complete_through || "–").slice(0, 13) + "h" : "no run yet";
+  $("batch-state").textContent = b.available ? "through " + (b.complete_through || "–").slice(5, 13).replace("T", " ") + "h" : "no run yet";
   $("batch-state").className = "big " + (b.error ? "bad" : b.available ? "ok" : "warn");
   $("batch-sub").textContent = b.last_run
     ? `last run ${b.last_run.computed_at.slice(0, 16)}Z · ${b.last_run.dates.join(", ")}`
