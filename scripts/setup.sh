@@ -35,7 +35,7 @@ export UV_PYTHON_DOWNLOADS=never UV_PYTHON="$PY"
 # 3. One environment per project, from its committed lock file.
 for project in tools speed_layer batch_layer serving_layer; do
   env_name=${project%_layer}
-  (cd "$project" && UV_PROJECT_ENVIRONMENT="$PWD/../.venvs/$env_name" "$PY" -m uv sync --frozen --all-groups -q)
+  (cd "$project" && UV_PROJECT_ENVIRONMENT="$PWD/../.venvs/$env_name" "$PY" -m uv sync --locked --all-groups -q)
 done
 log "python environments ready in .venvs/ (tools, speed, batch, serving)"
 
@@ -46,8 +46,13 @@ if [ ! -f "$stamp" ]; then
   for profile in kafka flink spark; do
     log "fetching $profile jars with mvn"
     rm -rf "${JARS:?}/$profile"
-    mvn -B -q -Dstyle.color=never -f infra/jars/pom.xml -P"$profile" dependency:copy-dependencies \
-      -DoutputDirectory="$PWD/$JARS/$profile" -DexcludeScope=provided
+    mkdir -p "$JARS"
+    if ! mvn -B -q -Dstyle.color=never -f infra/jars/pom.xml -P"$profile" dependency:copy-dependencies \
+      -DoutputDirectory="$PWD/$JARS/$profile" -DexcludeScope=provided >"$JARS/mvn-$profile.log" 2>&1; then
+      tail -n 30 "$JARS/mvn-$profile.log" >&2
+      log "mvn could not fetch the $profile jars (full log: $JARS/mvn-$profile.log)"
+      exit 1
+    fi
   done
   rm -f "$JARS"/.pom-* && touch "$stamp"
 fi
