@@ -15,7 +15,7 @@ VENVS := $(CURDIR)/.venvs
 TOOLS := $(VENVS)/tools/bin
 PYTEST_ARGS ?=
 
-.PHONY: help setup up down reset status test test-unit lint
+.PHONY: help setup lock up down reset status test test-unit lint
 
 # Each layer's own targets (make speed, make batch, make serve, ...) live in mk/<layer>.mk.
 include $(sort $(wildcard mk/*.mk))
@@ -25,6 +25,11 @@ help: ## list the targets
 
 setup: ## install everything: system packages, Python environments, JVM jars (idempotent)
 	@scripts/setup.sh
+
+lock: ## re-resolve every project's uv.lock (after changing a pyproject.toml; layers lock tools too)
+	@for p in tools speed_layer batch_layer serving_layer; do
+	  (cd $$p && UV_PYTHON_DOWNLOADS=never UV_PYTHON=python3.11 python3.11 -m uv lock -q) && echo "locked $$p"
+	done
 
 up: setup ## start Kafka (9092), Redis (6379), Prometheus (9090), Pushgateway (9091); waits until ready
 	@$(TOOLS)/lambda-services up
