@@ -1,0 +1,5 @@
+# Reconciliation (issue 6): speed view (Redis) against gold (Delta) for one date.
+.PHONY: reconcile
+
+reconcile: up ## reconcile speed vs batch for DATE=YYYY-MM-DD (default yesterday): reports/ JSON + HTML; exit 3 on a residual
+	@$(VENVS)/serving/bin/lambda-reconcile $(if $(DATE),--date $(DATE))

@@ -1,0 +1,140 @@
+"""I/O of the reconciliation: read one date's inputs from Redis and Delta, publish its gauges.
+
+Redis is read in one pipelined round trip (24 hour hashes, 24 late hashes, 24 duplicate hashes,
+the hours hash and the date's DLQ counters); Delta through delta-rs with partition filters, so
+only the date's files are read. Used by the CLI and, in a worker thread, by the API.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import redis
+from deltalake import DeltaTable
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+from lambda_contract import metrics as m
+from lambda_contract.redis_layout import GroupKey, Metrics
+from lambda_contract.settings import Settings
+from lambda_contract.tables import GOLD, MANIFEST, QUARANTINE
+from lambda_contract.windows import hours_of_date, parse_hour_id
+from serving_layer.reconciliation import Inputs
+
+
+class NotComputedError(LookupError):
+    """The batch layer has not computed the date, so there is nothing exact to compare with."""
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _decode(raw: dict[bytes, bytes]) -> dict[GroupKey, Metrics]:
+    return {GroupKey.parse(k): Metrics.decode(v) for k, v in raw.items()}
+
+
+def read_speed(settings: Settings, day: date) -> dict[str, Any]:
+    """The date's speed view, late counters, suppressed duplicates, hour status and DLQ counts."""
+    layout = settings.redis_layout
+    hours = hours_of_date(day)
+    client = redis.Redis.from_url(settings.redis_url, password=settings.resolved_redis_password())
+    try:
+        pipe = client.pipeline(transaction=False)
+        for hour in hours:
+            pipe.hgetall(layout.hour(hour))
+            pipe.hgetall(layout.late(hour))
+            pipe.hgetall(layout.duplicates(hour))
+        pipe.hgetall(layout.hours())
+        pipe.hgetall(layout.malformed(day))
+        replies = pipe.execute()
+    finally:
+        client.close()
+    speed, late, dups = {}, {}, {}
+    for i, hour in enumerate(hours):
+        hour_raw, late_raw, dup_raw = replies[3 * i : 3 * i + 3]
+        if hour_raw:
+            speed[hour] = _decode(hour_raw)
+        if late_raw:
+            late[hour] = _decode(late_raw)
+        if dup_raw:
+            dups[hour] = sum(int(v) for v in dup_raw.values())
+    status = {}
+    for k, v in replies[-2].items():
+        try:
+            hour = parse_hour_id(k.decode())
+        except ValueError:
+            continue
+        if hour.date() == day:
+            status[hour] = v.decode()
+    dlq = {k.decode(): int(v) for k, v in replies[-1].items()}
+    return {"speed": speed, "late": late, "speed_duplicates": dups, "speed_status": status, "dlq": dlq}
+
+
+def _table(url: str) -> DeltaTable | None:
+    return DeltaTable(url) if DeltaTable.is_deltatable(url) else None
+
+
+def read_batch(settings: Settings, day: date) -> dict[str, Any]:
+    """The date's gold rows, computed hours and duplicates (manifest), quarantine by reason."""
+    manifest = _table(settings.delta_table_url(MANIFEST.name))
+    if manifest is None:
+        raise NotComputedError(
+            f"{day} has not been computed: no batch run has written the coverage manifest yet"
+        )
+    rows = manifest.to_pyarrow_table(
+        columns=["hour", "computed", "duplicates", "computed_at"], filters=[("date", "=", day)]
+    ).to_pylist()
+    latest: dict[datetime, dict[str, Any]] = {}
+    for row in rows:
+        hour = _utc(row["hour"])
+        if hour not in latest or _utc(row["computed_at"]) >= _utc(latest[hour]["computed_at"]):
+            latest[hour] = row
+    computed = frozenset(h for h, r in latest.items() if r["computed"])
+    if not computed:
+        raise NotComputedError(f"{day} has not been computed by the batch layer yet (make batch DATE={day})")
+    gold: dict[datetime, dict[GroupKey, Metrics]] = {}
+    gold_table = _table(settings.delta_table_url(GOLD.name))
+    if gold_table is not None:
+        columns = ["hour", "region", "category", "currency", "revenue", "orders", "refunds", "events"]
+        for r in gold_table.to_pyarrow_table(columns=columns, filters=[("date", "=", day)]).to_pylist():
+            key = GroupKey(r["region"], r["category"], r["currency"])
+            gold.setdefault(_utc(r["hour"]), {})[key] = Metrics(
+                Decimal(r["revenue"]), int(r["orders"]), int(r["refunds"]), int(r["events"])
+            )
+    quarantine: dict[str, int] = {}
+    q_table = _table(settings.delta_table_url(QUARANTINE.name))
+    if q_table is not None:
+        for r in q_table.to_pyarrow_table(columns=["reason"], filters=[("event_date", "=", day)]).to_pylist():
+            quarantine[r["reason"]] = quarantine.get(r["reason"], 0) + 1
+    return {
+        "gold": gold,
+        "computed_hours": computed,
+        "batch_duplicates": {h: int(r["duplicates"]) for h, r in latest.items()},
+        "quarantine": quarantine,
+    }
+
+
+def read_inputs(settings: Settings, day: date) -> Inputs:
+    """Everything the reconciliation of `day` needs; NotComputedError if the batch has not run for it."""
+    batch = read_batch(settings, day)
+    return Inputs(day=day, **read_speed(settings, day), **batch)
+
+
+def gauges(totals: dict[str, Any]) -> dict[str, float]:
+    """The reconciliation gauges (lambda_contract.metrics) from a report's totals."""
+    return {
+        m.RECON_DRIFT.name: float(totals["drift_ratio"]),
+        m.RECON_RESIDUAL_EVENTS.name: float(totals["residual_events"]),
+        m.RECON_RESIDUAL_REVENUE.name: float(Decimal(totals["residual_revenue_usd"])),
+        m.RECON_LAST_RUN.name: datetime.now(UTC).timestamp(),
+    }
+
+
+def push_gauges(pushgateway_url: str, values: dict[str, float]) -> None:
+    """Replace the reconciliation group on the Pushgateway (job="lambda_reconciliation")."""
+    registry = CollectorRegistry()
+    for name, value in values.items():
+        Gauge(name, m.by_name(name).doc, registry=registry).set(value)
+    push_to_gateway(pushgateway_url, job="lambda_reconciliation", registry=registry, timeout=10)

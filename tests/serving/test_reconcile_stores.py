@@ -1,0 +1,110 @@
+"""Reconciliation end to end over the real stores: Redis and Delta tables in the contract's formats,
+filled with the golden set's truth (speed view, late counters, gold), through the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import redis
+from deltalake import write_deltalake
+from serving_support import arrow_schema, write_gold, write_manifest, write_speed_hour
+
+from lambda_contract.redis_layout import Metrics
+from lambda_contract.settings import Settings
+from lambda_contract.tables import QUARANTINE
+from lambda_contract.windows import hours_of_date
+from lambda_tools import golden
+from serving_layer import reconcile_cli
+
+pytestmark = pytest.mark.integration
+
+DAY = date(2026, 11, 20)
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    return {
+        "LAMBDA_REDIS_PREFIX": settings.redis_prefix,
+        "LAMBDA_DELTA_ROOT": settings.delta_root,
+        "LAMBDA_PUSHGATEWAY_URL": "",
+    }
+
+
+def _fill(settings: Settings, r: redis.Redis, gold_override: dict | None = None) -> None:  # type: ignore[type-arg]
+    truth = golden.truth()
+    layout = settings.redis_layout
+    by_hour: dict = {}  # type: ignore[type-arg]
+    for (hour, key), metrics in truth.speed.items():
+        by_hour.setdefault(hour, {})[key] = metrics
+    for hour in hours_of_date(DAY):
+        write_speed_hour(r, layout, hour, by_hour.get(hour, {}), closed=True)
+    for (hour, key), metrics in truth.late.items():
+        r.hset(layout.late(hour), key.field(), metrics.encode())
+    r.hset(layout.malformed(DAY), mapping=truth.malformed_by_date[DAY])
+    gold: dict = {}  # type: ignore[type-arg]
+    for (hour, key), metrics in (gold_override or truth.full).items():
+        gold.setdefault(hour, {})[key] = metrics
+    write_gold(settings, gold)
+    write_manifest(settings, hours_of_date(DAY))
+    rows = [
+        {"event_date": DAY, "reason": reason, "value": b"x", "topic": "orders.v1", "partition": 0,
+         "offset": i * 1000 + j, "kafka_timestamp": golden.records()[0].timestamp}
+        for i, (reason, n) in enumerate(truth.malformed_by_date[DAY].items()) for j in range(n)
+    ]  # fmt: skip
+    write_deltalake(
+        settings.delta_table_url(QUARANTINE.name),
+        pa.Table.from_pylist(rows, schema=arrow_schema(QUARANTINE)),
+        partition_by=["event_date"],
+    )
+
+
+@pytest.fixture
+def env(settings: Settings, r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name, value in _env(settings).items():
+        monkeypatch.setenv(name, value)
+    return settings
+
+
+def test_the_golden_day_is_explained_by_its_late_events(
+    env: Settings, r: redis.Redis, tmp_path: Path
+) -> None:
+    _fill(env, r)
+    assert reconcile_cli.main(["--date", "2026-11-20", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "reconciliation-2026-11-20.json").read_text())
+    totals = doc["totals"]
+    truth = golden.truth()
+    assert totals["verdict"] == "explained" and totals["residual_events"] == 0
+    assert totals["late_events"] == sum(m.events for m in truth.late.values()) == 3
+    assert totals["batch_events"] - totals["speed_events"] == 3
+    assert totals["malformed_events"] == totals["dlq_events"] == sum(truth.malformed.values())
+    html = (tmp_path / "reconciliation-2026-11-20.html").read_text()
+    assert "<svg" in html and "explained" in html and "<script" not in html
+
+
+def test_a_wrong_gold_value_is_an_unexplained_residual(env: Settings, r: redis.Redis, tmp_path: Path) -> None:
+    truth = golden.truth()
+    tampered = dict(truth.full)
+    key = next(iter(tampered))
+    tampered[key] = tampered[key] + Metrics(Decimal("0.0100"), 0, 0, 0)
+    _fill(env, r, gold_override=tampered)
+    assert reconcile_cli.main(["--date", "2026-11-20", "--out", str(tmp_path)]) == 3
+    doc = json.loads((tmp_path / "reconciliation-2026-11-20.json").read_text())
+    assert doc["totals"]["verdict"] == "unexplained" and doc["totals"]["residual_revenue_usd"] != "0.00"
+    assert "Unexplained keys" in (tmp_path / "reconciliation-2026-11-20.html").read_text()
+
+
+def test_a_date_the_batch_has_not_computed_is_refused(
+    env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert reconcile_cli.main(["--date", "2026-11-20", "--out", str(tmp_path)]) == 4
+    assert "has not been computed" in capsys.readouterr().err
+
+
+def test_a_bad_date_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        reconcile_cli.main(["--date", "2026-13-01"])
+    assert exc.value.code == 2 and "not a date" in capsys.readouterr().err
