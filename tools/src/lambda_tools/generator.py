@@ -163,10 +163,10 @@ def parse_currencies(text: str) -> tuple[Currency, ...]:
 
 
 def parse_names(text: str, what: str, pattern: str) -> tuple[str, ...]:
-    """A comma-separated list of region or category names, each checked against the contract."""
+    """A comma-separated list of names (`what`: region, category), each checked against the contract."""
     names = tuple(t.strip() for t in text.split(",") if t.strip())
     if not names:
-        raise GeneratorError(f"--{what} names no {what}")
+        raise GeneratorError(f"no {what} given in {text!r}")
     for name in names:
         if re.fullmatch(pattern, name) is None:
             raise GeneratorError(f"{what} {name!r} does not match the contract pattern {pattern}")

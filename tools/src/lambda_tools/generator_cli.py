@@ -196,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args: argparse.Namespace, settings: Settings, partitions: int, seed: int) -> GeneratorConfig:
     config = GeneratorConfig(
         seed=seed,
-        regions=parse_names(args.regions, "regions", REGION_PATTERN),
-        categories=parse_names(args.categories, "categories", CATEGORY_PATTERN),
+        regions=parse_names(args.regions, "region", REGION_PATTERN),
+        categories=parse_names(args.categories, "category", CATEGORY_PATTERN),
         currencies=parse_currencies(args.currencies),
         duplicate_rate=args.duplicate_rate,
         late_rate=args.late_rate,
