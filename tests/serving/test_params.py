@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from serving_support import utc
 
-from serving_layer.params import HourlyQuery, ParamError, parse_hourly
+from serving_layer.params import HourlyQuery, ParamError, parse_hourly, parse_hourly_params
 
 pytestmark = pytest.mark.unit
 
@@ -78,3 +78,12 @@ def test_rejections_name_the_problem(overrides: dict[str, str | None], message: 
 
 def test_exactly_31_days_is_allowed() -> None:
     assert len(parse(end="2026-12-21T00:00:00Z").hours) == 31 * 24
+
+
+def test_raw_query_rejects_unknown_and_repeated_parameters() -> None:
+    base = [("start", "2026-11-20T00:00:00Z"), ("end", "2026-11-20T02:00:00Z")]
+    assert len(parse_hourly_params(base, KNOWN).hours) == 2
+    with pytest.raises(ParamError, match="unknown parameter 'groupby'"):
+        parse_hourly_params([*base, ("groupby", "region")], KNOWN)
+    with pytest.raises(ParamError, match="region is given more than once"):
+        parse_hourly_params([*base, ("region", "eu-west"), ("region", "us-east")], KNOWN)

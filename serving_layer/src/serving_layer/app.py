@@ -8,6 +8,7 @@ Route map (OpenAPI at /docs):
 
 from __future__ import annotations
 
+import gzip
 import hmac
 import json
 import logging
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 import redis.asyncio as aioredis
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -35,9 +36,9 @@ from lambda_contract.settings import Settings
 from lambda_contract.windows import HOUR, format_instant, hour_label
 from serving_layer.fx import SHIPPED_RATES, FxTable, load_rates
 from serving_layer.logs import request_id
-from serving_layer.merge import MergedHour, Source, merge
+from serving_layer.merge import MergedHour, merge
 from serving_layer.metrics import ServingMetrics
-from serving_layer.params import GROUP_FIELDS, HourlyQuery, ParamError, parse_hourly
+from serving_layer.params import GROUP_FIELDS, HourlyQuery, ParamError, parse_hourly_params
 from serving_layer.rows import render_hour
 from serving_layer.stores import BatchState, BatchStore, SpeedStore, redis_client
 
@@ -47,6 +48,10 @@ access_log = logging.getLogger("serving_layer.access")
 DASHBOARD_DIR: Final = Path(__file__).with_name("dashboard")
 SPEED_STALE_AFTER_S: Final = 60
 RENDER_CACHE_ENTRIES: Final = 50_000
+BODY_CACHE_ENTRIES: Final = 256
+GZIP_MIN_BYTES: Final = 8192
+VARY_HEADERS: Final = {"Vary": "Accept-Encoding"}
+GZIP_HEADERS: Final = {"Vary": "Accept-Encoding", "Content-Encoding": "gzip"}
 _REQUEST_ID_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 try:
@@ -139,6 +144,7 @@ class Services:
     metrics: ServingMetrics
     clock: Clock
     render_cache: OrderedDict[tuple[object, ...], tuple[bytes, int]]
+    body_cache: OrderedDict[tuple[object, ...], Body]
 
 
 def _fragment(services: Services, merged: MergedHour, query: HourlyQuery) -> tuple[bytes, int]:
@@ -158,7 +164,102 @@ def _fragment(services: Services, merged: MergedHour, query: HourlyQuery) -> tup
     return entry
 
 
-def services_of(request: Request) -> Services:
+@dataclass
+class Body:
+    """A rendered response, cached by everything it depends on; gzipped lazily, once."""
+
+    raw: bytes
+    rows_by_source: dict[str, int]
+    hours_by_status: dict[str, int]
+    _gzipped: bytes | None = None
+
+    def gzipped(self) -> bytes:
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.raw, compresslevel=1, mtime=0)
+        return self._gzipped
+
+
+def _body(
+    services: Services,
+    query: HourlyQuery,
+    merged: list[MergedHour],
+    watermark: datetime | None,
+    through: datetime | None,
+) -> Body:
+    """The response for these merged hours: from cache while no hour's data version changed."""
+    key = (
+        query.start,
+        query.end,
+        query.shape(),
+        watermark,
+        through,
+        tuple((m.source, m.status, m.token) for m in merged),
+    )
+    cache = services.body_cache
+    hit = cache.get(key)
+    if hit is not None:
+        cache.move_to_end(key)
+        return hit
+    parts: list[bytes] = []
+    rows_by_source: dict[str, int] = {}
+    hours_by_status: dict[str, int] = {}
+    for m in merged:
+        text, n = _fragment(services, m, query)
+        parts.append(text)
+        rows_by_source[m.source.value] = rows_by_source.get(m.source.value, 0) + n
+        hours_by_status[m.status.value] = hours_by_status.get(m.status.value, 0) + 1
+    head = {
+        "currency": query.currency,
+        "start": hour_label(query.start),
+        "end": hour_label(query.end),
+        "group_by": list(query.group_by),
+    }
+    freshness = {
+        "speed_watermark": format_instant(watermark) if watermark else None,
+        "batch_complete_through": hour_label(through) if through else None,
+    }
+    raw = b"".join(
+        (
+            json.dumps(head, separators=(",", ":"))[:-1].encode(),
+            b',"rows":[',
+            b",".join(p for p in parts if p),
+            b'],"freshness":',
+            json.dumps(freshness, separators=(",", ":")).encode(),
+            b"}",
+        )
+    )
+    body = Body(raw, rows_by_source, hours_by_status)
+    cache[key] = body
+    if len(cache) > BODY_CACHE_ENTRIES:
+        cache.popitem(last=False)
+    return body
+
+
+def _query_param(name: str, description: str, required: bool = False) -> dict[str, object]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+HOURLY_OPENAPI: Final = {
+    "parameters": [
+        _query_param("start", "RFC 3339 instant on an hour boundary, inclusive", True),
+        _query_param(
+            "end", "RFC 3339 instant on an hour boundary, exclusive; at most 31 days after start", True
+        ),
+        _query_param("group_by", f"comma-separated subset of {','.join(GROUP_FIELDS)}; default: none"),
+        _query_param("region", "filter: comma-separated regions ([a-z0-9-]{1,32} each)"),
+        _query_param("category", "filter: comma-separated categories ([a-z0-9_-]{1,32} each)"),
+        _query_param("currency", "reporting currency, a code of the FX table (default USD)"),
+    ]
+}
+
+
+async def services_of(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -167,11 +268,11 @@ Svc = Annotated[Services, Depends(services_of)]
 bearer = HTTPBearer(auto_error=False, description="A token from LAMBDA_API_TOKENS.")
 
 
-def require_token(
+async def require_token(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> None:
     """401 unless the request carries one of the configured tokens (none configured: no access)."""
-    tokens = services_of(request).settings.api_tokens
+    tokens = request.app.state.services.settings.api_tokens
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     if not tokens or not token_valid(credentials.credentials, tokens):
@@ -204,11 +305,12 @@ def create_app(
         app.state.services = Services(
             settings=settings,
             fx=fx_table,
-            speed=SpeedStore(client, settings.redis_layout),
+            speed=SpeedStore(client, settings.redis_layout, settings.allowed_lateness),
             batch=batch,
             metrics=metrics,
             clock=clock,
             render_cache=OrderedDict(),
+            body_cache=OrderedDict(),
         )
         await batch.ensure_fresh()
         log.info(
@@ -272,25 +374,13 @@ def create_app(
             400: {"description": "invalid parameter, with a message naming it"},
             401: {"description": "no or invalid bearer token"},
         },
+        openapi_extra=HOURLY_OPENAPI,
     )
-    async def revenue_hourly(
-        services: Svc,
-        start: Annotated[str | None, Query(description="RFC 3339, on an hour, inclusive")] = None,
-        end: Annotated[str | None, Query(description="RFC 3339, on an hour, exclusive; <= 31 days")] = None,
-        group_by: Annotated[str | None, Query(description=f"subset of {','.join(GROUP_FIELDS)}")] = None,
-        region: Annotated[str | None, Query(description="filter: comma-separated regions")] = None,
-        category: Annotated[str | None, Query(description="filter: comma-separated categories")] = None,
-        currency: Annotated[str | None, Query(description="reporting currency (default USD)")] = None,
-    ) -> Response:
-        query = parse_hourly(
-            start=start,
-            end=end,
-            group_by=group_by,
-            region=region,
-            category=category,
-            currency=currency,
-            known_currencies=services.fx.currencies,
-        )
+    async def revenue_hourly(request: Request, services: Svc) -> Response:
+        # Parameters are read from the raw query string and validated in one place (params.py,
+        # with the contract's patterns); they are declared for OpenAPI in HOURLY_OPENAPI. This
+        # also skips FastAPI's per-parameter model validation on the hottest route.
+        query = parse_hourly_params(request.query_params.multi_items(), services.fx.currencies)
         now = services.clock()
         state = await services.batch.ensure_fresh()
         hours = query.hours
@@ -299,40 +389,14 @@ def create_app(
         if snapshot.bad_entries:
             services.metrics.bad_redis_entries.inc(snapshot.bad_entries)
         merged = merge(hours, state.view, snapshot.view, now, lateness)
-        parts: list[bytes] = []
-        counts = dict.fromkeys(Source, 0)
-        for m in merged:
-            text, n = _fragment(services, m, query)
-            parts.append(text)
-            counts[m.source] += n
-            services.metrics.hours.labels(m.status.value).inc()
-        for source, n in counts.items():
-            if n:
-                services.metrics.rows.labels(source.value).inc(n)
-        through = batch_complete_through(state)
-        head = {
-            "currency": query.currency,
-            "start": hour_label(query.start),
-            "end": hour_label(query.end),
-            "group_by": list(query.group_by),
-        }
-        tail = {
-            "speed_watermark": format_instant(snapshot.meta.watermark) if snapshot.meta.watermark else None,
-            "batch_complete_through": hour_label(through) if through else None,
-        }
-        body = b"".join(
-            (
-                json.dumps(head, separators=(",", ":"))[:-1].encode(),
-                b',"rows":[',
-                b",".join(parts),
-                b'],"freshness":',
-                json.dumps(tail, separators=(",", ":")).encode(),
-                b',"generated_at":"',
-                format_instant(now).encode(),
-                b'"}',
-            )
-        )
-        return Response(body, media_type="application/json")
+        body = _body(services, query, merged, snapshot.meta.watermark, batch_complete_through(state))
+        for source, n in body.rows_by_source.items():
+            services.metrics.rows.labels(source).inc(n)
+        for status_name, n in body.hours_by_status.items():
+            services.metrics.hours.labels(status_name).inc(n)
+        if "gzip" in request.headers.get("accept-encoding", "") and len(body.raw) >= GZIP_MIN_BYTES:
+            return Response(body.gzipped(), media_type="application/json", headers=GZIP_HEADERS)
+        return Response(body.raw, media_type="application/json", headers=VARY_HEADERS)
 
     @app.get(
         "/v1/status",

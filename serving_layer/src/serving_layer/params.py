@@ -8,6 +8,7 @@ the request without reading the code.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -129,4 +130,27 @@ def parse_hourly(
         regions=parse_filter("region", region, _REGION),
         categories=parse_filter("category", category, _CATEGORY),
         currency=parse_currency(currency, known_currencies),
+    )
+
+
+HOURLY_PARAMS: Final = ("start", "end", "group_by", "region", "category", "currency")
+
+
+def parse_hourly_params(items: Iterable[tuple[str, str]], known_currencies: frozenset[str]) -> HourlyQuery:
+    """The raw query string's (name, value) pairs: unknown or repeated names are errors too."""
+    values: dict[str, str] = {}
+    for name, value in items:
+        if name not in HOURLY_PARAMS:
+            raise ParamError(f"unknown parameter {name[:40]!r}; allowed: {', '.join(HOURLY_PARAMS)}")
+        if name in values:
+            raise ParamError(f"{name} is given more than once; give several values comma-separated")
+        values[name] = value
+    return parse_hourly(
+        start=values.get("start"),
+        end=values.get("end"),
+        group_by=values.get("group_by"),
+        region=values.get("region"),
+        category=values.get("category"),
+        currency=values.get("currency"),
+        known_currencies=known_currencies,
     )

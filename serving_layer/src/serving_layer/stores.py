@@ -1,8 +1,9 @@
 """I/O: the speed view in Redis and the batch view in Delta, each behind a small cache.
 
 Redis is read in one pipelined round trip per request (meta, hours hash, the requested hour
-hashes). Decoding is cached per hour and reused while the raw hash is unchanged, which dict
-equality checks in C; each decoded hour gets a fresh token so rendered rows can be cached too.
+hashes not trusted from cache). Decoding is cached per hour and reused while the raw hash is
+unchanged, which dict equality checks in C; each decoded hour gets a fresh token so rendered rows
+and whole responses can be cached by data version.
 
 Delta gold and the coverage manifest are read with delta-rs (no JVM), loaded whole into memory
 and reloaded only when either table's version changes; the version check runs off the event
@@ -20,22 +21,23 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
 import redis.asyncio as aioredis
 from deltalake import DeltaTable
 
-from lambda_contract.redis_layout import GroupKey, Metrics, RedisLayout
+from lambda_contract.redis_layout import HOUR_CLOSED, GroupKey, Metrics, RedisLayout
 from lambda_contract.settings import Settings
 from lambda_contract.tables import GOLD, MANIFEST
-from lambda_contract.windows import from_epoch_ms, parse_hour_id
+from lambda_contract.windows import from_epoch_ms, is_closed, parse_hour_id
 from serving_layer.merge import BatchView, HourData, SpeedView
 
 log = logging.getLogger("serving_layer.stores")
 
 DECODE_CACHE_HOURS: Final = 4096
+CLOSED_HOUR_TTL_S: Final = 2.0
 _tokens = itertools.count(1)
 
 
@@ -102,44 +104,73 @@ def _decode_held(raw: dict[bytes, bytes]) -> dict[datetime, str]:
 
 
 class SpeedStore:
-    """Reads the speed view with the contract's RedisLayout and codecs."""
+    """Reads the speed view with the contract's RedisLayout and codecs.
 
-    def __init__(self, client: aioredis.Redis, layout: RedisLayout) -> None:
+    A closed hour no longer changes in the speed view (late events go to the late counters), so
+    its decoded data is trusted for `closed_ttl_s` before it is read again; open hours, the
+    hours hash and the watermark are read on every request. The TTL bounds how long a change to
+    a closed hour (a replay, a Redis that lost its data) can go unseen.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        layout: RedisLayout,
+        allowed_lateness: timedelta,
+        closed_ttl_s: float = CLOSED_HOUR_TTL_S,
+    ) -> None:
         self.client = client
         self.layout = layout
-        self._decoded: OrderedDict[datetime, tuple[dict[bytes, bytes], dict[GroupKey, Metrics], int]] = (
-            OrderedDict()
-        )
+        self.allowed_lateness = allowed_lateness
+        self.closed_ttl_s = closed_ttl_s
+        # hour -> (raw hash, decoded, token, monotonic time until which a closed hour is trusted)
+        self._decoded: OrderedDict[
+            datetime, tuple[dict[bytes, bytes], dict[GroupKey, Metrics], int, float]
+        ] = OrderedDict()
+        self._held: tuple[dict[bytes, bytes], dict[datetime, str]] = ({}, {})
+
+    def _held_of(self, raw: dict[bytes, bytes]) -> dict[datetime, str]:
+        if raw != self._held[0]:
+            self._held = (raw, _decode_held(raw))
+        return self._held[1]
 
     async def read(self, hours: Sequence[datetime]) -> SpeedSnapshot:
-        """Meta, hours hash and the given hours' hashes in one pipelined round trip."""
+        """Meta, hours hash and the hours not trusted from cache, in one pipelined round trip."""
+        now = time.monotonic()
+        decoded = self._decoded
+        fetch = [h for h in hours if (c := decoded.get(h)) is None or c[3] <= now]
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.layout.meta())
             pipe.hgetall(self.layout.hours())
-            for hour in hours:
+            for hour in fetch:
                 pipe.hgetall(self.layout.hour(hour))
             results: list[Any] = await pipe.execute()
         meta = _decode_meta(results[0])
-        held = _decode_held(results[1])
-        data: dict[datetime, HourData] = {}
-        tokens: dict[datetime, int] = {}
+        held = self._held_of(results[1])
         bad = 0
-        for hour, raw in zip(hours, results[2:], strict=True):
+        for hour, raw in zip(fetch, results[2:], strict=True):
             if not raw:
+                decoded.pop(hour, None)
                 continue
-            cached = self._decoded.get(hour)
+            closed = held.get(hour) == HOUR_CLOSED or is_closed(hour, meta.watermark, self.allowed_lateness)
+            trusted_until = now + self.closed_ttl_s if closed else 0.0
+            cached = decoded.get(hour)
             if cached is not None and cached[0] == raw:
-                self._decoded.move_to_end(hour)
-                groups, token = cached[1], cached[2]
+                decoded[hour] = (raw, cached[1], cached[2], trusted_until)
+                decoded.move_to_end(hour)
             else:
                 groups, bad_here = _decode_hour(raw)
                 bad += bad_here
-                token = next(_tokens)
-                self._decoded[hour] = (raw, groups, token)
-                if len(self._decoded) > DECODE_CACHE_HOURS:
-                    self._decoded.popitem(last=False)
-            data[hour] = groups
-            tokens[hour] = token
+                decoded[hour] = (raw, groups, next(_tokens), trusted_until)
+                if len(decoded) > DECODE_CACHE_HOURS:
+                    decoded.popitem(last=False)
+        data: dict[datetime, HourData] = {}
+        tokens: dict[datetime, int] = {}
+        for hour in hours:
+            entry = decoded.get(hour)
+            if entry is not None:
+                data[hour] = entry[1]
+                tokens[hour] = entry[2]
         view = SpeedView(watermark=meta.watermark, held=held, hours=data, tokens=tokens)
         return SpeedSnapshot(view=view, meta=meta, tokens=tokens, bad_entries=bad)
 
@@ -148,7 +179,7 @@ class SpeedStore:
             pipe.hgetall(self.layout.meta())
             pipe.hgetall(self.layout.hours())
             meta_raw, held_raw = await pipe.execute()
-        return _decode_meta(meta_raw), _decode_held(held_raw)
+        return _decode_meta(meta_raw), self._held_of(held_raw)
 
     async def ping(self) -> bool:
         try:
