@@ -11,7 +11,7 @@ SUITES=(
   "tests/speed:speed"
   "tests/batch:batch"
   "tests/serving:serving"
-  "tests/e2e:tools"
+  "tests/e2e:serving"
 )
 
 failed=0
