@@ -1,0 +1,266 @@
+"""`make demo`: the whole platform on this machine, from an empty checkout to a live dashboard.
+
+Starts the local services, produces yesterday's complete history and today's so far (with
+duplicates, late and malformed events), runs the speed layer, the nightly batch for yesterday, the
+serving layer and a live generator, prints the dashboard URL with a token and the reconciliation
+summary, then runs until Ctrl-C or DEMO_SECONDS. Either way it stops everything it started.
+
+Each layer runs as its own process from its own environment, as in production.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from lambda_contract.settings import Settings, SettingsError
+from lambda_tools import services
+
+REPO = Path(__file__).resolve().parents[3]
+VENVS = REPO / ".venvs"
+SPEED_GROUP = "lambda-speed"
+
+
+def say(text: str) -> None:
+    print(f"\033[1m[demo]\033[0m {text}", flush=True)
+
+
+@dataclass
+class Demo:
+    settings: Settings
+    history_events: int
+    live_rate: float
+    seconds: float | None
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    started_services: list[str] = field(default_factory=list)
+    logs: list[IO[bytes]] = field(default_factory=list)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.settings.state_path / "logs"
+
+    def background(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.log_dir / f"demo-{name}.log").open("ab")
+        self.logs.append(log)
+        proc = subprocess.Popen(argv, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        self.procs.append((name, proc))
+        say(f"started {name} (pid {proc.pid}, log {self.log_dir / f'demo-{name}.log'})")
+        return proc
+
+    def foreground(self, what: str, argv: list[str], ok: tuple[int, ...] = (0,)) -> int:
+        say(what)
+        code = subprocess.run(argv, env=self.env, cwd=REPO, check=False).returncode
+        if code not in ok:
+            raise DemoError(f"{what}: {Path(argv[0]).name} exited {code}")
+        return code
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    def start_services(self) -> None:
+        before = services.status(self.settings)
+        services.up(self.settings)
+        self.started_services = [name for name, pid in before.items() if pid is None]
+        say("services ready: Kafka :9092, Redis :6379, Prometheus :9090, Pushgateway :9091")
+
+    def produce_history(self, now: datetime) -> None:
+        yesterday = (now - timedelta(days=1)).date()
+        gen = str(VENVS / "tools" / "bin" / "lambda-generate")
+        truth_dir = self.settings.state_path / "generator"
+        self.foreground(
+            f"producing yesterday's history ({yesterday}, {self.history_events} events)",
+            [gen, "history", "--date", yesterday.isoformat(), "--events", str(self.history_events),
+             "--truth", str(truth_dir / f"demo-{yesterday}.json")],
+        )  # fmt: skip
+        today_events = max(1, int(self.history_events * (now.hour * 60 + now.minute) / 1440))
+        self.foreground(
+            f"producing today's traffic so far ({now.date()} until {now:%H:%M} UTC, {today_events} events)",
+            [gen, "history", "--date", now.date().isoformat(), "--until", now.isoformat(), "--events",
+             str(today_events), "--truth", str(truth_dir / f"demo-{now.date()}-so-far.json")],
+        )  # fmt: skip
+
+    def start_speed(self) -> None:
+        self.background("speed", [str(VENVS / "speed" / "bin" / "lambda-speed"), "--group-id", SPEED_GROUP])
+
+    def wait_for_speed(self, timeout_s: float = 600) -> None:
+        """Caught up when the job's committed offsets (at each checkpoint) reach the topic's end."""
+        say("waiting for the speed layer to catch up with orders.v1 ...")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.check_alive()
+            lag = speed_lag(self.settings)
+            if lag == 0:
+                say("speed layer caught up")
+                return
+            time.sleep(2)
+        raise DemoError(
+            f"the speed layer did not catch up within {timeout_s:.0f}s (see {self.log_dir}/demo-speed.log)"
+        )
+
+    def run_batch(self, now: datetime) -> None:
+        yesterday = (now - timedelta(days=1)).date()
+        self.foreground(
+            f"running the nightly batch for {yesterday} (ingest to bronze, recompute gold)",
+            [str(VENVS / "batch" / "bin" / "lambda-batch"), "--date", yesterday.isoformat()],
+        )
+
+    def start_serving(self) -> str:
+        token = self.api_token()
+        self.env["LAMBDA_API_TOKENS"] = token
+        self.background("serving", [str(VENVS / "serving" / "bin" / "lambda-serve")])
+        url = f"http://localhost:{self.settings.api_port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                urllib.request.urlopen(f"{url}/healthz", timeout=2).close()  # noqa: S310 (local URL)
+                return token
+            except OSError:
+                time.sleep(0.3)
+        raise DemoError("the serving layer did not answer /healthz within 60 s")
+
+    def api_token(self) -> str:
+        if self.settings.api_tokens:
+            return self.settings.api_tokens[0]
+        path = self.settings.state_path / "secrets" / "api-token"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(32) + "\n")
+        return path.read_text().strip()
+
+    def start_live(self) -> None:
+        gen = str(VENVS / "tools" / "bin" / "lambda-generate")
+        self.background("live-traffic", [gen, "live", "--rate", str(self.live_rate)])
+
+    def reconcile(self, now: datetime) -> None:
+        yesterday = (now - timedelta(days=1)).date()
+        self.foreground(
+            f"reconciling {yesterday}: speed view against gold",
+            [str(VENVS / "serving" / "bin" / "lambda-reconcile"), "--date", yesterday.isoformat()],
+            ok=(0, 3),
+        )
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                raise DemoError(
+                    f"{name} stopped unexpectedly (exit {proc.returncode}); see {self.log_dir}/demo-{name}.log"
+                )
+
+    def stop(self) -> None:
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                # SIGINT lets the generator flush and write its truth; the others stop on it too.
+                os.killpg(proc.pid, signal.SIGINT)
+        for name, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            say(f"stopped {name}")
+        for log in self.logs:
+            log.close()
+        if self.started_services:
+            services.down(self.settings)
+            say("stopped the services the demo started: " + ", ".join(self.started_services))
+
+
+class DemoError(RuntimeError):
+    """A demo step failed; the message names the step and where its log is."""
+
+
+def speed_lag(settings: Settings) -> int | None:
+    """Records of orders.v1 not yet committed by the speed job's consumer group (None: unknown)."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        committed = admin.list_consumer_group_offsets(SPEED_GROUP)
+        parts = [
+            TopicPartition(settings.topic_orders, p)
+            for p in consumer.partitions_for_topic(settings.topic_orders) or ()
+        ]
+        ends = consumer.end_offsets(parts)
+        if not all(tp in committed for tp in parts):
+            return None
+        return sum(max(0, int(ends[tp]) - int(committed[tp].offset)) for tp in parts)
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def _install_stop(flag: list[bool]) -> None:
+    def handle(signum: int, frame: FrameType | None) -> None:
+        flag.append(True)
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+
+
+def main(argv: list[str] | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:
+    try:
+        settings = Settings.from_env()
+        seconds_env = os.environ.get("DEMO_SECONDS", "").strip()
+        seconds = float(seconds_env) if seconds_env else None
+        if seconds is not None and seconds <= 0:
+            raise ValueError("DEMO_SECONDS must be a positive number of seconds")
+        history_events = int(os.environ.get("DEMO_EVENTS", "60000"))
+        rate = float(os.environ.get("DEMO_RATE", "20"))
+    except (SettingsError, ValueError) as exc:
+        print(f"make demo: {exc}", file=sys.stderr)
+        return 2
+    demo = Demo(settings, history_events, rate, seconds)
+    stop: list[bool] = []
+    t0 = time.monotonic()
+    try:
+        _install_stop(stop)
+        now = clock()
+        demo.start_services()
+        demo.produce_history(now)
+        demo.start_speed()
+        demo.wait_for_speed()
+        demo.run_batch(now)
+        token = demo.start_serving()
+        demo.start_live()
+        demo.reconcile(now)
+        url = f"http://localhost:{settings.api_port}"
+        say("the platform is live:")
+        print(f"    dashboard   {url}/#token={token}")
+        print(f"    API docs    {url}/docs")
+        print(f'    curl        curl -H "Authorization: Bearer {token}" "{url}/v1/revenue/hourly?start='
+              f'{(now - timedelta(hours=24)):%Y-%m-%dT%H}:00:00Z&end={(now + timedelta(hours=1)):%Y-%m-%dT%H}:00:00Z&group_by=region"')  # fmt: skip
+        print("    metrics     http://localhost:9090 (Prometheus)")
+        print(
+            f"    report      {settings.path(settings.reports_dir)}/reconciliation-{(now - timedelta(days=1)).date()}.html"
+        )
+        say("running until Ctrl-C" + (f" or {seconds:.0f} s" if seconds else ""))
+        while not stop and (seconds is None or time.monotonic() - t0 < seconds):
+            demo.check_alive()
+            time.sleep(1)
+        return 0
+    except (DemoError, services.ServiceError, OSError) as exc:
+        print(f"make demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        demo.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
