@@ -101,3 +101,14 @@ def test_cors_is_closed_by_default_and_opens_only_to_configured_origins(tmp_path
             "access-control-allow-origin"
             not in c.get("/healthz", headers={"Origin": "https://x.example"}).headers
         )
+
+
+def test_redis_down_is_a_503_with_a_message_not_a_crash(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, os.environ, LAMBDA_REDIS_URL="redis://127.0.0.1:1/0")
+    with make_client(settings) as c:
+        res = c.get(URL)
+        assert res.status_code == 503 and "Redis" in res.json()["detail"]
+        assert c.get("/readyz").status_code == 503
+        assert c.get("/healthz").status_code == 200
+        status = c.get("/v1/status").json()
+        assert status["speed"]["reachable"] is False

@@ -33,7 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lambda_contract.settings import Settings
-from lambda_contract.windows import HOUR, format_instant, hour_label
+from lambda_contract.windows import format_instant, hour_label
 from serving_layer.fx import SHIPPED_RATES, FxTable, load_rates
 from serving_layer.logs import request_id
 from serving_layer.merge import MergedHour, merge
@@ -281,8 +281,7 @@ async def require_token(
 
 def batch_complete_through(state: BatchState) -> datetime | None:
     """End of the newest hour the batch has computed (older gaps show per row as `missing`)."""
-    computed = state.view.computed
-    return max(computed) + HOUR if computed else None
+    return state.complete_through
 
 
 def create_app(

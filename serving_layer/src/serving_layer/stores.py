@@ -31,7 +31,7 @@ from deltalake import DeltaTable
 from lambda_contract.redis_layout import HOUR_CLOSED, GroupKey, Metrics, RedisLayout
 from lambda_contract.settings import Settings
 from lambda_contract.tables import GOLD, MANIFEST
-from lambda_contract.windows import from_epoch_ms, is_closed, parse_hour_id
+from lambda_contract.windows import HOUR, from_epoch_ms, is_closed, parse_hour_id
 from serving_layer.merge import BatchView, HourData, SpeedView
 
 log = logging.getLogger("serving_layer.stores")
@@ -207,6 +207,7 @@ class BatchState:
     last_run: LastRun | None = None
     checked_at: float | None = None  # time.monotonic() of the last successful version check
     error: str | None = None
+    complete_through: datetime | None = None  # end of the newest computed hour
 
     @property
     def token(self) -> tuple[int | None, int | None]:
@@ -274,6 +275,7 @@ class BatchStore:
         self._gold: DeltaTable | None = None
         self._manifest: DeltaTable | None = None
         self._lock = asyncio.Lock()
+        self._last_attempt: float | None = None  # failed attempts also wait for the interval
 
     def _version(self, attr: str, url: str) -> int | None:
         table: DeltaTable | None = getattr(self, attr)
@@ -306,6 +308,7 @@ class BatchStore:
                 manifest_version=manifest_version,
                 last_run=last_run,
                 checked_at=time.monotonic(),
+                complete_through=max(computed) + HOUR if computed else None,
             )
             log.info(
                 "batch view loaded",
@@ -325,9 +328,10 @@ class BatchStore:
 
     async def ensure_fresh(self) -> BatchState:
         """Refresh if the last check is older than the interval; concurrent callers do not wait."""
-        state = self.state
-        due = state.checked_at is None or time.monotonic() - state.checked_at >= self.refresh_interval_s
+        now = time.monotonic()
+        due = self._last_attempt is None or now - self._last_attempt >= self.refresh_interval_s
         if due and not self._lock.locked():
+            self._last_attempt = now
             async with self._lock:
                 await asyncio.to_thread(self.refresh)
         return self.state
