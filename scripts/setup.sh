@@ -57,3 +57,32 @@ if [ ! -f "$stamp" ]; then
   rm -f "$JARS"/.pom-* && touch "$stamp"
 fi
 log "jars ready in $JARS/ (kafka, flink, spark)"
+
+# >>> k8s (issue 8): kustomize where kubectl has none recent; the operators' CRDs for tests/k8s >>>
+# `make k8s-render` uses `kubectl kustomize` when kubectl bundles kustomize v5, else .local/bin/kustomize,
+# built here from the Go module proxy. The CRD schemas (Strimzi, Flink operator, prometheus-operator)
+# are built into .local/crds/ from registry packages: see lambda_tools/k8s_crds.py and docs/operations.md.
+if ! kubectl version --client -o json 2>/dev/null | grep -q '"kustomizeVersion": "v5' \
+   && [ ! -x .local/bin/kustomize ]; then
+  log "installing kustomize v5.5.0 into .local/bin (go install)"
+  GOBIN="$PWD/.local/bin" PATH="$PATH:/usr/local/go/bin" go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
+fi
+CRDS=.local/crds
+crd_stamp="$CRDS/.pom-$(sha256sum infra/jars/pom.xml | cut -c1-16)"
+if [ ! -f "$crd_stamp" ]; then
+  log "fetching the operators' API jars (mvn profile crds)"
+  rm -rf "${CRDS:?}/jars" && mkdir -p "$CRDS"
+  if ! mvn -B -q -Dstyle.color=never -f infra/jars/pom.xml -Pcrds dependency:copy-dependencies \
+    -DoutputDirectory="$PWD/$CRDS/jars" >"$CRDS/mvn-crds.log" 2>&1; then
+    tail -n 30 "$CRDS/mvn-crds.log" >&2
+    log "mvn could not fetch the crds jars (full log: $CRDS/mvn-crds.log)"
+    exit 1
+  fi
+  rm -f "$CRDS"/.pom-* && touch "$crd_stamp"
+fi
+if ! .venvs/tools/bin/python -m lambda_tools.k8s_crds --jars "$CRDS/jars" --out "$CRDS"; then
+  log "some CRD schemas could not be built (see above); tests/k8s will say which are missing"
+  exit 1
+fi
+log "k8s tooling ready: CRD schemas in $CRDS/"
+# <<< k8s (issue 8) <<<

@@ -1,0 +1,31 @@
+# Kubernetes (issue 8): render / apply / remove the kustomize overlays in k8s/ (docs/operations.md).
+.PHONY: k8s-tools k8s-check-env k8s-generate k8s-secrets k8s-render deploy undeploy
+
+ENV ?= dev
+DRY_RUN ?=
+K8S_OVERLAY := k8s/overlays/$(ENV)
+# kubectl's bundled kustomize when it is v5, else the one `make setup` builds into .local/bin.
+KUSTOMIZE_BUILD = $(shell kubectl version --client -o json 2>/dev/null | grep -q '"kustomizeVersion": "v5' \
+  && echo "kubectl kustomize" || echo "$(CURDIR)/.local/bin/kustomize build")
+
+k8s-check-env:
+	@[ -d "$(K8S_OVERLAY)" ] || { echo "ENV must be one of: $$(ls k8s/overlays | tr '\n' ' ')"; exit 2; }
+
+# Setup's progress goes to stderr here, so `make k8s-render > manifests.yaml` holds only YAML.
+k8s-tools:
+	@[ -x $(TOOLS)/python ] && [ -d .local/crds ] || scripts/setup.sh >&2
+
+k8s-generate: k8s-tools ## regenerate k8s PrometheusRule + Grafana dashboards from infra/ (committed)
+	@$(TOOLS)/python -m lambda_tools.k8s_generate
+
+k8s-secrets: k8s-tools k8s-check-env ## write k8s/overlays/$ENV/secrets.env with random values if missing (git-ignored)
+	@$(TOOLS)/python -m lambda_tools.k8s_secrets $(K8S_OVERLAY)
+
+k8s-render: k8s-generate k8s-secrets ## print the manifests of ENV=dev|prod (kubectl kustomize), e.g. make k8s-render ENV=prod
+	@$(KUSTOMIZE_BUILD) $(K8S_OVERLAY)
+
+deploy: k8s-generate k8s-secrets ## apply ENV=dev|prod to the current kubectl context; DRY_RUN=server validates only
+	@kubectl apply --server-side --force-conflicts -k $(K8S_OVERLAY) $(if $(DRY_RUN),--dry-run=$(DRY_RUN))
+
+undeploy: k8s-check-env ## delete what ENV=dev|prod applied (PVCs of Kafka and Redis are kept)
+	@kubectl delete -k $(K8S_OVERLAY) --ignore-not-found --wait=false
