@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import enum
 import heapq
+import itertools
 import json
 import math
 import random
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from kafka.partitioner.default import murmur2
 
@@ -42,6 +43,7 @@ from lambda_contract.events import (
 )
 from lambda_contract.windows import HOUR_MS, from_epoch_ms, to_epoch_ms
 
+T = TypeVar("T")
 SECOND_MS: Final = 1000
 MINUTE_MS: Final = 60 * SECOND_MS
 
@@ -364,6 +366,10 @@ class _Sent:
     partition: int
 
 
+def _cumulative(weights: list[float]) -> list[float]:
+    return list(itertools.accumulate(weights))
+
+
 def format_event_time(ms: int, offset_min: int) -> str:
     """RFC 3339 with milliseconds: `Z` when the offset is 0, else the local time and its offset."""
     local = from_epoch_ms(ms) + timedelta(minutes=offset_min)
@@ -380,16 +386,38 @@ def partition_of(key: bytes, partitions: int) -> int:
     return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
 
 
+@dataclass(frozen=True)
+class Shard:
+    """One of `count` independent slices of the traffic, for producing from several processes.
+
+    A shard owns the partitions p with p % count == index and generates only their records, with
+    its own random stream. Redeliveries and refunds stay in the partition of their original, so
+    no event id is shared between shards and their truths simply add up."""
+
+    index: int = 0
+    count: int = 1
+
+    def partitions(self, total: int) -> tuple[int, ...]:
+        if not 0 <= self.index < self.count <= total:
+            raise GeneratorError(f"cannot split {total} partition(s) into {self.count} shards")
+        return tuple(p for p in range(total) if p % self.count == self.index)
+
+    def seed(self, seed: int) -> int | str:
+        """The whole run's seed when unsharded, so one process reproduces the classic stream."""
+        return seed if self.count == 1 else f"{seed}/{self.index}/{self.count}"
+
+
 class TrafficModel:
     """Turns a sequence of stream-clock instants into records, one record per instant."""
 
     def __init__(self, config: GeneratorConfig, *, floor_ms: int | None = None,
-                 late_not_before_ms: int | None = None) -> None:  # fmt: skip
+                 late_not_before_ms: int | None = None, shard: Shard = Shard()) -> None:  # fmt: skip
         """`floor_ms`: no event time before this (history keeps every event in its range);
         `late_not_before_ms`: no late events before this clock (lets a consumer's watermark form)."""
         config.check()
         self.config = config
-        self._rng = random.Random(config.seed)
+        self._owned = shard.partitions(config.partitions)
+        self._rng = random.Random(shard.seed(config.seed))
         self._floor_ms = floor_ms
         self._late_not_before_ms = late_not_before_ms
         self._pending: list[_Pending] = []
@@ -397,8 +425,11 @@ class TrafficModel:
         self._sent: list[_Sent] = []  # valid and late records, for redeliveries
         self._sent_start = 0
         self._next_partition = 0
-        self._region_weights = [REGIONS.get(r, (0.1, 0, ()))[0] for r in config.regions]
-        self._category_weights = [CATEGORIES.get(c, _DEFAULT_CATEGORY_PRICE)[0] for c in config.categories]
+        self._spare_ids: dict[int, list[str]] = {p: [] for p in self._owned}
+        self._region_cum = _cumulative([REGIONS.get(r, (0.1, 0, ()))[0] for r in config.regions])
+        self._category_cum = _cumulative(
+            [CATEGORIES.get(c, _DEFAULT_CATEGORY_PRICE)[0] for c in config.categories]
+        )
         self._currencies = {c.code: c for c in config.currencies}
         self._region_currencies = {r: self._currencies_for(r) for r in config.regions}
         self._customers = 5000
@@ -408,7 +439,11 @@ class TrafficModel:
                   if code in self._currencies]  # fmt: skip
         if not native:  # a region of its own, or its currencies were filtered out
             native = [(c, 1.0) for c in self.config.currencies]
-        return [c for c, _ in native], [w for _, w in native]
+        return [c for c, _ in native], _cumulative([w for _, w in native])
+
+    def _pick(self, population: Sequence[T], cumulative: list[float]) -> T:
+        """Weighted choice (random.choices with cum_weights, without its per-call overhead)."""
+        return population[bisect.bisect(cumulative, self._rng.random() * cumulative[-1])]
 
     # -- the one entry point ----------------------------------------------------------------------
 
@@ -448,11 +483,9 @@ class TrafficModel:
     def _new_order(self, clock_ms: int, *, single: bool = False) -> _Line:
         """First line of a new order; further lines (unless `single`) follow a few seconds later."""
         rng, cfg = self._rng, self.config
-        region = rng.choices(cfg.regions, self._region_weights)[0]
-        currencies, weights = self._region_currencies[region]
-        currency = rng.choices(currencies, weights)[0]
-        partition = self._next_partition
-        self._next_partition = (partition + 1) % cfg.partitions
+        region = self._pick(cfg.regions, self._region_cum)
+        currency = self._pick(*self._region_currencies[region])
+        partition = self._round_robin()
         order_id = self._order_id(partition)
         customer_id = f"{region}-c{rng.randrange(self._customers):06d}"
         category = self._category()
@@ -466,18 +499,29 @@ class TrafficModel:
             self._schedule(clock_ms + rng.randrange(200, 5 * SECOND_MS), extra, refund=False)
         return line
 
+    def _round_robin(self) -> int:
+        partition = self._owned[self._next_partition]
+        self._next_partition = (self._next_partition + 1) % len(self._owned)
+        return partition
+
     def _order_id(self, partition: int) -> str:
         """A random order id that Kafka's default partitioner maps to `partition`.
 
         Orders go round-robin over the partitions, so every partition keeps receiving events and
         the speed layer's watermark (the minimum over partitions) keeps moving."""
+        spare = self._spare_ids[partition]
+        if spare:
+            return spare.pop()
         while True:
             order_id = f"o-{self._rng.getrandbits(56):014x}"
-            if partition_of(order_id.encode(), self.config.partitions) == partition:
+            hashed = partition_of(order_id.encode(), self.config.partitions)
+            if hashed == partition:
                 return order_id
+            if hashed in self._spare_ids:
+                self._spare_ids[hashed].append(order_id)  # kept for that partition's next order
 
     def _category(self) -> str:
-        return self._rng.choices(self.config.categories, self._category_weights)[0]
+        return self._pick(self.config.categories, self._category_cum)
 
     def _line(self, order_id: str, customer_id: str, region: str, category: str, currency: Currency,
               partition: int) -> _Line:  # fmt: skip
@@ -598,8 +642,7 @@ class TrafficModel:
     def _malformed(self, clock_ms: int) -> GeneratedRecord:
         rng = self._rng
         kind = rng.choice(MALFORMED_KINDS)
-        partition = self._next_partition
-        self._next_partition = (partition + 1) % self.config.partitions
+        partition = self._round_robin()
         order_id = self._order_id(partition)
         currency = rng.choice(self.config.currencies)
         region = rng.choice(self.config.regions)
@@ -644,14 +687,18 @@ def history_clocks(start: datetime, end: datetime, count: int, seed: int) -> Ite
 
 
 def history(config: GeneratorConfig, start: datetime, end: datetime, count: int,
-            stop: Callable[[], bool] = lambda: False) -> Iterator[GeneratedRecord]:  # fmt: skip
+            stop: Callable[[], bool] = lambda: False, shard: Shard = Shard()) -> Iterator[GeneratedRecord]:  # fmt: skip
     """`count` records whose send times cover [start, end); late events keep their times in range."""
     if count < 0:
         raise GeneratorError(f"--events must be >= 0, got {count}")
     if start >= end:
         raise GeneratorError("the time range is empty")
-    model = TrafficModel(config, floor_ms=to_epoch_ms(start))
-    for clock_ms in history_clocks(start, end, count, config.seed):
+    model = TrafficModel(config, floor_ms=to_epoch_ms(start), shard=shard)
+    # Send slot i belongs to partition slot i % partitions; a shard takes its partitions' slots.
+    owned = set(shard.partitions(config.partitions))
+    for i, clock_ms in enumerate(history_clocks(start, end, count, config.seed)):
+        if i % config.partitions not in owned:
+            continue
         if stop():
             return
         yield model.next_record(clock_ms)
@@ -659,7 +706,7 @@ def history(config: GeneratorConfig, start: datetime, end: datetime, count: int,
 
 def live(config: GeneratorConfig, rate: float, seconds: float | None, now: Callable[[], float],
          sleep: Callable[[float], None], stop: Callable[[], bool] = lambda: False,
-         ) -> Iterator[GeneratedRecord]:  # fmt: skip
+         shard: Shard = Shard()) -> Iterator[GeneratedRecord]:  # fmt: skip
     """Records at `rate` per second with the wall clock as stream clock, for `seconds` or until
     `stop()`. `now`/`sleep` are injected (time.time, time.sleep) so tests can drive the clock."""
     if not rate > 0 or math.isinf(rate):
@@ -667,7 +714,9 @@ def live(config: GeneratorConfig, rate: float, seconds: float | None, now: Calla
     if seconds is not None and not seconds > 0:
         raise GeneratorError(f"--seconds must be > 0, got {seconds}")
     t0 = now()
-    model = TrafficModel(config, late_not_before_ms=int(t0 * 1000) + config.live_late_warmup_s * SECOND_MS)
+    warm_ms = int(t0 * 1000) + config.live_late_warmup_s * SECOND_MS
+    model = TrafficModel(config, late_not_before_ms=warm_ms, shard=shard)
+    rate = rate * len(shard.partitions(config.partitions)) / config.partitions  # this shard's share
     sent = 0
     while not stop():
         t = now()

@@ -13,13 +13,14 @@ sent is flushed and its truth written (a second Ctrl-C aborts without truth).
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import math
+import os
 import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
@@ -27,23 +28,20 @@ from typing import IO
 
 from lambda_contract.events import CATEGORY_PATTERN, REGION_PATTERN
 from lambda_contract.settings import Settings, SettingsError
-from lambda_contract.windows import to_epoch_ms
 from lambda_tools.generator import (
     CATEGORIES,
     KNOWN_CURRENCIES,
     REGIONS,
-    GeneratedRecord,
     GeneratorConfig,
     GeneratorError,
-    history,
-    live,
     parse_currencies,
     parse_names,
     range_bounds,
 )
-from lambda_tools.golden import GoldenRecord
-from lambda_tools.producer import OrdersProducer, ProducerError, ProducerTuning, send_all
-from lambda_tools.truth import Truth, compute_truth
+from lambda_tools.generator_run import RunSpec
+from lambda_tools.generator_run import run as run_generator
+from lambda_tools.producer import ProducerError, ProducerTuning, topic_partitions
+from lambda_tools.truth import Truth
 
 
 class _Stop:
@@ -51,6 +49,11 @@ class _Stop:
 
     def __init__(self) -> None:
         self.requested = False
+        self.children: list[int] = []
+
+    def forward_to(self, pids: list[int]) -> None:
+        """Worker processes get the parent's signals too (a terminal's Ctrl-C reaches them anyway)."""
+        self.children = pids
 
     def __call__(self) -> bool:
         return self.requested
@@ -69,6 +72,9 @@ class _Stop:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         print(
             "\nstopping: flushing what was sent and writing its truth (Ctrl-C again aborts)", file=sys.stderr
         )
@@ -172,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=_positive_int, default=ProducerTuning.batch_size, help="bytes per batch"
     )
     k.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="producer processes, each owning some partitions (default: 2 for history, 1 for live)",
+    )
+    k.add_argument(
         "--no-idempotence",
         action="store_true",
         help="allow 5 in-flight requests (faster, retries may duplicate)",
@@ -270,43 +282,30 @@ def run(args: argparse.Namespace, settings: Settings, stop: _Stop) -> int:
         compression=None if args.compression == "none" else args.compression,
         idempotent=not args.no_idempotence,
     )
-    producer = OrdersProducer(settings.kafka_bootstrap, topic, tuning)
-    config = _config(args, settings, producer.partitions, seed)
-    records: Iterator[GeneratedRecord]
+    partitions = topic_partitions(settings.kafka_bootstrap, topic)
+    config = _config(args, settings, partitions, seed)
+    workers = args.workers if args.workers is not None else (2 if args.mode == "history" else 1)
+    workers = min(workers, partitions)
     if args.mode == "history":
-        records = history(config, start, end, args.events, stop)
-        print(
-            f"history {start.date()}..{end.date()} (exclusive): {args.events} records -> {topic}",
-            file=sys.stderr,
-        )
+        spec = RunSpec("history", config, settings.kafka_bootstrap, topic, tuning, start=start, end=end,
+                       events=args.events, wall_clock=args.record_time == "wall", events_out=args.events_out)  # fmt: skip
+        what = f"history {start.date()}..{end.date()} (exclusive): {args.events} records"
     else:
-        records = live(config, args.rate, args.seconds, time.time, time.sleep, stop)
-        print(f"live at {args.rate:g} records/s -> {topic} (Ctrl-C stops)", file=sys.stderr)
-
-    counts: Counter[str] = Counter()
-    events_out = args.events_out.open("w", encoding="utf-8") if args.events_out else None
-
-    def on_sent(record: GeneratedRecord, ts: int) -> None:
-        counts[record.expect] += 1
-        if events_out is not None:
-            doc = GoldenRecord(sum(counts.values()) - 1, record.partition, record.key, record.value, ts,
-                               2 if record.late else 1, record.expect, "").to_json()  # fmt: skip
-            events_out.write(json.dumps(doc, ensure_ascii=False) + "\n")
-
-    wall = (lambda: to_epoch_ms(datetime.now(UTC))) if args.record_time == "wall" else None
+        spec = RunSpec("live", config, settings.kafka_bootstrap, topic, tuning, rate=args.rate,
+                       seconds=args.seconds, wall_clock=True, events_out=args.events_out)  # fmt: skip
+        what = f"live at {args.rate:g} records/s (Ctrl-C stops)"
+    print(f"{what} -> {topic}, {workers} worker(s), seed {seed}", file=sys.stderr)
     started = time.perf_counter()
-    try:
-        truth = compute_truth(send_all(records, producer.send, wall, on_sent))
-        producer.flush()
-    finally:
-        producer.close()
-        if events_out is not None:
-            events_out.close()
+    result = run_generator(spec, workers, stop, stop.forward_to)
     elapsed = time.perf_counter() - started
     path = args.truth or _default_truth_path(settings, args.mode)
-    _write_truth(truth, path, default=args.truth is None)
-    _summary(counts, truth, elapsed, path, seed, sys.stdout)
-    producer.check()
+    _write_truth(result.truth, path, default=args.truth is None)
+    _summary(result.counts, result.truth, elapsed, path, seed, sys.stdout)
+    if result.failures:
+        raise ProducerError(
+            f"{result.failures} record(s) were not acknowledged by Kafka (first error: {result.first_error}); "
+            f"the truth in {path} does not describe the topic"
+        )
     return 0
 
 
