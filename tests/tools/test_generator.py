@@ -364,3 +364,32 @@ def test_a_range_must_not_end_before_it_starts() -> None:
         range_bounds(date(2026, 11, 21), date(2026, 11, 20))
     assert range_bounds(DAY, DAY) == (datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC))
     assert range_bounds(DAY, date(2026, 11, 22))[1] - START == timedelta(days=3)
+
+
+def test_shards_own_disjoint_partitions_and_their_truths_add_up() -> None:
+    """Worker processes each produce one shard; adding their truths must equal one fold of all."""
+    from collections import Counter
+
+    from lambda_tools.generator import Shard
+    from lambda_tools.generator_run import RunResult, merge
+
+    shards = [list(history(ALL_ON, START, END, 6000, shard=Shard(i, 2))) for i in range(2)]
+    assert sum(len(s) for s in shards) == 6000
+    assert {r.partition for r in shards[0]} == {0, 2} and {r.partition for r in shards[1]} == {1}
+    ids = [{_doc(r)["event_id"] for r in s if r.kind is not Kind.MALFORMED} for s in shards]
+    assert not ids[0] & ids[1]
+    assert shards[0] == list(history(ALL_ON, START, END, 6000, shard=Shard(0, 2))), "deterministic per seed"
+
+    def fold(records: list[GeneratedRecord]) -> Any:
+        return compute_truth(SentRecord(r.value, from_epoch_ms(r.timestamp_ms), r.late) for r in records)
+
+    merged = merge([RunResult(fold(s), Counter(r.expect for r in s), 1.0) for s in shards]).truth
+    assert merged.to_json() == fold(shards[0] + shards[1]).to_json()
+    assert merged.duplicates > 0 and merged.late and merged.malformed
+
+
+def test_a_shard_cannot_outnumber_the_partitions() -> None:
+    from lambda_tools.generator import Shard
+
+    with pytest.raises(GeneratorError, match="cannot split 3 partition"):
+        Shard(0, 4).partitions(3)
