@@ -213,6 +213,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (bare, serving, ...)")
+    parser.add_argument("--path", help="serving path to load instead of the 24-hour query (e.g. /healthz)")
     parser.add_argument(
         "--no-gzip",
         action="store_true",
@@ -269,6 +270,7 @@ def main() -> int:
             f"/v1/revenue/hourly?start={hour_label(START)}&end={hour_label(START + 24 * HOUR)}"
             "&group_by=region,category,currency"
         )
+        path = args.path or path
         results: dict[str, list[dict[str, float]]] = {"bare": [], "serving": []}
         for _ in range(args.rounds):
             results["bare"].append(
@@ -297,6 +299,7 @@ def main() -> int:
             "clients": args.clients,
             "seconds": args.seconds,
             "rounds": args.rounds,
+            "serving_path": path,
             "accept_gzip": not args.no_gzip,
             "loadavg_before": LOAD_BEFORE,
             "loadavg_after": os.getloadavg(),

@@ -33,8 +33,15 @@ def r(settings: Settings) -> Iterator[redis.Redis]:
     client.close()
 
 
-def make_client(settings: Settings, now: datetime = NOW) -> TestClient:
-    app = create_app(settings, clock=lambda: now, batch_refresh_s=0.0)
+def make_client(settings: Settings, now: datetime = NOW, speed_ttl_s: float = 0.0) -> TestClient:
+    """A client whose app re-checks Delta and Redis on every request unless told otherwise."""
+    app = create_app(
+        settings,
+        clock=lambda: now,
+        batch_refresh_s=0.0,
+        speed_open_ttl_s=speed_ttl_s,
+        speed_closed_ttl_s=speed_ttl_s,
+    )
     return TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"})
 
 

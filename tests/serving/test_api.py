@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -232,3 +233,16 @@ def test_openapi_docs_are_served(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     assert "/v1/revenue/hourly" in spec["paths"] and "/v1/status" in spec["paths"]
+
+
+def test_speed_view_changes_show_within_the_cache_bound(r: redis.Redis, settings: Settings) -> None:
+    layout = settings.redis_layout
+    write_speed_hour(r, layout, H[6], {k(): m("1.0000")})
+    write_meta(r, layout, watermark=utc("2026-11-20T15:10:00Z"), updated=NOW)
+    with make_client(settings, speed_ttl_s=0.3) as c:
+        assert by_hour(hourly(c))["15"]["revenue"] == "1.00"
+        write_speed_hour(r, layout, H[6], {k(): m("2.0000")})
+        first = by_hour(hourly(c))["15"]["revenue"]
+        time.sleep(0.35)
+        assert by_hour(hourly(c))["15"]["revenue"] == "2.00"
+    assert first in ("1.00", "2.00")  # within 0.3 s the cached value may still be served

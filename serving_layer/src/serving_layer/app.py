@@ -40,7 +40,14 @@ from serving_layer.merge import MergedHour, merge
 from serving_layer.metrics import ServingMetrics
 from serving_layer.params import GROUP_FIELDS, HourlyQuery, ParamError, parse_hourly_params
 from serving_layer.rows import render_hour
-from serving_layer.stores import BatchState, BatchStore, SpeedStore, redis_client
+from serving_layer.stores import (
+    CLOSED_HOUR_TTL_S,
+    OPEN_TTL_S,
+    BatchState,
+    BatchStore,
+    SpeedStore,
+    redis_client,
+)
 
 log = logging.getLogger("serving_layer.app")
 access_log = logging.getLogger("serving_layer.access")
@@ -290,6 +297,8 @@ def create_app(
     fx: FxTable | None = None,
     clock: Clock = utc_now,
     batch_refresh_s: float = 1.0,
+    speed_open_ttl_s: float = OPEN_TTL_S,
+    speed_closed_ttl_s: float = CLOSED_HOUR_TTL_S,
 ) -> FastAPI:
     """Build the app; the Redis client is created at start-up and closed at shutdown."""
     rates_path = settings.path(settings.fx_rates_path) if settings.fx_rates_path else SHIPPED_RATES
@@ -304,7 +313,13 @@ def create_app(
         app.state.services = Services(
             settings=settings,
             fx=fx_table,
-            speed=SpeedStore(client, settings.redis_layout, settings.allowed_lateness),
+            speed=SpeedStore(
+                client,
+                settings.redis_layout,
+                settings.allowed_lateness,
+                open_ttl_s=speed_open_ttl_s,
+                closed_ttl_s=speed_closed_ttl_s,
+            ),
             batch=batch,
             metrics=metrics,
             clock=clock,

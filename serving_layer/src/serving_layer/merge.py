@@ -21,6 +21,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from lambda_contract.redis_layout import HOUR_CLOSED, GroupKey, Metrics
 from lambda_contract.windows import hour_start, is_closed
@@ -60,14 +61,19 @@ class SpeedView:
     hours: Mapping[datetime, HourData] = field(default_factory=dict)
     tokens: Mapping[datetime, object] = field(default_factory=dict)  # per hour, new when data changed
 
+    @cached_property
+    def span(self) -> tuple[datetime, datetime] | None:
+        """First and last hour of the stretch the speed layer has processed (None: no watermark)."""
+        if self.watermark is None:
+            return None
+        last = hour_start(self.watermark)
+        return (min(self.held) if self.held else last), last
+
     def covers(self, hour: datetime) -> bool:
         if hour in self.held or self.hours.get(hour):
             return True
-        if self.watermark is None:
-            return False
-        last = hour_start(self.watermark)
-        first = min(self.held) if self.held else last
-        return first <= hour <= last
+        span = self.span
+        return span is not None and span[0] <= hour <= span[1]
 
     def status(self, hour: datetime, allowed_lateness: timedelta) -> Status:
         closed = self.held.get(hour) == HOUR_CLOSED or is_closed(hour, self.watermark, allowed_lateness)
