@@ -11,6 +11,7 @@ SUITES=(
   "tests/speed:speed"
   "tests/batch:batch"
   "tests/serving:serving"
+  "tests/k8s:tools"
   "tests/e2e:serving"
 )
 

@@ -1,0 +1,118 @@
+"""Both overlays render offline and hold the platform the SPEC describes (§8)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from k8s_support import objects, one
+
+pytestmark = pytest.mark.unit
+
+Rendered = dict[str, list[dict[str, Any]]]
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_overlay_renders_every_component_in_one_namespace(rendered: Rendered, overlay: str) -> None:
+    docs = rendered[overlay]
+    kinds = {d["kind"] for d in docs}
+    for kind in (
+        "Kafka",
+        "KafkaNodePool",
+        "KafkaTopic",
+        "FlinkDeployment",
+        "CronJob",
+        "StatefulSet",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PodMonitor",
+        "PrometheusRule",
+        "ConfigMap",
+        "Secret",
+    ):
+        assert kind in kinds, f"{overlay} renders no {kind}"
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == "lambda", f"{doc['kind']}/{doc['metadata']['name']}"
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_topics_are_the_contract_topics(rendered: Rendered, overlay: str) -> None:
+    topics = {t["spec"]["topicName"]: t["spec"] for t in objects(rendered[overlay], "KafkaTopic")}
+    assert set(topics) == {"orders.v1", "orders.v1.dlq", "orders.v1.late"}
+    assert topics["orders.v1"]["partitions"] >= 3
+    config = next(
+        c
+        for c in objects(rendered[overlay], "ConfigMap")
+        if c["metadata"]["name"].startswith("lambda-config")
+    )
+    assert config["data"]["LAMBDA_TOPIC_ORDERS"] == "orders.v1"
+    assert int(config["data"]["LAMBDA_TOPIC_PARTITIONS"]) == topics["orders.v1"]["partitions"]
+    assert int(config["data"]["LAMBDA_SPEED_PARALLELISM"]) <= topics["orders.v1"]["partitions"]
+
+
+def test_prod_is_highly_available(rendered: Rendered) -> None:
+    prod = rendered["prod"]
+    assert one(prod, "KafkaNodePool", "combined")["spec"]["replicas"] == 3
+    kafka_config = one(prod, "Kafka", "lambda")["spec"]["kafka"]["config"]
+    assert kafka_config["min.insync.replicas"] == 2 and kafka_config["default.replication.factor"] == 3
+    assert all(t["spec"]["replicas"] == 3 for t in objects(prod, "KafkaTopic"))
+    hpa = one(prod, "HorizontalPodAutoscaler", "serving")["spec"]
+    pdb = one(prod, "PodDisruptionBudget", "serving")["spec"]
+    # A PDB that lets a drain proceed while keeping most replicas serving.
+    assert 0 < pdb["minAvailable"] < hpa["minReplicas"]
+    assert one(prod, "FlinkDeployment", "lambda-speed")["spec"]["jobManager"]["replicas"] == 2
+
+
+def test_dev_is_small(rendered: Rendered) -> None:
+    dev = rendered["dev"]
+    assert one(dev, "KafkaNodePool", "combined")["spec"]["replicas"] == 1
+    assert one(dev, "HorizontalPodAutoscaler", "serving")["spec"]["minReplicas"] == 1
+    assert one(dev, "Deployment", "minio")  # the in-cluster object store
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_flink_job_upgrades_through_savepoints_on_object_storage(rendered: Rendered, overlay: str) -> None:
+    spec = one(rendered[overlay], "FlinkDeployment", "lambda-speed")["spec"]
+    assert spec["job"]["upgradeMode"] == "savepoint"
+    assert spec["job"]["jarURI"].endswith("flink-python-2.2.1.jar")
+    assert "-pym" in spec["job"]["args"] or "-py" in spec["job"]["args"]
+    conf = spec["flinkConfiguration"]
+    for key in (
+        "execution.checkpointing.dir",
+        "execution.checkpointing.savepoint-dir",
+        "high-availability.storageDir",
+    ):
+        assert conf[key].startswith("s3://"), key
+    assert conf["metrics.reporter.prom.factory.class"].endswith("PrometheusReporterFactory")
+    config = next(
+        c
+        for c in objects(rendered[overlay], "ConfigMap")
+        if c["metadata"]["name"].startswith("lambda-config")
+    )
+    assert config["data"]["LAMBDA_CHECKPOINT_DIR"] == conf["execution.checkpointing.dir"]
+    assert config["data"]["LAMBDA_SPEED_METRICS_PORT"] == conf["metrics.reporter.prom.port"]
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_generated_config_and_secret_names_reach_the_flink_pods(rendered: Rendered, overlay: str) -> None:
+    """kustomize's hash-suffixed names must be rewritten inside the FlinkDeployment too."""
+    docs = rendered[overlay]
+    names = {d["metadata"]["name"] for d in docs if d["kind"] in ("ConfigMap", "Secret")}
+    pod = one(docs, "FlinkDeployment", "lambda-speed")["spec"]["podTemplate"]["spec"]
+    refs = [e["configMapRef"]["name"] for e in pod["containers"][0]["envFrom"]]
+    refs += [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v]
+    refs += [e["valueFrom"]["secretKeyRef"]["name"] for e in pod["containers"][0]["env"] if "valueFrom" in e]
+    assert refs and all(r in names for r in refs), set(refs) - names
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_batch_ingest_runs_more_often_than_the_nightly_recompute(rendered: Rendered, overlay: str) -> None:
+    jobs = {c["metadata"]["name"]: c["spec"] for c in objects(rendered[overlay], "CronJob")}
+    assert jobs["bronze-ingest"]["schedule"].startswith("*/")
+    assert jobs["nightly-recompute"]["schedule"].split()[2:] == ["*", "*", "*"]
+    assert all(j["concurrencyPolicy"] == "Forbid" and j["timeZone"] == "Etc/UTC" for j in jobs.values())
