@@ -1,0 +1,63 @@
+"""The one place a SparkSession is built: jars, Delta, and the settings the recompute relies on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from lambda_contract.settings import Settings
+from pyspark.sql import SparkSession
+
+REQUIRED_JARS = ("delta-spark_", "delta-storage-", "spark-sql-kafka-0-10_", "kafka-clients-")
+
+
+class JarsMissing(RuntimeError):
+    """The jar folder `make setup` fills is absent or incomplete."""
+
+
+def spark_jars(settings: Settings) -> list[str]:
+    """The jars of <LAMBDA_JARS_DIR>/spark, loaded with spark.jars (Ivy cannot reach a registry)."""
+    folder = settings.path(settings.jars_dir) / "spark"
+    jars = sorted(str(p) for p in Path(folder).glob("*.jar"))
+    missing = [prefix for prefix in REQUIRED_JARS if not any(Path(j).name.startswith(prefix) for j in jars)]
+    if missing:
+        raise JarsMissing(
+            f"{folder} lacks {', '.join(m + '*.jar' for m in missing)}: run `make setup` "
+            "(or set LAMBDA_JARS_DIR)"
+        )
+    return jars
+
+
+def session_config(settings: Settings, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Spark configuration for the batch layer; `extra` (e.g. --conf on the CLI) wins."""
+    conf = {
+        "spark.master": settings.spark_master,
+        "spark.jars": ",".join(spark_jars(settings)),
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        # All bucketing is UTC; the recompute never depends on the machine's zone.
+        "spark.sql.session.timeZone": "UTC",
+        # Python's json keeps the last of duplicate keys; the VARIANT parser must do the same.
+        "spark.sql.variant.allowDuplicateKeys": "true",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.ui.enabled": "false",
+        "spark.driver.extraJavaOptions": "-Dlog4j2.level=warn",
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+    }
+    conf.update(extra or {})
+    return conf
+
+
+def build_session(
+    settings: Settings, app_name: str = "lambda-batch", extra: Mapping[str, str] | None = None
+) -> SparkSession:
+    """A (possibly shared) SparkSession configured for Delta, the Kafka source and UTC."""
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in session_config(settings, extra).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark

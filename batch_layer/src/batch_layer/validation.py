@@ -1,0 +1,322 @@
+"""The orders.v1 contract as Spark column expressions, generated from `lambda_contract.events`.
+
+Nothing here restates a rule: field order, kinds, reason codes and every regular expression come
+from `RULES` and the `*_PATTERN` constants, and patterns are applied with `java_regex` (whole
+value). The Python reference `validate()` is the oracle the tests compare this module against.
+
+How the JSON is read, and why (each point was checked on Spark 4.2, see tests/batch):
+- The payload is parsed once with `try_parse_json` into a VARIANT. It keeps a JSON number as an
+  exact DECIMAL when it has at most 38 digits and no exponent (999999999999.9999 stays exact;
+  only trailing fractional zeros are dropped, which changes no reason), tells a JSON string from
+  a number, boolean, object or null (`schema_of_variant`), and takes the last of duplicate keys
+  like Python's `json` (needs `spark.sql.variant.allowDuplicateKeys=true`, set by `spark.py`).
+  `get_json_object` and `from_json` would turn such numbers into doubles: never used for amounts.
+- `try_parse_json` accepts trailing data after the first value (`{"a":1} x`), which Python
+  rejects, so a single-value check follows: a fast path for the usual flat object, and a
+  bracket-depth scan with string literals blanked out for nested ones.
+- A JSON number the VARIANT stores as DOUBLE (an exponent, or more than 38 digits) has lost its
+  literal text; that text is taken from the raw payload (the last top-level-looking `"amount":`),
+  so such amounts still get the contract's reason. A nested object with its own "amount" key, or
+  the key spelled with escapes, can fool this fallback: documented in docs/specs/batch.md.
+- Invalid UTF-8 is detected on the bytes (`is_valid_utf8`), before any decoding.
+- Timestamps are checked against the calendar (month lengths, leap years) with integer
+  arithmetic and converted to UTC epoch milliseconds without any session time zone.
+
+Known divergences from Python's `json` (rare, documented): lone UTF-16 surrogate escapes such as
+"\\ud800" and numbers longer than 1000 digits are rejected by Jackson (not_json) but accepted by
+Python.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from lambda_contract.events import (
+    AMOUNT_NOT_POSITIVE_PATTERN,
+    AMOUNT_PRECISION,
+    AMOUNT_RANGE_PATTERN,
+    AMOUNT_SCALE,
+    AMOUNT_SCALE_PATTERN,
+    AMOUNT_SYNTAX_PATTERN,
+    RULES,
+    FieldKind,
+    FieldRule,
+    Reason,
+    java_regex,
+)
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+JSON_WS: Final = " \t\n\r"
+"""The only whitespace JSON (and Python's `json`) allows around values."""
+
+AMOUNT_TYPE: Final = f"decimal({AMOUNT_PRECISION},{AMOUNT_SCALE})"
+
+# Output columns of `classify` (internal helper columns start with "_v_" and are dropped).
+REASON: Final = "reason"
+EVENT_MS: Final = "event_ms"
+"""Event time as UTC epoch milliseconds; set whenever the time is readable, even for bad rows."""
+VALID_FIELDS: Final = tuple(rule.name for rule in RULES if rule.name not in ("event_time", "amount"))
+AMOUNT: Final = "amount"
+_TIME_FIELD: Final = next(r.name for r in RULES if r.kind is FieldKind.TIMESTAMP)
+
+_STRING_LITERAL: Final = r'"(?:[^"\\]++|\\.)*+"'
+_SCALAR_TOKEN: Final = r'""|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null'
+_NUMBER_TYPES: Final = ("BIGINT", "INT", "SMALLINT", "TINYINT")
+
+
+def _lit(value: str) -> Column:
+    return F.lit(value)
+
+
+def _full_match(col: Column, pattern: str) -> Column:
+    """The contract's whole-value match, as RLIKE with `java_regex`."""
+    return col.rlike(java_regex(pattern))
+
+
+def _trim_ws(col: Column) -> Column:
+    return F.btrim(col, F.lit(JSON_WS))
+
+
+def _rtrim_ws(col: Column) -> Column:
+    return F.rtrim(col, F.lit(JSON_WS))
+
+
+def _single_value(text: Column) -> Column:
+    """True when `text` (already accepted by try_parse_json) holds nothing after its first value."""
+    trimmed = _trim_ws(text)
+    first = F.substring(trimmed, 1, 1)
+    last = F.substring(trimmed, -1, 1)
+    # Fast path: the only '}' is the last non-blank character, so the object ends the text.
+    fast = (first == "{") & (F.instr(text, "}") == F.length(_rtrim_ws(text)))
+    blanked = _trim_ws(F.regexp_replace(text, _STRING_LITERAL, '""'))
+    brackets = F.regexp_replace(blanked, r"[^\[\]{}]", "")
+    # Depth after each bracket; the first value ends at the text's end iff depth returns to zero
+    # exactly once (at the end). State: (depth, zero_hits).
+    scan = F.aggregate(
+        F.split(brackets, ""),
+        F.struct(F.lit(0).alias("d"), F.lit(0).alias("z")),
+        lambda acc, c: F.struct(
+            (acc["d"] + F.when(c.isin("{", "["), 1).otherwise(-1)).alias("d"),
+            (
+                acc["z"]
+                + F.when(acc["d"] + F.when(c.isin("{", "["), 1).otherwise(-1) == 0, 1).otherwise(0)
+            ).alias("z"),
+        ),
+    )
+    container = (
+        F.substring(blanked, -1, 1).isin("}", "]") & (scan["d"] == 0) & (scan["z"] == 1)
+    )
+    scalar = blanked.rlike(java_regex(_SCALAR_TOKEN))
+    return (
+        F.when(fast, True)
+        .when(first.isin("{", "["), container)
+        .otherwise(scalar)
+        & last.isNotNull()
+    )
+
+
+def _field(doc: Column, name: str) -> Column:
+    """A top-level member as VARIANT; SQL NULL when absent (a JSON null stays a VARIANT null)."""
+    return F.try_variant_get(doc, f"$.{name}", "variant")
+
+
+def _add(df: DataFrame, columns: dict[str, Column]) -> DataFrame:
+    """One projection per stage: a long withColumn chain makes Spark's planning crawl."""
+    return df.select("*", *[c.alias(name) for name, c in columns.items()])
+
+
+def parse(df: DataFrame, value_col: str = "value") -> DataFrame:
+    """Add the decoding helper columns: emptiness, UTF-8, the VARIANT document, object-ness."""
+    value = F.col(value_col)
+    df = _add(df, {"_v_empty": value.isNull() | (F.length(value) == 0), "_v_text": value.cast("string")})
+    df = _add(
+        df,
+        {"_v_utf8": F.when(F.col("_v_empty"), F.lit(False)).otherwise(F.is_valid_utf8("_v_text"))},
+    )
+    df = _add(df, {"_v_doc": F.when(F.col("_v_utf8"), F.try_parse_json("_v_text"))})
+    df = _add(df, {"_v_json": F.col("_v_doc").isNotNull() & _single_value(F.col("_v_text"))})
+    first = F.substring(F.ltrim(F.col("_v_text"), F.lit(JSON_WS)), 1, 1)
+    return _add(df, {"_v_object": F.col("_v_json") & (first == "{")})
+
+
+def _type_of(value: Column) -> Column:
+    return F.schema_of_variant(value)
+
+
+def add_event_ms(df: DataFrame, text_col: str) -> DataFrame:
+    """Add `event_ms`: RFC 3339 text to UTC epoch ms, NULL when the pattern or calendar rejects it.
+
+    Staged projections keep the expression trees small (each regex group is extracted once).
+    """
+    rule = next(r for r in RULES if r.kind is FieldKind.TIMESTAMP)
+    assert rule.pattern is not None
+    regex = java_regex(rule.pattern)
+    text = F.col(text_col)
+    parts = ["y", "mo", "d", "h", "mi", "s"]
+    df = _add(
+        df,
+        {f"_t_{p}": F.regexp_extract(text, regex, i + 1).try_cast("bigint") for i, p in enumerate(parts)}
+        | {"_t_frac": F.regexp_extract(text, regex, 7), "_t_off": F.regexp_extract(text, regex, 8)}
+        | {"_t_ok": text.rlike(regex)},
+    )
+    y, mo, d, h, mi, s = (F.col(f"_t_{p}") for p in parts)
+    fraction, offset = F.col("_t_frac"), F.col("_t_off")
+    df = _add(
+        df,
+        {
+            "_t_leap": ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0),
+            "_t_oh": F.substring(offset, 2, 2).try_cast("bigint"),
+            "_t_om": F.substring(offset, 5, 2).try_cast("bigint"),
+            "_t_y2": y - F.when(mo <= 2, 1).otherwise(0),
+        },
+    )
+    leap, off_h, off_m, y2 = F.col("_t_leap"), F.col("_t_oh"), F.col("_t_om"), F.col("_t_y2")
+    month_days = (
+        F.when(mo == 2, F.when(leap, 29).otherwise(28)).when(mo.isin(4, 6, 9, 11), 30).otherwise(31)
+    )
+    calendar_ok = (
+        F.col("_t_ok")
+        & (y >= 1)
+        & mo.between(1, 12)
+        & (d >= 1)
+        & (d <= month_days)
+        & (h < 24)
+        & (mi < 60)
+        & (s < 60)
+        & ((offset == "Z") | ((off_h <= 23) & (off_m <= 59)))
+    )
+    # Days from the civil date (H. Hinnant's algorithm), integer-only so nothing can raise.
+    df = _add(df, {"_t_cal": calendar_ok, "_t_era": F.floor(y2 / 400)})
+    df = _add(df, {"_t_yoe": y2 - F.col("_t_era") * 400})
+    yoe = F.col("_t_yoe")
+    doy = F.floor((153 * (mo + F.when(mo > 2, -3).otherwise(9)) + 2) / 5) + d - 1
+    doe = yoe * 365 + F.floor(yoe / 4) - F.floor(yoe / 100) + doy
+    days = F.col("_t_era") * 146097 + doe - 719468
+    millis = F.when(fraction == "", 0).otherwise(
+        F.rpad(F.substring(fraction, 2, 3), 3, "0").try_cast("bigint")
+    )
+    offset_ms = F.when(offset == "Z", 0).otherwise(
+        F.when(F.substring(offset, 1, 1) == "-", -1).otherwise(1) * (off_h * 3_600_000 + off_m * 60_000)
+    )
+    utc_ms = days * 86_400_000 + h * 3_600_000 + mi * 60_000 + s * 1000 + millis - offset_ms
+    df = _add(df, {"_t_ms": F.when(F.col("_t_cal"), utc_ms)})
+    # Python's datetime cannot leave years 1..9999 after applying the offset: invalid there too.
+    ms = F.col("_t_ms")
+    keep = [c for c in df.columns if not c.startswith("_t_")]
+    return df.select(*keep, F.when(ms.between(_MIN_MS, _MAX_MS), ms).alias(EVENT_MS))
+
+
+_MIN_MS: Final = -62135596800000  # 0001-01-01T00:00:00Z
+_MAX_MS: Final = 253402300799999  # 9999-12-31T23:59:59.999Z
+
+
+def _amount_literal_from_raw(text: Column, name: str) -> Column:
+    """The literal text of a JSON number member `name`, read from the raw payload (last one)."""
+    found = F.regexp_extract_all(
+        text, F.lit('"' + name + r'"[ \t\n\r]*:[ \t\n\r]*(-?[0-9][0-9.eE+-]*)'), F.lit(1)
+    )
+    return F.element_at(found, -1)
+
+
+def _check_amount(text: Column) -> Column:
+    """The amount patterns in contract order, as a reason (NULL when valid)."""
+    return (
+        F.when(~_full_match(text, AMOUNT_SYNTAX_PATTERN), _lit(Reason.INVALID_AMOUNT.value))
+        .when(_full_match(text, AMOUNT_NOT_POSITIVE_PATTERN), _lit(Reason.AMOUNT_NOT_POSITIVE.value))
+        .when(~_full_match(text, AMOUNT_RANGE_PATTERN), _lit(Reason.AMOUNT_OUT_OF_RANGE.value))
+        .when(~_full_match(text, AMOUNT_SCALE_PATTERN), _lit(Reason.AMOUNT_TOO_PRECISE.value))
+    )
+
+
+def _field_stages(df: DataFrame) -> DataFrame:
+    """Per rule: `_v_<name>_var` (VARIANT), `_type`, `_missing`, `_v_<name>` (text), `_bad`."""
+    df = _add(
+        df,
+        {f"_v_{r.name}_var": F.when(F.col("_v_object"), _field(F.col("_v_doc"), r.name)) for r in RULES},
+    )
+    df = _add(df, {f"_v_{r.name}_type": _type_of(F.col(f"_v_{r.name}_var")) for r in RULES})
+    texts: dict[str, Column] = {}
+    for rule in RULES:
+        var, kind = F.col(f"_v_{rule.name}_var"), F.col(f"_v_{rule.name}_type")
+        texts[f"_v_{rule.name}_missing"] = var.isNull() | (kind == "VOID")
+        if rule.kind is FieldKind.AMOUNT:
+            number = kind.isin(*_NUMBER_TYPES) | kind.startswith("DECIMAL")
+            texts[f"_v_{rule.name}"] = F.when((kind == "STRING") | number, var.cast("string")).when(
+                kind == "DOUBLE", _amount_literal_from_raw(F.col("_v_text"), rule.name)
+            )
+        else:
+            texts[f"_v_{rule.name}"] = F.when(kind == "STRING", var.cast("string"))
+    df = _add(df, texts)
+    checks: dict[str, Column] = {}
+    for rule in RULES:
+        value = F.col(f"_v_{rule.name}")
+        if rule.kind is FieldKind.AMOUNT:
+            checks[f"_v_{rule.name}_bad"] = F.when(value.isNull(), _lit(rule.invalid.value)).otherwise(
+                _check_amount(value)
+            )
+            continue
+        if rule.kind is FieldKind.TIMESTAMP:
+            continue
+        if rule.kind is FieldKind.ENUM:
+            ok = value.isin(*rule.allowed)
+        else:
+            assert rule.pattern is not None
+            ok = _full_match(value, rule.pattern)
+        checks[f"_v_{rule.name}_bad"] = F.when(value.isNull() | ~F.coalesce(ok, F.lit(False)), _lit(rule.invalid.value))
+    df = add_event_ms(_add(df, checks), f"_v_{_TIME_FIELD}")
+    time_rule = next(r for r in RULES if r.kind is FieldKind.TIMESTAMP)
+    return _add(
+        df, {f"_v_{time_rule.name}_bad": F.when(F.col(EVENT_MS).isNull(), _lit(time_rule.invalid.value))}
+    )
+
+
+def classify(df: DataFrame, value_col: str = "value") -> DataFrame:
+    """Add `reason` (NULL for a valid event), `event_ms`, the valid fields and `amount`.
+
+    The first failing check wins, in the order of `validate()`: empty, UTF-8, JSON, object, then
+    each rule of `RULES` (missing, then invalid). Valid rows get `amount` as DECIMAL(16,4).
+    """
+    keep = [c for c in df.columns]
+    df = _field_stages(parse(df, value_col))
+    reason = (
+        F.when(F.col("_v_empty"), _lit(Reason.EMPTY_PAYLOAD.value))
+        .when(~F.col("_v_utf8"), _lit(Reason.NOT_UTF8.value))
+        .when(~F.col("_v_json"), _lit(Reason.NOT_JSON.value))
+        .when(~F.col("_v_object"), _lit(Reason.NOT_OBJECT.value))
+    )
+    for rule in RULES:
+        prefix = f"_v_{rule.name}"
+        reason = reason.when(F.col(f"{prefix}_missing"), _lit(rule.missing.value)).when(
+            F.col(f"{prefix}_bad").isNotNull(), F.col(f"{prefix}_bad")
+        )
+    df = _add(df, {REASON: reason})
+    valid = F.col(REASON).isNull()
+    out = [F.when(valid, F.col(f"_v_{name}")).alias(name) for name in VALID_FIELDS]
+    amount = F.when(valid, F.col(f"_v_{AMOUNT}").try_cast(AMOUNT_TYPE)).alias(AMOUNT)
+    return df.select(*keep, REASON, EVENT_MS, *out, amount)
+
+
+def event_ms_only(df: DataFrame, value_col: str = "value") -> DataFrame:
+    """Add only `event_ms` (readable event time or NULL): what bronze needs for `event_date`."""
+    keep = list(df.columns)
+    df = parse(df, value_col)
+    rule = next(r for r in RULES if r.kind is FieldKind.TIMESTAMP)
+    df = _add(df, {"_v_var": F.when(F.col("_v_object"), _field(F.col("_v_doc"), rule.name))})
+    df = _add(df, {"_v_time": F.when(_type_of(F.col("_v_var")) == "STRING", F.col("_v_var").cast("string"))})
+    return add_event_ms(df, "_v_time").select(*keep, EVENT_MS)
+
+
+def date_of_ms(ms: Column) -> Column:
+    """UTC date of epoch milliseconds, without any session time zone."""
+    return F.date_from_unix_date(F.floor(ms / 86_400_000).cast("int"))
+
+
+def hour_of_ms(ms: Column) -> Column:
+    """UTC hour start of epoch milliseconds, as a TIMESTAMP."""
+    return F.timestamp_millis(ms - F.pmod(ms, F.lit(3_600_000)))
+
+
+def kafka_ms(ts: Column) -> Column:
+    """A TIMESTAMP column as epoch milliseconds (time zone independent)."""
+    return F.unix_millis(ts)
