@@ -1,5 +1,5 @@
 # Kubernetes (issue 8): render / apply / remove the kustomize overlays in k8s/ (docs/operations.md).
-.PHONY: k8s-tools k8s-check-env k8s-generate k8s-secrets k8s-render deploy undeploy
+.PHONY: k8s-tools k8s-check-env k8s-generate k8s-secrets k8s-render deploy undeploy k8s-backfill
 
 ENV ?= dev
 DRY_RUN ?=
@@ -29,3 +29,11 @@ deploy: k8s-generate k8s-secrets ## apply ENV=dev|prod to the current kubectl co
 
 undeploy: k8s-check-env ## delete what ENV=dev|prod applied (PVCs of Kafka and Redis are kept)
 	@kubectl delete -k $(K8S_OVERLAY) --ignore-not-found --wait=false
+
+# A one-off Job cut from the nightly CronJob's template (same image, config, secrets, resources):
+# `make k8s-backfill FROM=2026-11-01 TO=2026-11-07` runs `lambda-batch backfill --from .. --to ..`.
+k8s-backfill: ## recompute a date range in the cluster: FROM=YYYY-MM-DD TO=YYYY-MM-DD [ENV=..]
+	@[ -n "$(FROM)" ] || { echo "usage: make k8s-backfill FROM=YYYY-MM-DD [TO=YYYY-MM-DD]"; exit 2; }
+	kubectl -n lambda get cronjob nightly-recompute -o json \
+	  | $(TOOLS)/python -m lambda_tools.k8s_jobs backfill --from "$(FROM)" --to "$(or $(TO),$(FROM))" \
+	  | kubectl -n lambda create -f -

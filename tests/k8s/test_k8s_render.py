@@ -116,3 +116,21 @@ def test_batch_ingest_runs_more_often_than_the_nightly_recompute(rendered: Rende
     assert jobs["bronze-ingest"]["schedule"].startswith("*/")
     assert jobs["nightly-recompute"]["schedule"].split()[2:] == ["*", "*", "*"]
     assert all(j["concurrencyPolicy"] == "Forbid" and j["timeZone"] == "Etc/UTC" for j in jobs.values())
+
+
+def test_backfill_job_is_the_nightly_pod_with_a_date_range(rendered: Rendered) -> None:
+    from datetime import date
+
+    import kubernetes_validate
+
+    from lambda_tools.k8s_jobs import backfill_job
+
+    cron = one(rendered["prod"], "CronJob", "nightly-recompute")
+    job = backfill_job(cron, date(2026, 11, 1), date(2026, 11, 7))
+    kubernetes_validate.validate(job, "1.32.0", strict=True)
+    pod, nightly = job["spec"]["template"]["spec"], cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"] == ["backfill", "--from", "2026-11-01", "--to", "2026-11-07"]
+    pod["containers"][0]["args"] = nightly["containers"][0]["args"]
+    assert pod == nightly
+    with pytest.raises(ValueError, match="before"):
+        backfill_job(cron, date(2026, 11, 7), date(2026, 11, 1))

@@ -1,0 +1,59 @@
+"""Turns the nightly CronJob into a one-off Job (backfill), keeping its pod template whole.
+
+`kubectl create job --from=cronjob/...` cannot change the arguments; this reads the CronJob as JSON
+on stdin and writes a Job with the same image, configuration, secrets, resources and security
+context, but `lambda-batch backfill --from D1 --to D2`.
+
+Run: `kubectl -n lambda get cronjob nightly-recompute -o json | python -m lambda_tools.k8s_jobs
+backfill --from 2026-11-01 --to 2026-11-07 | kubectl -n lambda create -f -` (make k8s-backfill).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from datetime import date
+from typing import Any
+
+
+def backfill_job(cronjob: dict[str, Any], first: date, last: date) -> dict[str, Any]:
+    """The Job that recomputes [first, last] (inclusive) with the CronJob's pod template."""
+    if last < first:
+        raise ValueError(f"--to {last} is before --from {first}")
+    template = copy.deepcopy(cronjob["spec"]["jobTemplate"])
+    spec = template["spec"]
+    container = spec["template"]["spec"]["containers"][0]
+    container["args"] = ["backfill", "--from", first.isoformat(), "--to", last.isoformat()]
+    labels = {**template.get("metadata", {}).get("labels", {}), "app.kubernetes.io/component": "backfill"}
+    spec["template"].setdefault("metadata", {})["labels"] = {
+        **spec["template"].get("metadata", {}).get("labels", {}),
+        "app.kubernetes.io/component": "backfill",
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "generateName": f"backfill-{first.isoformat()}-{last.isoformat()}-",
+            "namespace": cronjob["metadata"]["namespace"],
+            "labels": labels,
+        },
+        "spec": spec,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="k8s_jobs", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    bf = sub.add_parser("backfill", help="a Job recomputing a date range")
+    bf.add_argument("--from", dest="first", type=date.fromisoformat, required=True)
+    bf.add_argument("--to", dest="last", type=date.fromisoformat, required=True)
+    ns = parser.parse_args(argv)
+    json.dump(backfill_job(json.load(sys.stdin), ns.first, ns.last), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
