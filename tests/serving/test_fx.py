@@ -52,9 +52,11 @@ def test_conversion_goes_through_usd_exactly() -> None:
     assert to_cents(converted.value) == "9.24" and not converted.stale
 
 
-def test_reporting_in_the_native_currency_keeps_the_exact_sum_even_with_a_stale_rate() -> None:
+def test_reporting_in_the_native_currency_keeps_the_exact_sum_even_with_a_stale_or_no_rate() -> None:
     converted = TABLE.convert({"JPY": Decimal("1234.0000")}, D, "JPY")
     assert converted.value == Decimal("1234.0000") and not converted.stale
+    converted = TABLE.convert({"EUR": Decimal("5.0000")}, date(2020, 1, 1), "EUR")  # before any EUR rate
+    assert converted.value == Decimal("5.0000") and not converted.stale and not converted.missing
 
 
 def test_unconvertible_currency_makes_the_value_unknown_and_named() -> None:

@@ -94,6 +94,9 @@ class FxTable:
 
     def convert(self, amounts: Mapping[str, Decimal], day: date, target: str) -> Converted:
         """Sum native amounts {currency: amount} into `target` at `day`'s rates, unrounded."""
+        if all(c == target for c in amounts):
+            # Nothing to convert: the exact native sum, whatever the table holds for the day.
+            return Converted(sum(amounts.values(), Decimal(0)), False)
         target_rate = self.rate(target, day)
         missing = [] if target_rate is not None else [target]
         stale = target_rate.stale if target_rate is not None else False
@@ -109,13 +112,8 @@ class FxTable:
                 continue
             stale = stale or rate.stale
             usd = FX_CONTEXT.add(usd, FX_CONTEXT.multiply(amount, rate.rate_to_usd))
-        if missing:
+        if missing or target_rate is None:
             return Converted(None, stale, tuple(sorted(set(missing))))
-        if target_rate is None:  # pragma: no cover - covered by `missing`
-            return Converted(None, stale, (target,))
-        if all(c == target for c in amounts):
-            # Only the reporting currency contributed: the exact native sum, no stale flag.
-            return Converted(sum(amounts.values(), Decimal(0)), False)
         return Converted(FX_CONTEXT.divide(usd, target_rate.rate_to_usd), stale)
 
 
