@@ -148,9 +148,14 @@ def test_speed_image_matches_the_locked_flink_and_the_pinned_jars() -> None:
     assert tag(df.args["FLINK_IMAGE"]).startswith(f"{flink}-"), "Flink image and apache-flink differ"
     props = pom_properties()
     assert props["flink.version"] == flink
-    copied = {Path(src).name for sources in df.copies for src in sources}
-    assert f"flink-sql-connector-kafka-{props['flink.kafka.connector.version']}.jar" in copied
-    assert f"flink-metrics-prometheus-{props['flink.version']}.jar" in copied
+    copied = [src for sources in df.copies for src in sources]
+    # The job's pipeline.jars: every jar of the pom's flink profile, where LAMBDA_JARS_DIR points.
+    assert ".local/jars/flink/" in copied
+    assert "LAMBDA_JARS_DIR=/opt/lambda/jars" in (REPO / "speed_layer/Dockerfile").read_text()
+    assert "LAMBDA_JARS_DIR=/opt/lambda/jars" in (REPO / "k8s/base/config/lambda.env").read_text()
+    jars = {p.name for p in (REPO / ".local/jars/flink").glob("*.jar")}
+    assert f"flink-sql-connector-kafka-{props['flink.kafka.connector.version']}.jar" in jars
+    assert f".local/jars/flink/flink-metrics-prometheus-{props['flink.version']}.jar" in copied
     assert any(f"flink-s3-fs-presto-{flink}.jar" in r for r in df.runs)
     deployment = yaml.safe_load((REPO / "k8s/base/speed/flinkdeployment.yaml").read_text())
     assert deployment["spec"]["job"]["jarURI"] == f"local:///opt/flink/opt/flink-python-{flink}.jar"
