@@ -27,8 +27,12 @@ k8s-render: k8s-generate k8s-secrets ## print the manifests of ENV=dev|prod (kub
 deploy: k8s-generate k8s-secrets ## apply ENV=dev|prod to the current kubectl context; DRY_RUN=server validates only
 	@kubectl apply --server-side --force-conflicts -k $(K8S_OVERLAY) $(if $(DRY_RUN),--dry-run=$(DRY_RUN))
 
-undeploy: k8s-check-env ## delete what ENV=dev|prod applied (PVCs of Kafka and Redis are kept)
-	@kubectl delete -k $(K8S_OVERLAY) --ignore-not-found --wait=false
+# Everything but the Namespace, so the PVCs of Kafka (deleteClaim: false) and Redis survive;
+# `kubectl delete namespace lambda` wipes them too.
+undeploy: k8s-secrets ## delete what ENV=dev|prod applied, keeping the namespace and the Kafka/Redis PVCs
+	@$(KUSTOMIZE_BUILD) $(K8S_OVERLAY) \
+	  | $(TOOLS)/python -c 'import sys, yaml; yaml.safe_dump_all([d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] != "Namespace"], sys.stdout)' \
+	  | kubectl delete -f - --ignore-not-found --wait=false
 
 # A one-off Job cut from the nightly CronJob's template (same image, config, secrets, resources):
 # `make k8s-backfill FROM=2026-11-01 TO=2026-11-07` runs `lambda-batch backfill --from .. --to ..`.
