@@ -229,8 +229,14 @@ def test_metrics_probes_and_request_id(client: TestClient, r: redis.Redis) -> No
     assert 'lambda_serving_cache_age_seconds{cache="batch"}' in text
 
 
-def test_openapi_docs_are_served(client: TestClient) -> None:
-    assert client.get("/docs").status_code == 200
+def test_openapi_docs_are_served_without_a_cdn(client: TestClient) -> None:
+    html = client.get("/docs").text
+    assert "/swagger/swagger-ui-bundle.js" in html and "cdn" not in html.lower()
+    assert client.get("/swagger/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/swagger/swagger-ui.css").status_code == 200
+    page = client.get("/")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
     spec = client.get("/openapi.json").json()
     assert "/v1/revenue/hourly" in spec["paths"] and "/v1/status" in spec["paths"]
 

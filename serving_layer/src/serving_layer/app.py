@@ -26,6 +26,7 @@ from typing import Annotated, Any, Final
 import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -53,6 +54,16 @@ log = logging.getLogger("serving_layer.app")
 access_log = logging.getLogger("serving_layer.access")
 
 DASHBOARD_DIR: Final = Path(__file__).with_name("dashboard")
+SWAGGER_DIR: Final = Path(__file__).with_name("swagger_ui")
+DASHBOARD_HEADERS: Final = {
+    "Cache-Control": "no-cache",
+    # Only the page's own files, no inline script, no framing: a stolen-token XSS has nowhere to start.
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "Referrer-Policy": "no-referrer",
+}
 SPEED_STALE_AFTER_S: Final = 60
 RENDER_CACHE_ENTRIES: Final = 50_000
 BODY_CACHE_ENTRIES: Final = 256
@@ -109,6 +120,7 @@ class RequestContext:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid.encode()))
+                headers.append((b"x-content-type-options", b"nosniff"))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -348,6 +360,8 @@ def create_app(
             "view (Redis, provisional). Every /v1 call needs `Authorization: Bearer <token>`."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served below from vendored assets: no CDN
+        redoc_url=None,
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -499,7 +513,18 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> Response:
-        return HTMLResponse(index_html, headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(index_html, headers=DASHBOARD_HEADERS)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - docs",
+            swagger_js_url="/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/swagger/swagger-ui.css",
+            swagger_favicon_url="/swagger/favicon-32x32.png",
+        )
 
     app.mount("/static", StaticFiles(directory=DASHBOARD_DIR), name="static")
+    app.mount("/swagger", StaticFiles(directory=SWAGGER_DIR), name="swagger")
     return app
