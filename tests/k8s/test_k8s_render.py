@@ -129,8 +129,36 @@ def test_backfill_job_is_the_nightly_pod_with_a_date_range(rendered: Rendered) -
     job = backfill_job(cron, date(2026, 11, 1), date(2026, 11, 7))
     kubernetes_validate.validate(job, "1.32.0", strict=True)
     pod, nightly = job["spec"]["template"]["spec"], cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert pod["containers"][0]["args"] == ["backfill", "--from", "2026-11-01", "--to", "2026-11-07"]
+    assert pod["containers"][0]["args"] == ["run", "--from", "2026-11-01", "--to", "2026-11-07"]
     pod["containers"][0]["args"] = nightly["containers"][0]["args"]
     assert pod == nightly
     with pytest.raises(ValueError, match="before"):
         backfill_job(cron, date(2026, 11, 7), date(2026, 11, 1))
+
+
+def test_container_commands_exist_in_the_layers(rendered: Rendered) -> None:
+    """The CronJobs' and backfill's arguments parse with lambda-batch; the Flink driver's module exists."""
+    import subprocess
+    from datetime import date
+
+    from k8s_support import REPO
+
+    from lambda_tools.k8s_jobs import backfill_job
+
+    crons = objects(rendered["prod"], "CronJob")
+    arg_lists = [c["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"] for c in crons]
+    backfill = backfill_job(
+        one(rendered["prod"], "CronJob", "nightly-recompute"), date(2026, 1, 1), date(2026, 1, 2)
+    )
+    arg_lists.append(backfill["spec"]["template"]["spec"]["containers"][0]["args"])
+    batch = REPO / ".venvs/batch/bin/python"
+    for args in arg_lists:
+        out = subprocess.run(
+            [str(batch), "-m", "batch_layer.main", *args, "--help"], capture_output=True, text=True
+        )
+        assert out.returncode == 0, f"lambda-batch {' '.join(args)}: {out.stderr[-500:]}"
+    job = one(rendered["prod"], "FlinkDeployment", "lambda-speed")["spec"]["job"]
+    module = job["args"][job["args"].index("-pym") + 1]
+    speed = REPO / ".venvs/speed/bin/python"
+    probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
+    assert subprocess.run([str(speed), "-c", probe]).returncode == 0, f"{module} is not in the speed layer"

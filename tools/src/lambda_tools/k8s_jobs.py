@@ -2,7 +2,7 @@
 
 `kubectl create job --from=cronjob/...` cannot change the arguments; this reads the CronJob as JSON
 on stdin and writes a Job with the same image, configuration, secrets, resources and security
-context, but `lambda-batch backfill --from D1 --to D2`.
+context, but `lambda-batch run --from D1 --to D2` (ingest, then recompute the range).
 
 Run: `kubectl -n lambda get cronjob nightly-recompute -o json | python -m lambda_tools.k8s_jobs
 backfill --from 2026-11-01 --to 2026-11-07 | kubectl -n lambda create -f -` (make k8s-backfill).
@@ -25,7 +25,7 @@ def backfill_job(cronjob: dict[str, Any], first: date, last: date) -> dict[str, 
     template = copy.deepcopy(cronjob["spec"]["jobTemplate"])
     spec = template["spec"]
     container = spec["template"]["spec"]["containers"][0]
-    container["args"] = ["backfill", "--from", first.isoformat(), "--to", last.isoformat()]
+    container["args"] = ["run", "--from", first.isoformat(), "--to", last.isoformat()]
     labels = {**template.get("metadata", {}).get("labels", {}), "app.kubernetes.io/component": "backfill"}
     spec["template"].setdefault("metadata", {})["labels"] = {
         **spec["template"].get("metadata", {}).get("labels", {}),
