@@ -57,12 +57,11 @@ def test_locked_install_works_from_the_image_context(layer: str, tmp_path: Path)
     ]
     out = subprocess.run(cmd, cwd=ctx, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    package = layer.removesuffix("_layer") + "_layer"
     check = subprocess.run(
         [
             str(tmp_path / "venv/bin/python"),
             "-c",
-            f"import lambda_contract, {package}; print({package}.__file__)",
+            f"import lambda_contract, {layer}; print({layer}.__file__)",
         ],
         capture_output=True,
         text=True,
