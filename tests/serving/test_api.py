@@ -227,6 +227,7 @@ def test_metrics_probes_and_request_id(client: TestClient, r: redis.Redis) -> No
     assert f'{count}{{method="GET",route="/v1/revenue/hourly",status="200"}} 1.0' in text
     assert 'lambda_serving_rows_total{source="none"} 7.0' in text
     assert 'lambda_serving_cache_age_seconds{cache="batch"}' in text
+    assert 'lambda_serving_cache_age_seconds{cache="speed"}' in text
 
 
 def test_openapi_docs_are_served_without_a_cdn(client: TestClient) -> None:

@@ -338,6 +338,7 @@ def create_app(
             render_cache=OrderedDict(),
             body_cache=OrderedDict(),
         )
+        metrics.track_speed_cache(app.state.services.speed.cache_age_s)
         await batch.ensure_fresh()
         log.info(
             "serving layer started",

@@ -38,12 +38,15 @@ class ServingMetrics:
         )
         self.cache_age = Gauge(
             "lambda_serving_cache_age_seconds",
-            "Seconds since the cached batch view (gold + manifest) was last confirmed current; "
-            "-1 before the first check.",
+            "Seconds since a cached view was last confirmed current: batch = gold + manifest "
+            "version check, speed = last Redis read; -1 before the first.",
             ["cache"],
             registry=self.registry,
         )
         self.cache_age.labels("batch").set_function(lambda: _or_minus_one(batch_cache_age()))
+
+    def track_speed_cache(self, speed_cache_age: Callable[[], float | None]) -> None:
+        self.cache_age.labels("speed").set_function(lambda: _or_minus_one(speed_cache_age()))
         self.table_version = Gauge(
             "lambda_serving_delta_table_version",
             "Delta version of the cached table; -1 when the table does not exist.",
