@@ -268,3 +268,45 @@ def test_scrape_jobs_match_the_local_job_names_the_rules_use(rendered: Rendered)
         assert mon["spec"]["selector"]["matchLabels"].items() <= flink_labels.items()
         monitored.add(flink_labels["lambda.platform/job"])
     assert monitored == {"speed", "serving", "pushgateway"} and monitored <= local_jobs
+
+
+def test_both_speed_metrics_ports_are_declared_scraped_and_admitted(rendered: Rendered) -> None:
+    """Flink's reporter on LAMBDA_SPEED_METRICS_PORT, the speed layer's own metrics on the next port."""
+    docs = rendered["prod"]
+    config = next(c for c in objects(docs, "ConfigMap") if c["metadata"]["name"].startswith("lambda-config"))
+    reporter = int(config["data"]["LAMBDA_SPEED_METRICS_PORT"])
+    pod = one(docs, "FlinkDeployment", "lambda-speed")["spec"]["podTemplate"]["spec"]
+    ports = {p["name"]: p["containerPort"] for p in pod["containers"][0]["ports"]}
+    scraped = {e["port"] for e in one(docs, "PodMonitor", "speed")["spec"]["podMetricsEndpoints"]}
+    assert {ports[name] for name in scraped} == {reporter, reporter + 1}
+    admitted = [
+        p["port"]
+        for rule in one(docs, "NetworkPolicy", "speed")["spec"]["ingress"]
+        for peer in rule.get("from", [])
+        if peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+        == "monitoring"
+        for p in rule["ports"]
+    ]
+    assert sorted(admitted) == [reporter, reporter + 1]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_secret_values_appear_only_inside_the_secret(
+    rendered: Rendered, k8s_copy: Path, overlay: str
+) -> None:
+    """The values of this run's throwaway secrets.env are nowhere but in the generated Secret."""
+    import base64
+
+    values = [
+        line.split("=", 1)[1]
+        for line in (k8s_copy / "overlays" / overlay / "secrets.env").read_text().splitlines()
+        if "=" in line
+    ]
+    assert values
+    for doc in rendered[overlay]:
+        text = yaml.safe_dump(doc)
+        if doc["kind"] == "Secret":
+            assert sorted(base64.b64decode(v).decode() for v in doc["data"].values()) == sorted(values)
+            continue
+        leaked = [v for v in values if v in text or base64.b64encode(v.encode()).decode() in text]
+        assert not leaked, f"{doc['kind']}/{doc['metadata']['name']} holds a secret value"
