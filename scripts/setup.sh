@@ -80,9 +80,10 @@ if [ ! -f "$crd_stamp" ]; then
   fi
   rm -f "$CRDS"/.pom-* && touch "$crd_stamp"
 fi
-if ! .venvs/tools/bin/python -m lambda_tools.k8s_crds --jars "$CRDS/jars" --out "$CRDS"; then
-  log "some CRD schemas could not be built (see above); tests/k8s will say which are missing"
-  exit 1
+# A machine without a JDK >= 21 or Go still sets up; only tests/k8s then fails, naming the missing CRD.
+if .venvs/tools/bin/python -m lambda_tools.k8s_crds --jars "$CRDS/jars" --out "$CRDS"; then
+  log "k8s tooling ready: CRD schemas in $CRDS/"
+else
+  log "WARNING: some CRD schemas could not be built (above); tests/k8s will fail until they are"
 fi
-log "k8s tooling ready: CRD schemas in $CRDS/"
 # <<< k8s (issue 8) <<<

@@ -5,6 +5,7 @@ in the images are the ones the layers lock and the jar pom pins."""
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -89,7 +90,15 @@ def test_every_copied_path_exists_or_is_made_by_setup(layer: str) -> None:
     for sources in df.copies:
         for src in sources:
             if src.startswith(".local/"):
+                # Made by `make setup`: .local/jars/<profile>/ from that profile of infra/jars/pom.xml.
                 assert src.startswith(SETUP_MADE), f"{layer}: {src} is neither committed nor made by setup"
+                profile = src.split("/")[2]
+                assert f"<id>{profile}</id>" in (REPO / "infra/jars/pom.xml").read_text(), (layer, src)
+            else:
+                tracked = subprocess.run(
+                    ["git", "ls-files", "--error-unmatch", src], cwd=REPO, capture_output=True
+                )
+                assert tracked.returncode == 0, f"{layer}/Dockerfile copies {src}, which is not committed"
             assert (REPO / src).exists(), (
                 f"{layer}/Dockerfile copies {src}, which does not exist (make setup?)"
             )
