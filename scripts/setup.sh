@@ -64,8 +64,12 @@ log "jars ready in $JARS/ (kafka, flink, spark)"
 # are built into .local/crds/ from registry packages: see lambda_tools/k8s_crds.py and docs/operations.md.
 if ! kubectl version --client -o json 2>/dev/null | grep -q '"kustomizeVersion": "v5' \
    && [ ! -x .local/bin/kustomize ]; then
-  log "installing kustomize v5.5.0 into .local/bin (go install)"
-  GOBIN="$PWD/.local/bin" PATH="$PATH:/usr/local/go/bin" go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
+  if PATH="$PATH:/usr/local/go/bin" command -v go >/dev/null; then
+    log "installing kustomize v5.5.0 into .local/bin (go install)"
+    GOBIN="$PWD/.local/bin" PATH="$PATH:/usr/local/go/bin" go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
+  else
+    log "WARNING: no kubectl with kustomize v5 and no Go to build kustomize: make k8s-render cannot run"
+  fi
 fi
 CRDS=.local/crds
 crd_stamp="$CRDS/.pom-$(sha256sum infra/jars/pom.xml | cut -c1-16)"
