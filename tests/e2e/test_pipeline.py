@@ -184,7 +184,7 @@ def test_speed_then_batch_then_api_then_reconciliation(
     # 2. before any batch run the API serves those hours from the speed view
     _check_api_rows(env, truth.view_for_date(truth.speed, DAY), source="speed")
     # 3. the nightly batch for the date: gold holds the full truth, late events included
-    _run(env, [str(VENVS / "batch/bin/lambda-batch"), "--date", DAY.isoformat()], timeout=900)
+    _run(env, [str(VENVS / "batch/bin/lambda-batch"), "run", "--date", DAY.isoformat()], timeout=900)
     _check_api_rows(env, truth.view_for_date(truth.full, DAY), source="batch")
     # 4. reconciliation explains the difference with exactly the generator's late events
     _run(env, [str(VENVS / "serving/bin/lambda-reconcile"), "--date", DAY.isoformat()], timeout=300)

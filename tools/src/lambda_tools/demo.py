@@ -116,7 +116,7 @@ class Demo:
         yesterday = (now - timedelta(days=1)).date()
         self.foreground(
             f"running the nightly batch for {yesterday} (ingest to bronze, recompute gold)",
-            [str(VENVS / "batch" / "bin" / "lambda-batch"), "--date", yesterday.isoformat()],
+            [str(VENVS / "batch" / "bin" / "lambda-batch"), "run", "--date", yesterday.isoformat()],
         )
 
     def start_serving(self) -> str:
