@@ -318,8 +318,8 @@ def main() -> int:
             print(
                 f"{name:8s} rps {s['rps']:8.1f}  p50 {s['p50_ms']:7.2f} ms  p99 {s['p99_ms']:7.2f} ms  errors {s['errors']}"
             )
-        load = f"load average (2 cores) before {LOAD_BEFORE[0]:.2f}, after {os.getloadavg()[0]:.2f}"
-        print(f"{load}: other work on the machine slows both endpoints")
+        loadavg = f"load average (2 cores) before {LOAD_BEFORE[0]:.2f}, after {os.getloadavg()[0]:.2f}"
+        print(f"{loadavg}: other work on the machine slows both endpoints")
         print(
             f"p99 ratio {ratios['p99_ratio']:.2f} (<= 5)   rps ratio {ratios['rps_ratio']:.2f} (>= 0.5)   "
             f"{'PASS' if doc['pass'] else 'FAIL'}   -> {args.out}"
