@@ -1,0 +1,39 @@
+"""Finding the checkpoint to resume from: the newest complete one under the checkpoint directory.
+
+Flink writes `<dir>/<job id>/chk-<n>/_metadata` last, so a `chk-*` folder with `_metadata` is
+complete. Each run has a new job id, hence the search across job folders. Only local (file:)
+directories can be searched here; elsewhere (an object store in production) the Flink
+Kubernetes Operator tracks the latest checkpoint itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+def local_dir(url: str) -> Path | None:
+    """The local path of a file: URL or plain path; None for a remote URL."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        return Path(parsed.path if parsed.scheme else url)
+    return None
+
+
+def latest_complete(url: str) -> str | None:
+    """The newest complete checkpoint (as a file: URI) under `url`, or None."""
+    root = local_dir(url)
+    if root is None or not root.is_dir():
+        return None
+    candidates = [m.parent for m in root.glob("*/chk-*/_metadata") if m.is_file()]
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda p: (p.joinpath("_metadata").stat().st_mtime, _number(p)))
+    return best.resolve().as_uri()
+
+
+def _number(path: Path) -> int:
+    try:
+        return int(path.name.removeprefix("chk-"))
+    except ValueError:
+        return -1

@@ -1,0 +1,143 @@
+"""Wires the speed job: Flink configuration, Kafka tables, the SQL of `sql.py`, the Redis sink.
+
+Stage A (one SQL query) reads Kafka once and classifies every record; it becomes a DataStream
+that stage B's queries share (DLQ topic, late topic, aggregate updates), so the source is read
+once and each record is classified exactly once.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyflink.common import Configuration
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.table import DataTypes, Schema, StreamTableEnvironment, TableDescriptor
+
+from lambda_contract.settings import Settings
+from speed_layer import sql
+from speed_layer.flink_sink import RedisSink
+
+JARS = ("flink/flink-sql-connector-kafka-5.0.0-2.2.jar", "flink/flink-metrics-prometheus-2.2.1.jar")
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    bounded: bool = False
+    restore_from: str | None = None  # checkpoint URI to resume from
+    group_id: str = "lambda-speed"
+    tick_ms: int = 200
+    refresh_s: int = 10
+
+
+def flink_config(settings: Settings, options: JobOptions) -> dict[str, str]:
+    """Runtime options: checkpoints retained on cancel, Python workers on this interpreter."""
+    jars_dir = settings.path(settings.jars_dir)
+    conf = {
+        "pipeline.name": "lambda-speed",
+        "pipeline.jars": ";".join((jars_dir / j).as_uri() for j in JARS),
+        "parallelism.default": str(settings.speed_parallelism),
+        "execution.checkpointing.interval": f"{settings.checkpoint_interval_s} s",
+        "execution.checkpointing.mode": "EXACTLY_ONCE",
+        "execution.checkpointing.dir": settings.checkpoint_url,
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "execution.checkpointing.num-retained": "3",
+        "state.backend.type": "hashmap",
+        # Python workers must run this environment's interpreter, not the system python.
+        "python.executable": sys.executable,
+        "python.client.executable": sys.executable,
+        "python.fn-execution.bundle.time": "100",
+        "python.fn-execution.bundle.size": "1000",
+        "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
+        "metrics.reporter.prom.port": str(settings.speed_metrics_port),
+        "taskmanager.memory.process.size": "2g",
+        "rest.bind-port": "8081-8181",
+    }
+    if options.restore_from:
+        conf["execution.state-recovery.path"] = options.restore_from
+    return conf
+
+
+def _source(settings: Settings, options: JobOptions) -> TableDescriptor:
+    schema = Schema.new_builder()
+    for col in sql.source_columns():
+        if col.metadata:
+            schema.column_by_metadata(col.name, col.type, col.metadata, True)
+        elif col.expression:
+            schema.column_by_expression(col.name, col.expression)
+        else:
+            schema.column(col.name, col.type)
+    schema.watermark("et", sql.watermark_expr(settings))
+    return _descriptor(schema.build(), sql.source_options(settings, bounded=options.bounded, group_id=options.group_id))
+
+
+def _sink(columns: list[sql.Column], opts: dict[str, str]) -> TableDescriptor:
+    schema = Schema.new_builder()
+    for col in columns:
+        schema.column(col.name, col.type)
+    return _descriptor(schema.build(), opts)
+
+
+def _descriptor(schema: Schema, opts: dict[str, str]) -> TableDescriptor:
+    builder = TableDescriptor.for_connector(opts["connector"]).schema(schema)
+    for key, value in opts.items():
+        if key != "connector":
+            builder.option(key, value)
+    return builder.build()
+
+
+def build(settings: Settings, options: JobOptions) -> StreamExecutionEnvironment:
+    """The complete job graph on a fresh environment, ready for `execute()`."""
+    conf = Configuration()
+    for key, value in flink_config(settings, options).items():
+        conf.set_string(key, value)
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    t_env = StreamTableEnvironment.create(env)
+    for key, value in sql.table_config(settings).items():
+        t_env.get_config().set(key, value)
+
+    t_env.create_temporary_table(sql.SOURCE_TABLE, _source(settings, options))
+    t_env.create_temporary_table(sql.DLQ_TABLE, _sink(sql.dlq_columns(), sql.dlq_options(settings)))
+    t_env.create_temporary_table(sql.LATE_TABLE, _sink(sql.late_columns(), sql.late_options(settings)))
+
+    classified = t_env.to_data_stream(t_env.sql_query(sql.classify_query(settings)))
+    shared = t_env.from_data_stream(
+        classified,
+        Schema.new_builder().column_by_expression("pt", "PROCTIME()").build(),
+    )
+    t_env.create_temporary_view(sql.CLASSIFIED_VIEW, shared)
+
+    outputs = t_env.create_statement_set()
+    outputs.add_insert_sql(sql.dlq_insert())
+    outputs.add_insert_sql(sql.late_insert())
+    outputs.attach_as_datastream()
+
+    updates = t_env.to_changelog_stream(t_env.sql_query(sql.updates_query(settings)))
+    (
+        updates.key_by(lambda _row: 0, key_type=_int_type())
+        .process(RedisSink(settings, options.tick_ms, options.refresh_s))
+        .uid("speed-redis-sink")
+        .name("redis-sink")
+    )
+    return env
+
+
+def _int_type():  # type: ignore[no-untyped-def]
+    from pyflink.common.typeinfo import Types
+
+    return Types.INT()
+
+
+def plugins_dir(settings: Settings) -> Path:
+    """FLINK_PLUGINS_DIR with the Prometheus reporter (reporters load as plugins at start-up)."""
+    root = settings.state_path / "flink" / "plugins"
+    target = root / "metrics-prometheus" / "flink-metrics-prometheus.jar"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = settings.path(settings.jars_dir) / JARS[1]
+    if not target.exists() and source.exists():
+        target.symlink_to(source)
+    return root
+
+
+__all__ = ["DataTypes", "JobOptions", "build", "flink_config", "plugins_dir"]

@@ -1,0 +1,64 @@
+"""Redis I/O of the speed view: run the view's commands pipelined, read back what a restart needs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import redis
+
+from lambda_contract.redis_layout import HOUR_OPEN, RedisLayout
+from lambda_contract.settings import Settings
+from lambda_contract.windows import parse_hour_id, to_epoch_ms
+from speed_layer.view import Command, Expire, HDel, HSet
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """A client for LAMBDA_REDIS_URL with the password from the variable or its file."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        password=settings.resolved_redis_password(),
+        socket_timeout=10,
+        socket_connect_timeout=10,
+        health_check_interval=30,
+    )
+
+
+def execute(client: redis.Redis, commands: Sequence[Command]) -> float:
+    """Run the commands in one pipeline (no MULTI: every command is idempotent); seconds taken."""
+    if not commands:
+        return 0.0
+    started = time.perf_counter()
+    pipe = client.pipeline(transaction=False)
+    for cmd in commands:
+        if isinstance(cmd, HSet):
+            pipe.hset(cmd.key, mapping=dict(cmd.mapping))
+        elif isinstance(cmd, Expire):
+            pipe.expire(cmd.key, cmd.seconds)
+        elif isinstance(cmd, HDel):
+            pipe.hdel(cmd.key, *cmd.fields)
+    pipe.execute()
+    return time.perf_counter() - started
+
+
+def read_state(
+    client: redis.Redis, layout: RedisLayout
+) -> tuple[int | None, dict[int, dict[str, dict[str, str]]]]:
+    """The published watermark and the open hours' hashes, to seed the view after a restart."""
+    raw_wm = client.hget(layout.meta(), "watermark_ms")
+    watermark = int(raw_wm) if raw_wm is not None else None
+    hours: Mapping[bytes, bytes] = client.hgetall(layout.hours())
+    result: dict[int, dict[str, dict[str, str]]] = {}
+    for hid, status in hours.items():
+        if status.decode() != HOUR_OPEN:
+            continue
+        start = parse_hour_id(hid.decode())
+        parts = {}
+        for name, key in (
+            ("speed", layout.hour(start)),
+            ("late", layout.late(start)),
+            ("dups", layout.duplicates(start)),
+        ):
+            parts[name] = {k.decode(): val.decode() for k, val in client.hgetall(key).items()}
+        result[to_epoch_ms(start)] = parts
+    return watermark, result

@@ -1,0 +1,268 @@
+"""What Redis must hold, derived from the job's aggregate changelog (pure: no I/O, no Flink).
+
+The sink feeds every update row and every watermark it sees into `SpeedView`; the view answers
+with Redis commands. All values are absolute (HSET of the running totals), so replaying the
+changelog after a restart converges to the same keys. Open hours are mirrored in memory and
+rewritten on every refresh, so a Redis that lost its data heals without a job restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Final
+
+from lambda_contract.redis_layout import HOUR_CLOSED, HOUR_OPEN, GroupKey, Metrics, RedisLayout
+from lambda_contract.windows import HOUR_MS, format_instant, from_epoch_ms, hour_id
+
+MAX_WATERMARK: Final = 2**63 - 1
+"""Flink's end-of-input watermark: not a time, so never published or used to close hours."""
+
+
+@dataclass(frozen=True)
+class Update:
+    """One row of the updates changelog (an insert or the new value of an update)."""
+
+    kind: str  # "hour" | "dlq"
+    bucket_ms: int  # hour start (hour) or UTC day start (dlq)
+    region: str = ""
+    category: str = ""
+    currency: str = ""
+    reason: str = ""
+    speed: Metrics = Metrics()
+    late: Metrics = Metrics()
+    duplicates: int = 0
+    malformed: int = 0
+    max_event_ms: int | None = None  # partition updates: newest readable event time seen
+    watermark_ms: int | None = None  # the job's watermark as the classification saw it
+
+    @property
+    def key(self) -> GroupKey:
+        return GroupKey(self.region, self.category, self.currency)
+
+
+@dataclass(frozen=True)
+class HSet:
+    key: str
+    mapping: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Expire:
+    key: str
+    seconds: int
+
+
+@dataclass(frozen=True)
+class HDel:
+    key: str
+    fields: tuple[str, ...]
+
+
+Command = HSet | Expire | HDel
+
+
+@dataclass
+class Counts:
+    """Increments since the last drain, for the layer's Prometheus counters."""
+
+    events: int = 0
+    duplicates: int = 0
+    late: int = 0
+    malformed: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Hour:
+    speed: dict[str, str] = field(default_factory=dict)
+    late: dict[str, str] = field(default_factory=dict)
+    dups: dict[str, str] = field(default_factory=dict)
+
+
+class SpeedView:
+    """Turns absolute aggregate updates and watermarks into idempotent Redis commands."""
+
+    def __init__(
+        self, layout: RedisLayout, allowed_lateness_s: int, retention_s: int, out_of_orderness_s: int = 0
+    ) -> None:
+        self.layout = layout
+        self.out_of_orderness_ms = out_of_orderness_s * 1000
+        self._partition_max: dict[int, int] = {}
+        self.lateness_ms = allowed_lateness_s * 1000
+        self.retention_s = retention_s
+        self.watermark_ms: int | None = None
+        self._open: dict[int, _Hour] = {}
+        self._closed: set[int] = set()
+        self._pending: dict[tuple[str, str], str] = {}
+        self._expire: dict[str, int] = {}
+        self._last: dict[tuple[str, int, str], tuple[int, ...]] = {}
+        self.counts = Counts()
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def seed(self, watermark_ms: int | None, open_hours: Mapping[int, Mapping[str, Mapping[str, str]]]) -> None:
+        """Start from what Redis holds (after a restart): the published watermark and open hours."""
+        if watermark_ms is not None:
+            self.watermark_ms = max(self.watermark_ms or watermark_ms, watermark_ms)
+        for hour_ms, parts in open_hours.items():
+            self._open[hour_ms] = _Hour(
+                dict(parts.get("speed", {})), dict(parts.get("late", {})), dict(parts.get("dups", {}))
+            )
+
+    def apply(self, update: Update) -> None:
+        if update.kind == "dlq":
+            self._apply_dlq(update)
+        elif update.kind == "partition":
+            self._apply_partition(update)
+        else:
+            self._apply_hour(update)
+
+    def _apply_partition(self, u: Update) -> None:
+        """Progress of one Kafka partition: the watermark the job reached after its last record.
+
+        Rows carry the watermark seen *before* them, so after the last record of a burst the job's
+        watermark is ahead of every row. It equals min over partitions of (newest event time -
+        out-of-orderness - 1 ms) for partitions that are not idle, which is at least the same
+        minimum over all partitions: that lower bound is published, never more.
+        """
+        if u.max_event_ms is not None:
+            p = u.bucket_ms
+            self._partition_max[p] = max(self._partition_max.get(p, u.max_event_ms), u.max_event_ms)
+            bound = min(self._partition_max.values()) - self.out_of_orderness_ms - 1
+            self.advance(bound)
+        self.advance(u.watermark_ms)
+
+    def advance(self, watermark_ms: int | None) -> None:
+        """A new watermark: never moves back; closes the hours it passes."""
+        if watermark_ms is None or watermark_ms >= MAX_WATERMARK or watermark_ms < 0:
+            return
+        if self.watermark_ms is not None and watermark_ms <= self.watermark_ms:
+            return
+        self.watermark_ms = watermark_ms
+        for hour_ms in [h for h in self._open if self._is_closed(h)]:
+            self._close(hour_ms)
+
+    # --- outputs ---------------------------------------------------------------------------
+
+    def drain(self, now_ms: int) -> list[Command]:
+        """Commands for everything that changed since the last drain, plus the heartbeat."""
+        by_key: dict[str, dict[str, str]] = {}
+        for (key, fld), value in self._pending.items():
+            by_key.setdefault(key, {})[fld] = value
+        commands: list[Command] = [HSet(k, m) for k, m in by_key.items()]
+        commands += [Expire(k, s) for k, s in self._expire.items()]
+        commands.append(self._meta(now_ms))
+        self._pending.clear()
+        self._expire.clear()
+        return commands
+
+    def refresh(self, now_ms: int) -> list[Command]:
+        """Rewrite every open hour in full (heals a Redis that lost data) and prune old hours."""
+        commands: list[Command] = []
+        hours: dict[str, str] = {}
+        for hour_ms, data in self._open.items():
+            start = from_epoch_ms(hour_ms)
+            for key, mapping in (
+                (self.layout.hour(start), data.speed),
+                (self.layout.late(start), data.late),
+                (self.layout.duplicates(start), data.dups),
+            ):
+                if mapping:
+                    commands.append(HSet(key, dict(mapping)))
+            hours[hour_id(start)] = HOUR_OPEN
+        if hours:
+            commands.append(HSet(self.layout.hours(), hours))
+        if self.watermark_ms is not None:
+            horizon = self.watermark_ms - self.retention_s * 1000
+            old = sorted(h for h in self._closed if h + HOUR_MS < horizon)
+            if old:
+                commands.append(HDel(self.layout.hours(), tuple(hour_id(from_epoch_ms(h)) for h in old)))
+                for h in old:
+                    self._closed.discard(h)
+                self._last = {k: v for k, v in self._last.items() if k[0] != "hour" or k[1] not in old}
+        commands.append(self._meta(now_ms))
+        return commands
+
+    def open_hours(self) -> list[int]:
+        return sorted(self._open)
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _is_closed(self, hour_ms: int) -> bool:
+        if hour_ms in self._closed:
+            return True
+        wm = self.watermark_ms
+        return wm is not None and wm >= hour_ms + HOUR_MS + self.lateness_ms
+
+    def _apply_hour(self, u: Update) -> None:
+        start = from_epoch_ms(u.bucket_ms)
+        fld = u.key.field()
+        self._count(("hour", u.bucket_ms, fld), (u.speed.events, u.late.events, u.duplicates))
+        closed = self._is_closed(u.bucket_ms)
+        data = None if closed else self._open.setdefault(u.bucket_ms, _Hour())
+        parts = (
+            (self.layout.hour(start), u.speed.events > 0, u.speed.encode(), "speed"),
+            (self.layout.late(start), u.late.events > 0, u.late.encode(), "late"),
+            (self.layout.duplicates(start), u.duplicates > 0, str(u.duplicates), "dups"),
+        )
+        for key, present, value, part in parts:
+            if not present:
+                continue
+            self._pending[(key, fld)] = value
+            if data is not None:
+                getattr(data, part)[fld] = value
+            else:
+                self._expire[key] = self.retention_s
+        status = HOUR_CLOSED if closed else HOUR_OPEN
+        self._pending[(self.layout.hours(), hour_id(start))] = status
+
+    def _apply_dlq(self, u: Update) -> None:
+        self._count(("dlq", u.bucket_ms, u.reason), (u.malformed,))
+        day: date = from_epoch_ms(u.bucket_ms).date()
+        key = self.layout.malformed(day)
+        self._pending[(key, u.reason)] = str(u.malformed)
+        self._expire[key] = self.retention_s + 86_400
+
+    def _close(self, hour_ms: int) -> None:
+        start = from_epoch_ms(hour_ms)
+        data = self._open.pop(hour_ms)
+        self._closed.add(hour_ms)
+        self._pending[(self.layout.hours(), hour_id(start))] = HOUR_CLOSED
+        for key, mapping in (
+            (self.layout.hour(start), data.speed),
+            (self.layout.late(start), data.late),
+            (self.layout.duplicates(start), data.dups),
+        ):
+            for fld, value in mapping.items():
+                # Final values again: a Redis that lost them while the hour was open gets them back.
+                self._pending.setdefault((key, fld), value)
+            self._expire[key] = self.retention_s
+
+    def _count(self, key: tuple[str, int, str], values: tuple[int, ...]) -> None:
+        before = self._last.get(key, (0,) * len(values))
+        self._last[key] = values
+        deltas = [max(0, a - b) for a, b in zip(values, before, strict=True)]
+        if key[0] == "dlq":
+            self.counts.malformed[key[2]] = self.counts.malformed.get(key[2], 0) + deltas[0]
+            self.counts.events += deltas[0]
+        else:
+            self.counts.events += sum(deltas)
+            self.counts.late += deltas[1]
+            self.counts.duplicates += deltas[2]
+
+    def _meta(self, now_ms: int) -> HSet:
+        meta = {"updated_ms": str(now_ms)}
+        if self.watermark_ms is not None:
+            meta["watermark_ms"] = str(self.watermark_ms)
+            meta["watermark"] = format_instant(from_epoch_ms(self.watermark_ms))
+        return HSet(self.layout.meta(), meta)
+
+    def take_counts(self) -> Counts:
+        counts, self.counts = self.counts, Counts()
+        return counts
+
+
+def metrics_of(revenue: Decimal, orders: int, refunds: int, events: int) -> Metrics:
+    return Metrics(revenue, int(orders), int(refunds), int(events))
