@@ -36,7 +36,7 @@ undeploy: k8s-secrets ## delete what ENV=dev|prod applied, keeping the namespace
 
 # A one-off Job cut from the nightly CronJob's template (same image, config, secrets, resources):
 # `make k8s-backfill FROM=2026-11-01 TO=2026-11-07` runs `lambda-batch run --from .. --to ..`.
-k8s-backfill: ## recompute a date range in the cluster: FROM=YYYY-MM-DD TO=YYYY-MM-DD [ENV=..]
+k8s-backfill: ## recompute a date range in the current cluster: FROM=YYYY-MM-DD TO=YYYY-MM-DD
 	@[ -n "$(FROM)" ] || { echo "usage: make k8s-backfill FROM=YYYY-MM-DD [TO=YYYY-MM-DD]"; exit 2; }
 	kubectl -n lambda get cronjob nightly-recompute -o json \
 	  | $(TOOLS)/python -m lambda_tools.k8s_jobs backfill --from "$(FROM)" --to "$(or $(TO),$(FROM))" \
