@@ -126,6 +126,9 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            access_log.exception("unhandled error", extra={"path": scope["path"]})  # with the request id
+            raise
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
