@@ -310,3 +310,30 @@ def test_secret_values_appear_only_inside_the_secret(
             continue
         leaked = [v for v in values if v in text or base64.b64encode(v.encode()).decode() in text]
         assert not leaked, f"{doc['kind']}/{doc['metadata']['name']} holds a secret value"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_config_points_at_the_services_the_overlay_runs(rendered: Rendered, overlay: str) -> None:
+    """Host names and ports in lambda-config are the rendered Services, listener and container ports."""
+    from urllib.parse import urlparse
+
+    docs = rendered[overlay]
+    data = next(c for c in objects(docs, "ConfigMap") if c["metadata"]["name"].startswith("lambda-config"))[
+        "data"
+    ]
+    services = {
+        s["metadata"]["name"]: {p["port"] for p in s["spec"]["ports"]} for s in objects(docs, "Service")
+    }
+    kafka = one(docs, "Kafka", "lambda")
+    listener = kafka["spec"]["kafka"]["listeners"][0]
+    assert data["LAMBDA_KAFKA_BOOTSTRAP"] == f"{kafka['metadata']['name']}-kafka-bootstrap:{listener['port']}"
+    for key in ("LAMBDA_REDIS_URL", "LAMBDA_PUSHGATEWAY_URL"):
+        url = urlparse(data[key])
+        assert url.hostname in services and url.port in services[url.hostname], key
+    serving = one(docs, "Deployment", "serving")["spec"]["template"]["spec"]["containers"][0]
+    assert data["LAMBDA_API_HOST"] == "0.0.0.0"
+    assert int(data["LAMBDA_API_PORT"]) == serving["ports"][0]["containerPort"]
+    mounted = {m["mountPath"] for m in serving["volumeMounts"]}
+    assert str(Path(data["LAMBDA_REDIS_PASSWORD_FILE"]).parent) in mounted
+    for key in ("LAMBDA_DELTA_ROOT", "LAMBDA_BATCH_CHECKPOINT_DIR", "LAMBDA_CHECKPOINT_DIR"):
+        assert urlparse(data[key]).scheme in ("s3", "s3a"), f"{key} must be on object storage in a cluster"
