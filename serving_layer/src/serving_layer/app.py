@@ -14,7 +14,6 @@ import json
 import logging
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lambda_contract.settings import Settings
 from lambda_contract.windows import format_instant, hour_label
+from serving_layer.cache import ByteBoundedLru
 from serving_layer.fx import SHIPPED_RATES, FxTable, load_rates
 from serving_layer.logs import request_id
 from serving_layer.merge import MergedHour, merge
@@ -65,8 +65,8 @@ DASHBOARD_HEADERS: Final = {
     "Referrer-Policy": "no-referrer",
 }
 SPEED_STALE_AFTER_S: Final = 60
-RENDER_CACHE_ENTRIES: Final = 50_000
-BODY_CACHE_ENTRIES: Final = 256
+RENDER_CACHE_BYTES: Final = 64 << 20
+BODY_CACHE_BYTES: Final = 64 << 20
 GZIP_MIN_BYTES: Final = 8192
 VARY_HEADERS: Final = {"Vary": "Accept-Encoding"}
 GZIP_HEADERS: Final = {"Vary": "Accept-Encoding", "Content-Encoding": "gzip"}
@@ -165,24 +165,20 @@ class Services:
     batch: BatchStore
     metrics: ServingMetrics
     clock: Clock
-    render_cache: OrderedDict[tuple[object, ...], tuple[bytes, int]]
-    body_cache: OrderedDict[tuple[object, ...], Body]
+    render_cache: ByteBoundedLru[tuple[object, ...], tuple[bytes, int]]
+    body_cache: ByteBoundedLru[tuple[object, ...], Body]
 
 
 def _fragment(services: Services, merged: MergedHour, query: HourlyQuery) -> tuple[bytes, int]:
     """An hour's rows as JSON text (without brackets) and the row count, cached by data version."""
     key = (merged.hour, query.shape(), merged.source, merged.status, merged.token)
-    cache = services.render_cache
-    hit = cache.get(key)
+    hit = services.render_cache.get(key)
     if hit is not None:
-        cache.move_to_end(key)
         return hit
     rows = render_hour(merged, query, services.fx)
     text = ",".join(json.dumps(r, separators=(",", ":")) for r in rows).encode()
     entry = (text, len(rows))
-    cache[key] = entry
-    if len(cache) > RENDER_CACHE_ENTRIES:
-        cache.popitem(last=False)
+    services.render_cache.put(key, entry)
     return entry
 
 
@@ -217,10 +213,8 @@ def _body(
         through,
         tuple((m.source, m.status, m.token) for m in merged),
     )
-    cache = services.body_cache
-    hit = cache.get(key)
+    hit = services.body_cache.get(key)
     if hit is not None:
-        cache.move_to_end(key)
         return hit
     parts: list[bytes] = []
     rows_by_source: dict[str, int] = {}
@@ -251,9 +245,7 @@ def _body(
         )
     )
     body = Body(raw, rows_by_source, hours_by_status)
-    cache[key] = body
-    if len(cache) > BODY_CACHE_ENTRIES:
-        cache.popitem(last=False)
+    services.body_cache.put(key, body)
     return body
 
 
@@ -338,8 +330,9 @@ def create_app(
             batch=batch,
             metrics=metrics,
             clock=clock,
-            render_cache=OrderedDict(),
-            body_cache=OrderedDict(),
+            render_cache=ByteBoundedLru(RENDER_CACHE_BYTES, lambda e: len(e[0])),
+            # a body counts twice: its gzipped copy is made on demand and kept with it
+            body_cache=ByteBoundedLru(BODY_CACHE_BYTES, lambda b: 2 * len(b.raw)),
         )
         metrics.track_speed_cache(app.state.services.speed.cache_age_s)
         await batch.ensure_fresh()
