@@ -191,3 +191,28 @@ def test_a_missing_topic_is_reported_without_a_truth(settings: Settings, tmp_pat
     rc = generator_cli.main(argv)
     assert rc == 1
     assert not truth_path.exists()
+
+
+def test_ctrl_c_flushes_and_writes_the_truth_of_what_was_sent(
+    settings: Settings, topic: str, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    truth_path = tmp_path / "truth.json"
+    exe = Path(sys.executable).with_name("lambda-generate")
+    argv = [str(exe), "history", "--date", "2026-11-20", "--events", "2000000", "--topic", topic]
+    proc = subprocess.Popen(
+        [*argv, "--truth", str(truth_path)], env=os.environ.copy(), stderr=subprocess.PIPE
+    )
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert b"stopping" in err
+    truth = Truth.load(truth_path)
+    records = _read_all(settings.kafka_bootstrap, topic)
+    assert 0 < truth.records == len(records) < 2_000_000
+    assert _recount(records, settings) == _truth_as_recount(truth)
