@@ -1,0 +1,93 @@
+"""Kafka orders.v1 -> Delta bronze, exactly once (Structured Streaming, availableNow, checkpoint).
+
+Exactly once: the checkpoint records the Kafka offsets of every micro-batch and the Delta sink
+commits each batch idempotently (its transaction id is the query id plus batch id), so a run that
+dies mid-batch replays that batch on restart without duplicating it. Bronze is the master dataset:
+`failOnDataLoss=true` makes a run fail loudly if Kafka deleted records (retention) that bronze
+never received, instead of silently skipping them; `allow_data_loss` opts out knowingly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from lambda_contract.settings import Settings
+from lambda_contract.tables import BRONZE
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from batch_layer import delta_tables, validation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    rows: int
+    batches: int
+    bronze_version: int
+
+
+def bronze_rows(kafka: DataFrame) -> DataFrame:
+    """Kafka source rows in the bronze layout; event_date per the contract's event date rule."""
+    with_time = validation.event_ms_only(kafka, "value")
+    kafka_ms = validation.kafka_ms(F.col("timestamp"))
+    event_date = validation.date_of_ms(F.coalesce(F.col(validation.EVENT_MS), kafka_ms))
+    out = with_time.select(
+        event_date.alias("event_date"),
+        "key",
+        "value",
+        "topic",
+        "partition",
+        "offset",
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.current_timestamp().alias("ingested_at"),
+    )
+    return delta_tables.conform(out, BRONZE)
+
+
+def ingest(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    max_offsets_per_trigger: int | None = None,
+    allow_data_loss: bool = False,
+) -> IngestResult:
+    """Append everything new in the topic to bronze, then stop (trigger availableNow)."""
+    location = delta_tables.ensure(spark, settings, BRONZE)
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+        .option("subscribe", settings.topic_orders)
+        .option("startingOffsets", "earliest")
+        .option("failOnDataLoss", "false" if allow_data_loss else "true")
+        .option("includeHeaders", "false")
+    )
+    if max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
+    query = (
+        bronze_rows(reader.load())
+        .writeStream.format("delta")
+        .outputMode("append")
+        .option("checkpointLocation", settings.bronze_checkpoint_url)
+        .partitionBy(*BRONZE.partition_by)
+        .trigger(availableNow=True)
+        .queryName("bronze-ingest")
+        .start(location)
+    )
+    rows = batches = 0
+    try:
+        while query.isActive:
+            query.awaitTermination(5)
+            progress = query.lastProgress
+            if progress and progress.get("batchId", -1) >= batches:
+                batches = int(progress["batchId"]) + 1
+                rows += int(progress.get("numInputRows", 0))
+                log.info("ingest: batch %d, %d rows so far", batches, rows)
+        query.awaitTermination()  # re-raises a failure of the query
+    finally:
+        if query.isActive:
+            query.stop()
+    rows = sum(int(p.get("numInputRows", 0)) for p in query.recentProgress)
+    return IngestResult(rows=rows, batches=batches, bronze_version=delta_tables.version(spark, settings, BRONZE))

@@ -1,0 +1,265 @@
+"""Recompute one UTC date from bronze: validate, quarantine, deduplicate, aggregate, commit.
+
+Per date three Delta commits, in this order: quarantine (replace the date), gold (replace the
+date in ONE commit with replaceWhere, so readers see the old or the new date, never a mix), then
+the coverage manifest (24 rows, replaced). The manifest goes last: it only ever claims hours that
+gold already holds. Everything is a pure function of the bronze snapshot that was read, so a
+rerun on the same snapshot writes identical gold.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from lambda_contract.settings import Settings
+from lambda_contract.tables import BRONZE, GOLD, MANIFEST, QUARANTINE, REVENUE_TYPE
+from lambda_contract.windows import hours_of_date
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from batch_layer import delta_tables, validation
+from batch_layer.planning import PlannedDate
+
+log = logging.getLogger(__name__)
+
+_PURCHASE = "purchase"
+
+
+@dataclass(frozen=True)
+class HourCounts:
+    input_rows: int = 0
+    valid: int = 0
+    quarantined: int = 0
+    kept: int = 0  # distinct events that made it into gold
+
+    @property
+    def duplicates(self) -> int:
+        return self.valid - self.kept
+
+
+@dataclass(frozen=True)
+class DateResult:
+    day: date
+    why: str
+    bronze_version: int
+    input_rows: int
+    valid: int
+    duplicates: int
+    quarantined: int
+    arrived_after_previous_run: int
+    gold_rows: int
+    revenue_by_currency: dict[str, Decimal]
+    seconds: float
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+def _date_literal(day: date) -> str:
+    return f"DATE'{day.isoformat()}'"
+
+
+def ensure_tables(spark: SparkSession, settings: Settings) -> None:
+    for table in (BRONZE, QUARANTINE, GOLD, MANIFEST):
+        delta_tables.ensure(spark, settings, table)
+
+
+def bronze_counts(spark: SparkSession, settings: Settings, version: int) -> dict[date, int]:
+    """Rows per event_date in a bronze snapshot (cheap: partition column only)."""
+    df = delta_tables.read(spark, settings, BRONZE, version).groupBy("event_date").count()
+    return {r["event_date"]: int(r["count"]) for r in df.collect()}
+
+
+def computed_counts(spark: SparkSession, settings: Settings) -> dict[date, int]:
+    """Input rows each computed date's last run read (from the manifest)."""
+    df = (
+        delta_tables.read(spark, settings, MANIFEST)
+        .where("computed")
+        .groupBy("date")
+        .agg(F.sum("input_rows").alias("rows"))
+    )
+    return {r["date"]: int(r["rows"]) for r in df.collect()}
+
+
+def classified(bronze_of_date: DataFrame) -> DataFrame:
+    """Bronze rows with reason, hour and the valid fields; the raw value kept only for bad rows."""
+    df = validation.classify(bronze_of_date, "value")
+    kafka_ms = validation.kafka_ms(F.col("kafka_timestamp"))
+    hour = validation.hour_of_ms(F.coalesce(F.col(validation.EVENT_MS), kafka_ms))
+    bad = F.col(validation.REASON).isNotNull()
+    return df.select(
+        "event_date",
+        hour.alias("hour"),
+        validation.REASON,
+        F.when(bad, F.col("value")).alias("value"),
+        "topic",
+        "partition",
+        "offset",
+        "kafka_timestamp",
+        *validation.VALID_FIELDS,
+        validation.AMOUNT,
+    )
+
+
+def gold_of(valid: DataFrame, day: date) -> DataFrame:
+    """Deduplicate by event_id (first by kafka timestamp, partition, offset) and aggregate."""
+    first = (
+        valid.groupBy("event_id")
+        .agg(
+            F.min(
+                F.struct(
+                    "kafka_timestamp",
+                    "partition",
+                    "offset",
+                    "hour",
+                    "event_type",
+                    "region",
+                    "category",
+                    "currency",
+                    validation.AMOUNT,
+                )
+            ).alias("e")
+        )
+        .select("e.*")
+    )
+    purchase = F.col("event_type") == _PURCHASE
+    signed = F.when(purchase, F.col(validation.AMOUNT)).otherwise(-F.col(validation.AMOUNT))
+    agg = first.groupBy("hour", "region", "category", "currency").agg(
+        F.sum(signed).cast(REVENUE_TYPE).alias("revenue"),
+        F.count(F.when(purchase, 1)).alias("orders"),
+        F.count(F.when(~purchase, 1)).alias("refunds"),
+        F.count(F.lit(1)).alias("events"),
+    )
+    return delta_tables.conform(agg.withColumn("date", F.lit(day)), GOLD)
+
+
+def _hour_counts(rows: DataFrame) -> dict[datetime, HourCounts]:
+    bad = F.col(validation.REASON).isNotNull()
+    stats = rows.groupBy("hour").agg(
+        F.count(F.lit(1)).alias("input_rows"),
+        F.count(F.when(~bad, 1)).alias("valid"),
+        F.count(F.when(bad, 1)).alias("quarantined"),
+    )
+    return {
+        _aware(r["hour"]): HourCounts(int(r["input_rows"]), int(r["valid"]), int(r["quarantined"]))
+        for r in stats.collect()
+    }
+
+
+def _aware(value: datetime) -> datetime:
+    """PySpark hands timestamps back naive in the session zone (UTC here)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _previous_inputs(spark: SparkSession, settings: Settings, day: date) -> dict[datetime, int] | None:
+    rows = (
+        delta_tables.read(spark, settings, MANIFEST)
+        .where(F.col("date") == F.lit(day))
+        .where("computed")
+        .select("hour", "input_rows")
+        .collect()
+    )
+    return {_aware(r["hour"]): int(r["input_rows"]) for r in rows} if rows else None
+
+
+def recompute_date(
+    spark: SparkSession,
+    settings: Settings,
+    planned: PlannedDate,
+    bronze_version: int,
+    run_id: str,
+    progress: Callable[[str], None] = log.info,
+) -> DateResult:
+    """Recompute `planned.day` from bronze at `bronze_version` and commit it."""
+    started = time.monotonic()
+    day = planned.day
+    bronze = delta_tables.read(spark, settings, BRONZE, bronze_version).where(
+        F.col("event_date") == F.lit(day)
+    )
+    rows = classified(bronze).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        progress(f"{day}: validating bronze rows (bronze v{bronze_version})")
+        counts = _hour_counts(rows)
+        total = sum(c.input_rows for c in counts.values())
+        progress(f"{day}: {total} rows read; writing quarantine")
+        quarantine = delta_tables.conform(rows.where(F.col(validation.REASON).isNotNull()), QUARANTINE)
+        (
+            quarantine.coalesce(1)
+            .write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", f"event_date = {_date_literal(day)}")
+            .save(delta_tables.url(settings, QUARANTINE))
+        )
+        gold = gold_of(rows.where(F.col(validation.REASON).isNull()), day).coalesce(1).cache()
+        # One small job for everything the manifest and summary need from gold.
+        stats = gold.groupBy("hour", "currency").agg(
+            F.sum("events").alias("kept"), F.sum("revenue").alias("revenue"), F.count(F.lit(1)).alias("n")
+        ).collect()
+        kept: dict[datetime, int] = {}
+        revenue: dict[str, Decimal] = {}
+        for r in stats:
+            hour = _aware(r["hour"])
+            kept[hour] = kept.get(hour, 0) + int(r["kept"])
+            revenue[r["currency"]] = revenue.get(r["currency"], Decimal(0)) + r["revenue"]
+        gold_rows = sum(int(r["n"]) for r in stats)
+        progress(f"{day}: writing gold ({gold_rows} rows, one commit)")
+        (
+            gold.write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", f"date = {_date_literal(day)}")
+            .save(delta_tables.url(settings, GOLD))
+        )
+        progress(f"{day}: gold committed")
+        gold.unpersist()
+    finally:
+        rows.unpersist()
+    previous = _previous_inputs(spark, settings, day)
+    computed_at = datetime.now(UTC)
+    manifest_rows = []
+    totals = HourCounts()
+    arrived_total = 0
+    for hour in hours_of_date(day):
+        c = counts.get(hour, HourCounts())
+        c = HourCounts(c.input_rows, c.valid, c.quarantined, kept.get(hour, 0))
+        arrived = 0 if previous is None else max(0, c.input_rows - previous.get(hour, 0))
+        arrived_total += arrived
+        totals = HourCounts(
+            totals.input_rows + c.input_rows,
+            totals.valid + c.valid,
+            totals.quarantined + c.quarantined,
+            totals.kept + c.kept,
+        )
+        manifest_rows.append(
+            (day, hour, True, run_id, bronze_version, c.input_rows, c.valid, c.duplicates,
+             c.quarantined, arrived, computed_at)
+        )
+    manifest = spark.createDataFrame(manifest_rows, delta_tables.schema(MANIFEST))
+    (
+        manifest.coalesce(1)
+        .write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", f"date = {_date_literal(day)}")
+        .save(delta_tables.url(settings, MANIFEST))
+    )
+    return DateResult(
+        day=day,
+        why=planned.why.value,
+        bronze_version=bronze_version,
+        input_rows=totals.input_rows,
+        valid=totals.valid,
+        duplicates=totals.duplicates,
+        quarantined=totals.quarantined,
+        arrived_after_previous_run=arrived_total,
+        gold_rows=gold_rows,
+        revenue_by_currency=revenue,
+        seconds=time.monotonic() - started,
+    )

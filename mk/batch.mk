@@ -1,0 +1,13 @@
+# Batch layer (issue 4): Kafka -> Delta bronze exactly once, exact nightly recompute into gold.
+BATCH := $(VENVS)/batch/bin/lambda-batch
+
+.PHONY: batch batch-ingest batch-maintain
+
+batch: up ## ingest new Kafka records into bronze, then recompute DATE=YYYY-MM-DD or FROM=.. TO=.. (default yesterday UTC)
+	@$(BATCH) run $(if $(DATE),--date "$(DATE)") $(if $(FROM),--from "$(FROM)") $(if $(TO),--to "$(TO)") $(BATCH_ARGS)
+
+batch-ingest: up ## only ingest new Kafka records into the bronze Delta table
+	@$(BATCH) ingest $(BATCH_ARGS)
+
+batch-maintain: setup ## compact and vacuum the Delta tables (retention >= 7 days; FORCE=1 RETAIN_HOURS=N to go below)
+	@$(BATCH) maintain $(if $(RETAIN_HOURS),--retain-hours "$(RETAIN_HOURS)") $(if $(FORCE),--force) $(BATCH_ARGS)
