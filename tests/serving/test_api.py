@@ -240,6 +240,19 @@ def test_openapi_docs_are_served_without_a_cdn(client: TestClient) -> None:
     assert page.headers["x-content-type-options"] == "nosniff"
     spec = client.get("/openapi.json").json()
     assert "/v1/revenue/hourly" in spec["paths"] and "/v1/status" in spec["paths"]
+    hourly_doc = spec["paths"]["/v1/revenue/hourly"]["get"]
+    assert (
+        hourly_doc["security"] == [{"HTTPBearer": []}]
+        and "HTTPBearer" in spec["components"]["securitySchemes"]
+    )
+    assert [p["name"] for p in hourly_doc["parameters"]] == [
+        "start",
+        "end",
+        "group_by",
+        "region",
+        "category",
+        "currency",
+    ]
 
 
 def test_speed_view_changes_show_within_the_cache_bound(r: redis.Redis, settings: Settings) -> None:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 
 from lambda_contract.redis_layout import HOUR_CLOSED, GroupKey, Metrics
-from lambda_contract.windows import hour_start, is_closed
+from lambda_contract.windows import HOUR, hour_start
 
 HourData = Mapping[GroupKey, Metrics]
 
@@ -76,7 +76,11 @@ class SpeedView:
         return span is not None and span[0] <= hour <= span[1]
 
     def status(self, hour: datetime, allowed_lateness: timedelta) -> Status:
-        closed = self.held.get(hour) == HOUR_CLOSED or is_closed(hour, self.watermark, allowed_lateness)
+        # windows.is_closed: watermark >= hour end + lateness, i.e. hour <= watermark - lateness - 1 h
+        wm = self.watermark
+        closed = self.held.get(hour) == HOUR_CLOSED or (
+            wm is not None and hour <= wm - allowed_lateness - HOUR
+        )
         return Status.CLOSED if closed else Status.OPEN
 
 

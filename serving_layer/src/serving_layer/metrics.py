@@ -44,6 +44,21 @@ class ServingMetrics:
             registry=self.registry,
         )
         self.cache_age.labels("batch").set_function(lambda: _or_minus_one(batch_cache_age()))
+        self._rows: dict[str, Counter] = {}
+        self._hours: dict[str, Counter] = {}
+
+    def count_response(self, rows_by_source: dict[str, int], hours_by_status: dict[str, int]) -> None:
+        """Add one response's rows per source and hours per status (label children cached)."""
+        for source, n in rows_by_source.items():
+            child = self._rows.get(source)
+            if child is None:
+                child = self._rows[source] = self.rows.labels(source)
+            child.inc(n)
+        for status, n in hours_by_status.items():
+            child = self._hours.get(status)
+            if child is None:
+                child = self._hours[status] = self.hours.labels(status)
+            child.inc(n)
 
     def track_speed_cache(self, speed_cache_age: Callable[[], float | None]) -> None:
         self.cache_age.labels("speed").set_function(lambda: _or_minus_one(speed_cache_age()))
