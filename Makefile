@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 include $(sort $(wildcard mk/*.mk))
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: ## install everything: system packages, Python environments, JVM jars (idempotent)
 	@scripts/setup.sh
