@@ -393,3 +393,21 @@ def test_a_shard_cannot_outnumber_the_partitions() -> None:
 
     with pytest.raises(GeneratorError, match="cannot split 3 partition"):
         Shard(0, 4).partitions(3)
+
+
+def test_every_shard_syncs_at_every_minute_of_stream_time() -> None:
+    """Parallel shards wait for each other each minute, so no partition runs ahead of the others."""
+    from lambda_tools.generator import Shard
+
+    for shard in (Shard(0, 3), Shard(1, 3), Shard(2, 3)):
+        calls: list[int] = []
+        last_clock = [0]
+
+        def sync(calls: list[int] = calls, last: list[int] = last_clock) -> None:
+            calls.append(last[0])
+
+        for record in history(ALL_ON, START, START + timedelta(hours=2), 3000, shard=shard, sync=sync):
+            minute = (record.timestamp_ms - int(START.timestamp() * 1000)) // 60_000
+            assert len(calls) == minute, "synced once per minute boundary crossed, before its records"
+            last_clock[0] = record.timestamp_ms
+        assert len(calls) == 119

@@ -686,9 +686,18 @@ def history_clocks(start: datetime, end: datetime, count: int, seed: int) -> Ite
         yield from sorted(rng.randrange(lo, hi) for _ in range(n))
 
 
+SYNC_EVERY_MS: Final = MINUTE_MS
+
+
 def history(config: GeneratorConfig, start: datetime, end: datetime, count: int,
-            stop: Callable[[], bool] = lambda: False, shard: Shard = Shard()) -> Iterator[GeneratedRecord]:  # fmt: skip
-    """`count` records whose send times cover [start, end); late events keep their times in range."""
+            stop: Callable[[], bool] = lambda: False, shard: Shard = Shard(),
+            sync: Callable[[], None] | None = None) -> Iterator[GeneratedRecord]:  # fmt: skip
+    """`count` records whose send times cover [start, end); late events keep their times in range.
+
+    `sync` is called at every minute of stream time (the same number of times in every shard):
+    shards producing in parallel wait for each other there, so no partition runs ahead of the
+    others in stream time by more than a minute and a consumer reading while they produce sees
+    late events after their hour closed, as the truth says."""
     if count < 0:
         raise GeneratorError(f"--events must be >= 0, got {count}")
     if start >= end:
@@ -696,12 +705,19 @@ def history(config: GeneratorConfig, start: datetime, end: datetime, count: int,
     model = TrafficModel(config, floor_ms=to_epoch_ms(start), shard=shard)
     # Send slot i belongs to partition slot i % partitions; a shard takes its partitions' slots.
     owned = set(shard.partitions(config.partitions))
+    next_sync, end_ms = to_epoch_ms(start) + SYNC_EVERY_MS, to_epoch_ms(end)
     for i, clock_ms in enumerate(history_clocks(start, end, count, config.seed)):
         if i % config.partitions not in owned:
             continue
         if stop():
             return
+        while sync is not None and clock_ms >= next_sync:
+            sync()
+            next_sync += SYNC_EVERY_MS
         yield model.next_record(clock_ms)
+    while sync is not None and next_sync < end_ms and not stop():
+        sync()
+        next_sync += SYNC_EVERY_MS
 
 
 def live(config: GeneratorConfig, rate: float, seconds: float | None, now: Callable[[], float],

@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive_int,
         default=None,
-        help="producer processes, each owning some partitions (default: 2 for history, 1 for live)",
+        help="producer processes, each owning some partitions (default: 3 for history, 1 for live)",
     )
     k.add_argument(
         "--no-idempotence",
@@ -284,7 +284,7 @@ def run(args: argparse.Namespace, settings: Settings, stop: _Stop) -> int:
     )
     partitions = topic_partitions(settings.kafka_bootstrap, topic)
     config = _config(args, settings, partitions, seed)
-    workers = args.workers if args.workers is not None else (2 if args.mode == "history" else 1)
+    workers = args.workers if args.workers is not None else (3 if args.mode == "history" else 1)
     workers = min(workers, partitions)
     if args.mode == "history":
         spec = RunSpec("history", config, settings.kafka_bootstrap, topic, tuning, start=start, end=end,

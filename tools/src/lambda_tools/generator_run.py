@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import signal
+import threading
 import time
 import traceback
 from collections import Counter
@@ -55,14 +56,17 @@ class RunResult:
     first_error: str | None = None
 
 
-def _records(spec: RunSpec, shard: Shard, stop: Callable[[], bool]) -> Iterator[GeneratedRecord]:
+def _records(spec: RunSpec, shard: Shard, stop: Callable[[], bool],
+             sync: Callable[[], None] | None) -> Iterator[GeneratedRecord]:  # fmt: skip
     if spec.mode == "history":
         assert spec.start is not None and spec.end is not None
-        return history(spec.config, spec.start, spec.end, spec.events, stop, shard)
+        return history(spec.config, spec.start, spec.end, spec.events, stop, shard, sync)
+    # Live shards need no sync: the wall clock paces each of them.
     return live(spec.config, spec.rate, spec.seconds, time.time, time.sleep, stop, shard)
 
 
-def run_shard(spec: RunSpec, shard: Shard, stop: Callable[[], bool], events_out: Path | None) -> RunResult:
+def run_shard(spec: RunSpec, shard: Shard, stop: Callable[[], bool], events_out: Path | None,
+              sync: Callable[[], None] | None = None) -> RunResult:  # fmt: skip
     """Produce one shard's records and fold their truth, in send order."""
     producer = OrdersProducer(spec.bootstrap, spec.topic, spec.tuning)
     if producer.partitions != spec.config.partitions:
@@ -83,7 +87,7 @@ def run_shard(spec: RunSpec, shard: Shard, stop: Callable[[], bool], events_out:
     wall = (lambda: to_epoch_ms(datetime.now(UTC))) if spec.wall_clock else None
     started = time.perf_counter()
     try:
-        truth = compute_truth(send_all(_records(spec, shard, stop), producer.send, wall, on_sent))
+        truth = compute_truth(send_all(_records(spec, shard, stop, sync), producer.send, wall, on_sent))
         producer.flush()
     finally:
         producer.close()
@@ -121,21 +125,35 @@ def merge(results: list[RunResult]) -> RunResult:
     return RunResult(truth, counts, max((r.elapsed_s for r in results), default=0.0), failures, first_error)
 
 
-def _worker(spec: RunSpec, shard: Shard, part: Path | None, queue: Any) -> None:
+SYNC_TIMEOUT_S = 300.0
+
+
+def _worker(spec: RunSpec, shard: Shard, part: Path | None, queue: Any, barrier: Any) -> None:
     """Child process body: a first SIGINT/SIGTERM stops it cleanly, like the parent."""
     stopped = [False]
+    synced = [True]
 
     def handle(signum: int, frame: object) -> None:
         stopped[0] = True
 
+    def sync() -> None:
+        # A peer that stopped or failed breaks the barrier; the others then go on unsynchronised.
+        if synced[0]:
+            try:
+                barrier.wait(SYNC_TIMEOUT_S)
+            except threading.BrokenBarrierError:
+                synced[0] = False
+
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
     try:
-        result = run_shard(spec, shard, lambda: stopped[0], part)
+        result = run_shard(spec, shard, lambda: stopped[0], part, sync)
         queue.put(("ok", result.truth.to_json(), dict(result.counts), result.elapsed_s,
                    result.failures, result.first_error))  # fmt: skip
     except BaseException as exc:  # reported to the parent, which exits with the message
         queue.put(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    finally:
+        barrier.abort()  # every peer has passed the last sync, or must not wait for this one
 
 
 def run(
@@ -146,9 +164,10 @@ def run(
         return run_shard(spec, Shard(), stop, spec.events_out)
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
+    barrier = ctx.Barrier(workers)
     parts = [None if spec.events_out is None else spec.events_out.with_name(f"{spec.events_out.name}.{i}")
              for i in range(workers)]  # fmt: skip
-    procs = [ctx.Process(target=_worker, args=(spec, Shard(i, workers), parts[i], queue), daemon=True)
+    procs = [ctx.Process(target=_worker, args=(spec, Shard(i, workers), parts[i], queue, barrier), daemon=True)
              for i in range(workers)]  # fmt: skip
     for p in procs:
         p.start()
