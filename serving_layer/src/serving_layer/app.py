@@ -39,7 +39,7 @@ from lambda_contract.windows import format_instant, hour_label
 from serving_layer.cache import ByteBoundedLru
 from serving_layer.fx import SHIPPED_RATES, FxTable, load_rates
 from serving_layer.logs import request_id
-from serving_layer.merge import MergedHour, merge
+from serving_layer.merge import MergedHour, SpeedView, Status, merge
 from serving_layer.metrics import ServingMetrics
 from serving_layer.params import GROUP_FIELDS, HourlyQuery, ParamError, parse_hourly_params
 from serving_layer.rows import render_hour
@@ -458,6 +458,7 @@ def create_app(
         speed: dict[str, Any] = {"reachable": False, "healthy": False}
         try:
             meta, held = await services.speed.read_meta()
+            view = SpeedView(watermark=meta.watermark, held=held)
             wm, beat = meta.watermark, meta.updated
             beat_age = (now - beat).total_seconds() if beat else None
             speed = {
@@ -468,7 +469,8 @@ def create_app(
                 "heartbeat": format_instant(beat) if beat else None,
                 "heartbeat_age_s": round(beat_age, 3) if beat_age is not None else None,
                 "hours_held": len(held),
-                "open_hours": sum(1 for v in held.values() if v != "closed"),
+                # the merge rule's notion: closed by the hours hash or by the watermark
+                "open_hours": sum(1 for h in held if view.status(h, lateness) is Status.OPEN),
             }
         except (aioredis.RedisError, OSError) as exc:
             speed["error"] = f"{type(exc).__name__}"
