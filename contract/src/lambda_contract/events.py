@@ -247,7 +247,10 @@ def parse_event_time(text: str) -> datetime | None:
         if off_h > 23 or off_m > 59:
             return None
         delta = timedelta(hours=off_h, minutes=off_m)
-        local = local - delta if offset[0] == "+" else local + delta
+        try:
+            local = local - delta if offset[0] == "+" else local + delta
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            return None
     return local
 
 
