@@ -163,7 +163,7 @@ BAD_CREDENTIALS = [
     {"Authorization": f"Bearer {TOKEN},{OTHER_TOKEN}"},
     {"Authorization": f"Bearer {TOKEN[:8]}"},
     {"Authorization": f"Bearer {TOKEN.replace('0', 'O')}"},
-    {"Authorization": f"Bearer {TOKEN.replace('a', 'а')}"},  # Cyrillic a  # noqa: RUF001
+    {"Authorization": f"Bearer {TOKEN.replace('a', 'а')}"},  # Cyrillic a
     {"Authorization": "Bearer *"},
     {"X-Api-Key": TOKEN},
     {"Cookie": f"token={TOKEN}"},
