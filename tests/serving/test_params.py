@@ -57,6 +57,8 @@ def test_group_by_is_canonical_and_filters_are_sets() -> None:
         ({"start": "2026-11-20T00:00:00"}, "not an RFC 3339 timestamp"),
         ({"start": "2026-02-30T00:00:00Z"}, "not an RFC 3339 timestamp"),
         ({"start": "2026-11-20T00:30:00Z"}, "not on an hour boundary"),
+        ({"start": "1969-12-31T23:00:00Z"}, "before 1970-01-01"),
+        ({"start": "0001-01-01T00:00:00Z", "end": "0001-01-01T01:00:00Z"}, "before 1970-01-01"),
         ({"end": "2026-11-20T05:00:00.001Z"}, "not on an hour boundary"),
         ({"end": "2026-11-20T00:00:00Z"}, "must be after start"),
         ({"end": "2026-11-19T00:00:00Z"}, "must be after start"),
@@ -74,6 +76,10 @@ def test_group_by_is_canonical_and_filters_are_sets() -> None:
 def test_rejections_name_the_problem(overrides: dict[str, str | None], message: str) -> None:
     with pytest.raises(ParamError, match=message):
         parse(**overrides)
+
+
+def test_the_last_hours_of_the_calendar_are_accepted() -> None:
+    assert len(parse(start="9999-12-31T22:00:00Z", end="9999-12-31T23:00:00Z").hours) == 1
 
 
 def test_exactly_31_days_is_allowed() -> None:

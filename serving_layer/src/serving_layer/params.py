@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from lambda_contract.events import CATEGORY_PATTERN, CURRENCY_PATTERN, REGION_PATTERN, parse_event_time
@@ -20,6 +20,7 @@ GROUP_FIELDS: Final = ("region", "category", "currency")
 MAX_RANGE: Final = timedelta(days=31)
 MAX_FILTER_VALUES: Final = 50
 DEFAULT_CURRENCY: Final = "USD"
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)  # Kafka timestamps and the speed watermark are epoch ms
 
 _REGION = re.compile(REGION_PATTERN)
 _CATEGORY = re.compile(CATEGORY_PATTERN)
@@ -58,6 +59,8 @@ def parse_instant(name: str, raw: str) -> datetime:
         raise ParamError(
             f"{name}={raw!r} is not an RFC 3339 timestamp with an offset, e.g. 2026-11-25T13:00:00Z"
         )
+    if value < EARLIEST:
+        raise ParamError(f"{name}={raw!r} is before 1970-01-01T00:00:00Z, where the platform's data starts")
     if not is_hour_boundary(value):
         raise ParamError(
             f"{name}={raw!r} is not on an hour boundary (minutes, seconds and fraction must be 0)"
