@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # 1. System packages, only when missing.
-APT_PACKAGES=(redis-server redis-tools prometheus prometheus-pushgateway chromium)
+APT_PACKAGES=(redis-server redis-tools prometheus prometheus-pushgateway chromium wrk)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
