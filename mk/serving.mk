@@ -16,4 +16,4 @@ serve: up ## serve the API (/docs) and the dashboard (/) on LAMBDA_API_PORT, def
 	exec $(SERVING)/lambda-serve
 
 serve-bench: up ## benchmark /v1/revenue/hourly (24 h x region,category,currency) vs a bare HGETALL endpoint
-	@$(SERVING)/python -m serving_layer.bench $(BENCH_ARGS)
+	@$(SERVING)/python serving_layer/bench/bench_hourly.py $(BENCH_ARGS)
