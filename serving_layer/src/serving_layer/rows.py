@@ -43,9 +43,9 @@ def selected(key: GroupKey, query: HourlyQuery) -> bool:
     )
 
 
-def group_hour(groups: HourData, query: HourlyQuery) -> dict[tuple[str, ...], Bucket]:
+def group_hour(groups: HourData, query: HourlyQuery) -> dict[tuple[str | None, ...], Bucket]:
     """Sum the hour's keys that pass the filters into one bucket per group_by value tuple."""
-    buckets: dict[tuple[str, ...], Bucket] = {}
+    buckets: dict[tuple[str | None, ...], Bucket] = {}
     fields = query.group_by
     for key, metrics in groups.items():
         if not selected(key, query):
@@ -62,7 +62,7 @@ def render_hour(merged: MergedHour, query: HourlyQuery, fx: FxTable) -> list[Row
     """The hour's rows, sorted by group values; one zero row when nothing matches."""
     buckets = group_hour(merged.groups, query)
     if not buckets:
-        buckets = {tuple(None for _ in query.group_by): Bucket()}  # type: ignore[misc]
+        buckets[tuple(None for _ in query.group_by)] = Bucket()
     label = hour_label(merged.hour)
     day = merged.hour.date()
     rows: list[Row] = []
