@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -337,6 +338,7 @@ def main() -> int:
         if stale:
             r.delete(*stale)
         r.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
