@@ -266,3 +266,21 @@ def test_speed_view_changes_show_within_the_cache_bound(r: redis.Redis, settings
         time.sleep(0.35)
         assert by_hour(hourly(c))["15"]["revenue"] == "2.00"
     assert first in ("1.00", "2.00")  # within 0.3 s the cached value may still be served
+
+
+def test_large_responses_are_gzipped_when_the_client_accepts_it(
+    client: TestClient, r: redis.Redis, settings: Settings
+) -> None:
+    groups = {k(f"r{i}", f"c{j}"): m("1.0000") for i in range(10) for j in range(10)}
+    write_speed_hour(r, settings.redis_layout, H[0], groups, closed=True)
+    write_meta(r, settings.redis_layout, watermark=utc("2026-11-20T12:00:00Z"), updated=NOW)
+    url = "/v1/revenue/hourly?start=2026-11-20T09:00:00Z&end=2026-11-20T10:00:00Z&group_by=region,category"
+    zipped = client.get(url, headers={"Accept-Encoding": "gzip"})
+    plain = client.get(url, headers={"Accept-Encoding": "identity"})
+    assert zipped.headers["content-encoding"] == "gzip" and "content-encoding" not in plain.headers
+    assert zipped.headers["vary"] == plain.headers["vary"] == "Accept-Encoding"
+    assert zipped.json() == plain.json() and len(plain.json()["rows"]) == 100
+
+
+def test_only_get_is_allowed_on_the_hourly_route(client: TestClient) -> None:
+    assert client.post("/v1/revenue/hourly").status_code == 405
