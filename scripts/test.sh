@@ -13,6 +13,7 @@ SUITES=(
   "tests/serving:serving"
   "tests/k8s:tools"
   "tests/e2e:serving"
+  "tests/faults/serving:serving"
 )
 
 failed=0

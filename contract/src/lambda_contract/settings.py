@@ -60,10 +60,10 @@ def _prefix(name: str, raw: str) -> str:
 
 def _redis_url(name: str, raw: str) -> str:
     value = raw.strip()
+    if "@" in value:  # checked first: the other message echoes the value
+        raise SettingsError(f"{name} must not carry credentials; use LAMBDA_REDIS_PASSWORD(_FILE)")
     if not value.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError(f"{name} must be a redis://, rediss:// or unix:// URL, got {raw!r}")
-    if "@" in value:
-        raise SettingsError(f"{name} must not carry credentials; use LAMBDA_REDIS_PASSWORD(_FILE)")
     return value
 
 
