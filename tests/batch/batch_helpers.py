@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from kafka import KafkaProducer
+from pyspark.sql import SparkSession
+
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
 from lambda_tools.golden import GoldenRecord
 from lambda_tools.truth import View
-from pyspark.sql import SparkSession
 
 
 def produce(settings: Settings, records: Iterable[GoldenRecord]) -> int:
@@ -21,7 +22,11 @@ def produce(settings: Settings, records: Iterable[GoldenRecord]) -> int:
     try:
         for r in records:
             producer.send(
-                settings.topic_orders, key=r.key, value=r.value, partition=r.partition, timestamp_ms=r.timestamp_ms
+                settings.topic_orders,
+                key=r.key,
+                value=r.value,
+                partition=r.partition,
+                timestamp_ms=r.timestamp_ms,
             )
             n += 1
         producer.flush(30)
@@ -30,7 +35,7 @@ def produce(settings: Settings, records: Iterable[GoldenRecord]) -> int:
     return n
 
 
-def _aware(value: datetime) -> datetime:
+def aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -42,7 +47,9 @@ def gold_view(rows: Iterable[dict[str, object]]) -> View:
         key = GroupKey(str(r["region"]), str(r["category"]), str(r["currency"]))
         revenue = r["revenue"]
         assert isinstance(revenue, Decimal), f"revenue must be exact, got {type(revenue)}"
-        out[(_aware(hour), key)] = Metrics(revenue, int(str(r["orders"])), int(str(r["refunds"])), int(str(r["events"])))
+        out[(aware(hour), key)] = Metrics(
+            revenue, int(str(r["orders"])), int(str(r["refunds"])), int(str(r["events"]))
+        )
     return out
 
 

@@ -1,87 +1,241 @@
-"""Kafka -> bronze -> gold on the golden set with real Kafka, Spark and Delta: exact numbers,
-quarantine reasons, manifest counts, idempotent reruns, late data picked up without naming it,
-and the same numbers read back without a JVM (delta-rs)."""
+"""Kafka -> bronze -> gold on the golden set, with real Kafka, Spark and Delta.
+
+One module fixture plays the story once (Spark is slow to plan on 2 cores):
+1. phase-1 records are produced and date D is computed;
+2. the late phase-2 records arrive and are ingested; a recompute of D in a separate process (the
+   CLI with its own JVM) is SIGKILLed while it writes gold;
+3. a run that names no date picks D up (bronze has rows the manifest has not seen) and fixes it;
+4. a rerun naming D writes identical gold.
+The tests then check each behaviour on what the story left behind.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
+from typing import Any
 
 import pytest
+from batch_helpers import aware, gold_view, produce
 from deltalake import DeltaTable
-from lambda_contract.settings import Settings
-from lambda_tools import golden
 from pyspark.sql import SparkSession
 
-from batch_layer import runner
+from batch_layer import planning, recompute, runner
 from batch_layer.planning import Why
-
-from batch_helpers import gold_view, produce, spark_gold
+from lambda_contract.settings import Settings
+from lambda_tools import golden
+from lambda_tools.truth import Truth, View
 
 pytestmark = pytest.mark.integration
 
 TODAY = date(2026, 11, 25)
+CLI = Path(sys.executable).with_name("lambda-batch")
 
 
-def _run(spark: SparkSession, settings: Settings, named: list[date], **kw: object) -> runner.RunReport:
-    report = runner.run(spark, settings, named, today=TODAY, **kw)  # type: ignore[arg-type]
+@dataclass
+class Story:
+    settings: Settings
+    truth: Truth
+    day: date
+    phase1_truth: Truth
+    first: runner.RunReport
+    gold_after_first: View
+    gold_version_after_first: int
+    killed_while_writing: bool
+    gold_version_after_kill: int
+    gold_after_kill: View
+    second: runner.RunReport
+    third: runner.RunReport
+    gold_rows_second: list[tuple[Any, ...]] = field(default_factory=list)
+    gold_rows_third: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+def _run(spark: SparkSession, settings: Settings, named: list[date], **kw: Any) -> runner.RunReport:
+    report = runner.run(spark, settings, named, today=TODAY, **kw)
     assert report.ok, report.failures
     return report
 
 
-def test_golden_set_end_to_end(spark: SparkSession, settings: Settings) -> None:
+def _gold_rows(spark: SparkSession, settings: Settings) -> list[tuple[Any, ...]]:
+    df = spark.read.format("delta").load(settings.delta_table_url("gold"))
+    return sorted(tuple(r) for r in df.collect())
+
+
+def _delta_rs_gold(settings: Settings) -> tuple[int, View]:
+    table = DeltaTable(settings.delta_table_url("gold"))
+    return table.version(), gold_view(table.to_pyarrow_table().to_pylist())
+
+
+def _kill_during_gold_write(settings: Settings, day: date) -> bool:
+    """Run the CLI for `day`; SIGKILL its process group (Python driver + JVM) as soon as a new gold
+    data file appears, i.e. while the gold write is in flight and before its commit."""
+    gold_path = Path(settings.delta_table_url("gold"))
+    files_before = set(gold_path.rglob("*.parquet"))
+    env = dict(os.environ)
+    env.update(
+        LAMBDA_TOPIC_ORDERS=settings.topic_orders,
+        LAMBDA_DELTA_ROOT=settings.delta_root,
+        LAMBDA_BATCH_CHECKPOINT_DIR=settings.batch_checkpoint_dir,
+        LAMBDA_SPARK_MASTER="local[1]",
+        LAMBDA_SPARK_SHUFFLE_PARTITIONS="2",
+        LAMBDA_PUSHGATEWAY_URL="",
+    )
+    proc = subprocess.Popen(
+        [str(CLI), "run", "--date", day.isoformat(), "--no-ingest", "--no-auto"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    killed = False
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "writing gold" in line:
+                break
+        deadline = time.monotonic() + 180
+        while not killed and time.monotonic() < deadline and proc.poll() is None:
+            if set(gold_path.rglob("*.parquet")) - files_before:
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed = True
+            time.sleep(0.002)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    return killed
+
+
+@pytest.fixture(scope="module")
+def story(spark: SparkSession, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
     records = golden.records()
     truth = golden.truth()
     (day,) = truth.dates()
-
-    # Phase 1 first, recompute; then the late phase 2 arrives after D was computed.
-    produce(settings, [r for r in records if r.phase == 1])
-    first = _run(spark, settings, [day])
-    assert first.ingested_rows == sum(r.phase == 1 for r in records)
-    assert [r.day for r in first.results] == [day]
-    without_late = {k: v for k, v in truth.full.items() if k not in truth.late} 
-    gold_1 = spark_gold(spark, settings)
-    assert set(gold_1) <= set(truth.full)
-
-    produce(settings, [r for r in records if r.phase == 2])
-    second = _run(spark, settings, [])  # nobody names D: new bronze rows make the run pick it up
-    assert [(r.day, r.why) for r in second.results] == [(day, Why.NEW_ROWS.value)]
-    assert second.results[0].arrived_after_previous_run == sum(r.phase == 2 for r in records)
-
-    gold = spark_gold(spark, settings)
-    assert gold == truth.full
-
-    quarantine = spark.read.format("delta").load(settings.delta_table_url("quarantine"))
-    assert dict(Counter(r["reason"] for r in quarantine.select("reason").collect())) == truth.malformed
-    assert {r["event_date"] for r in quarantine.select("event_date").collect()} == set(truth.malformed_by_date)
-
-    manifest = spark.read.format("delta").load(settings.delta_table_url("coverage_manifest")).collect()
-    assert len(manifest) == 24 and all(m["computed"] and m["date"] == day for m in manifest)
-    assert sum(m["input_rows"] for m in manifest) == truth.records
-    assert sum(m["quarantined"] for m in manifest) == sum(truth.malformed.values())
-    assert sum(m["duplicates"] for m in manifest) == truth.duplicates
-    assert sum(m["valid"] for m in manifest) == truth.records - sum(truth.malformed.values())
-    assert sum(m["arrived_after_previous_run"] for m in manifest) == sum(r.phase == 2 for r in records)
-    assert {m["run_id"] for m in manifest} == {second.run_id}
-    assert {m["bronze_version"] for m in manifest} == {second.bronze_version}
-
-    # Rerun: nothing new, D named again -> identical gold, nothing picked up automatically.
-    gold_files_before = sorted(tuple(r) for r in spark.read.format("delta").load(
-        settings.delta_table_url("gold")).orderBy("hour", "region", "category", "currency").collect())
-    third = _run(spark, settings, [day])
-    assert third.ingested_rows == 0
-    assert [(r.day, r.why) for r in third.results] == [(day, Why.NAMED.value)]
-    gold_files_after = sorted(tuple(r) for r in spark.read.format("delta").load(
-        settings.delta_table_url("gold")).orderBy("hour", "region", "category", "currency").collect())
-    assert gold_files_after == gold_files_before
-    assert _run(spark, settings, []).results == []
-
-    # Read without a JVM: delta-rs sees the same exact numbers and the manifest.
-    table = DeltaTable(settings.delta_table_url("gold")).to_pyarrow_table()
-    assert str(table.schema.field("revenue").type) == "decimal128(38, 4)"
-    assert gold_view(table.to_pylist()) == truth.full
-    rs_manifest = DeltaTable(settings.delta_table_url("coverage_manifest")).to_pyarrow_table().to_pylist()
-    assert sorted((m["hour"], m["input_rows"]) for m in rs_manifest) == sorted(
-        (m["hour"], m["input_rows"]) for m in manifest
+    root = tmp_path_factory.mktemp("story")
+    topic = f"test.batch.story.{os.getpid()}.{int(time.time())}"
+    settings = Settings.from_env(
+        {
+            **os.environ,
+            "LAMBDA_TOPIC_ORDERS": topic,
+            "LAMBDA_DELTA_ROOT": str(root / "delta"),
+            "LAMBDA_BATCH_CHECKPOINT_DIR": str(root / "ckpt"),
+            "LAMBDA_PUSHGATEWAY_URL": "",
+        }
     )
-    del without_late
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    try:
+        phase1 = [r for r in records if r.phase == 1]
+        produce(settings, phase1)
+        first = _run(spark, settings, [day])
+        version1, gold1 = _delta_rs_gold(settings)
+
+        produce(settings, [r for r in records if r.phase == 2])
+        runner.run(spark, settings, [], today=TODAY, auto=False)  # ingest only: no date named
+        killed = _kill_during_gold_write(settings, day)
+        version_kill, gold_kill = _delta_rs_gold(settings)
+
+        second = _run(spark, settings, [])
+        rows2 = _gold_rows(spark, settings)
+        third = _run(spark, settings, [day])
+        rows3 = _gold_rows(spark, settings)
+        yield Story(
+            settings,
+            truth,
+            day,
+            golden.compute(phase1),
+            first,
+            gold1,
+            version1,
+            killed,
+            version_kill,
+            gold_kill,
+            second,
+            third,
+            rows2,
+            rows3,
+        )
+    finally:
+        admin.delete_topics([topic])
+        admin.close()
+
+
+def test_first_run_gold_equals_the_truth_of_what_had_arrived(story: Story) -> None:
+    assert story.first.ingested_rows == sum(1 for r in golden.records() if r.phase == 1)
+    assert story.gold_after_first == story.phase1_truth.full
+
+
+def test_sigkill_during_the_gold_write_leaves_the_previous_version(story: Story) -> None:
+    assert story.killed_while_writing, "the driver finished before a new gold file appeared"
+    assert story.gold_version_after_kill == story.gold_version_after_first, "kill landed after the commit"
+    assert story.gold_after_kill == story.gold_after_first
+
+
+def test_late_data_is_picked_up_by_the_next_run_without_naming_the_date(story: Story) -> None:
+    assert [(r.day, r.why) for r in story.second.results] == [(story.day, Why.NEW_ROWS.value)]
+    late = sum(1 for r in golden.records() if r.phase == 2)
+    assert story.second.results[0].arrived_after_previous_run == late
+
+
+def test_gold_equals_the_golden_full_view_exactly(spark: SparkSession, story: Story) -> None:
+    df = spark.read.format("delta").load(story.settings.delta_table_url("gold"))
+    assert dict(df.dtypes)["revenue"] == "decimal(38,4)"
+    assert gold_view(r.asDict() for r in df.collect()) == story.truth.full
+
+
+def test_quarantine_holds_every_malformed_record_with_its_reason(spark: SparkSession, story: Story) -> None:
+    q = spark.read.format("delta").load(story.settings.delta_table_url("quarantine")).collect()
+    assert dict(Counter(r["reason"] for r in q)) == story.truth.malformed
+    assert {r["event_date"] for r in q} == set(story.truth.malformed_by_date)
+
+
+def test_manifest_covers_24_hours_with_exact_counts(spark: SparkSession, story: Story) -> None:
+    m = spark.read.format("delta").load(story.settings.delta_table_url("coverage_manifest")).collect()
+    truth = story.truth
+    malformed = sum(truth.malformed.values())
+    assert len(m) == 24 and all(r["computed"] and r["date"] == story.day for r in m)
+    assert len({aware(r["hour"]) for r in m}) == 24
+    assert sum(r["input_rows"] for r in m) == truth.records
+    assert sum(r["quarantined"] for r in m) == malformed
+    assert sum(r["valid"] for r in m) == truth.records - malformed
+    assert sum(r["duplicates"] for r in m) == truth.duplicates
+    assert {r["run_id"] for r in m} == {story.third.run_id}
+    assert {r["bronze_version"] for r in m} == {story.third.bronze_version}
+
+
+def test_a_rerun_writes_identical_gold_and_nothing_is_left_to_pick_up(
+    spark: SparkSession, story: Story
+) -> None:
+    assert story.third.ingested_rows == 0
+    assert [(r.day, r.why) for r in story.third.results] == [(story.day, Why.NAMED.value)]
+    assert story.gold_rows_third == story.gold_rows_second
+    version = story.third.bronze_version
+    assert version is not None
+    pending = planning.plan(
+        [],
+        recompute.bronze_counts(spark, story.settings, version),
+        recompute.computed_counts(spark, story.settings),
+        TODAY,
+    )
+    assert pending == []
+
+
+def test_delta_rs_reads_the_same_gold_and_manifest_without_a_jvm(spark: SparkSession, story: Story) -> None:
+    table = DeltaTable(story.settings.delta_table_url("gold")).to_pyarrow_table()
+    assert str(table.schema.field("revenue").type) == "decimal128(38, 4)"
+    assert gold_view(table.to_pylist()) == story.truth.full
+    rs = DeltaTable(story.settings.delta_table_url("coverage_manifest")).to_pyarrow_table().to_pylist()
+    spark_m = spark.read.format("delta").load(story.settings.delta_table_url("coverage_manifest")).collect()
+    assert sorted((aware(r["hour"]), r["input_rows"], r["duplicates"]) for r in rs) == sorted(
+        (aware(r["hour"]), r["input_rows"], r["duplicates"]) for r in spark_m
+    )

@@ -4,23 +4,36 @@ reason, on the golden set and on many generated payloads (valid, near-valid and 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lambda_contract.events import Event, validate
-from lambda_tools import golden
 from pyspark.sql import SparkSession
 
 from batch_layer import validation
+from lambda_contract.events import Event, validate
+from lambda_tools import golden
 
 pytestmark = pytest.mark.integration
 
-FIELDS = ("event_id", "event_type", "event_time", "order_id", "customer_id", "region", "category", "currency", "amount")
+FIELDS = (
+    "event_id",
+    "event_type",
+    "event_time",
+    "order_id",
+    "customer_id",
+    "region",
+    "category",
+    "currency",
+    "amount",
+)
 
 
-def spark_classify(spark: SparkSession, payloads: list[bytes | None]) -> list[tuple[str | None, int | None, str | None]]:
+def spark_classify(
+    spark: SparkSession, payloads: list[bytes | None]
+) -> list[tuple[str | None, int | None, str | None]]:
     """(reason, event_ms, amount text) per payload, in order."""
     df = spark.createDataFrame([(i, p) for i, p in enumerate(payloads)], "i int, value binary")
     out = validation.classify(df).select("i", "reason", "event_ms", "amount").orderBy("i").collect()
@@ -40,7 +53,7 @@ def expected(payload: bytes | None) -> tuple[str | None, int | None, str | None]
     return (result.reason.value, ms, None)
 
 
-def assert_same(spark: SparkSession, payloads: list[bytes | None]) -> None:
+def assert_same(spark: SparkSession, payloads: Sequence[bytes | None]) -> None:
     got = spark_classify(spark, payloads)
     diffs = [(p, expected(p), g) for p, g in zip(payloads, got, strict=True) if expected(p) != g]
     assert not diffs, "\n".join(f"{p!r}: python={e} spark={g}" for p, e, g in diffs[:20])
@@ -60,13 +73,13 @@ EDGE_CASES: list[bytes | None] = [
     b'{"a":1}{"b":2}',
     b'{"a":{"b":1}} {"c":2}',
     b'{"a":{"b":"}"}}',
-    b'[1] x',
+    b"[1] x",
     b'[{"a":1}]',
-    b'5',
+    b"5",
     b'"text"',
     b'"te}xt" 1',
-    b'null',
-    b'true',
+    b"null",
+    b"true",
     b' {"a":1} ',
     b'{"a":NaN}',
     b"{'a':1}",
@@ -99,21 +112,47 @@ def with_number_amount(literal: str, **overrides: object) -> bytes:
 
 
 AMOUNT_LITERALS = [
-    "999999999999.9999", "1000000000000", "0.0001", "0.00001", "1.50000", "1e5", "1.5E0", "-0",
-    "-1", "0", "0.0", "12", "1.5000000000000000000000000000000000000000000",
-    "12345678901234567890123456789012345678901234", "true", "null", "{}", "[1]",
+    "999999999999.9999",
+    "1000000000000",
+    "0.0001",
+    "0.00001",
+    "1.50000",
+    "1e5",
+    "1.5E0",
+    "-0",
+    "-1",
+    "0",
+    "0.0",
+    "12",
+    "1.5000000000000000000000000000000000000000000",
+    "12345678901234567890123456789012345678901234",
+    "true",
+    "null",
+    "{}",
+    "[1]",
 ]
 
 
 def test_edge_cases_classify_like_the_reference(spark: SparkSession) -> None:
     payloads = list(EDGE_CASES)
     payloads += [with_number_amount(lit) for lit in AMOUNT_LITERALS]
-    for t in ["2026-02-29T00:00:00Z", "2024-02-29T23:59:59.999999999+05:30", "2026-11-20T13:00:00-23:59",
-              "2026-11-20T24:00:00Z", "2026-11-20T13:60:00Z", "2026-11-20T13:00:60Z", "2026-11-20t13:00:00z",
-              "2026-11-20T13:00:00+24:00", "2026-11-20T13:00:00", "2026-04-31T00:00:00Z", "2026-11-20T13:00:00.Z", "2026-11-20T13:00:00Z\n"]:
+    for t in [
+        "2026-02-29T00:00:00Z",
+        "2024-02-29T23:59:59.999999999+05:30",
+        "2026-11-20T13:00:00-23:59",
+        "2026-11-20T24:00:00Z",
+        "2026-11-20T13:60:00Z",
+        "2026-11-20T13:00:60Z",
+        "2026-11-20t13:00:00z",
+        "2026-11-20T13:00:00+24:00",
+        "2026-11-20T13:00:00",
+        "2026-04-31T00:00:00Z",
+        "2026-11-20T13:00:00.Z",
+        "2026-11-20T13:00:00Z\n",
+    ]:
         payloads.append(json.dumps(valid_doc(event_time=t)).encode())
-    payloads.append(json.dumps(valid_doc(event_id="\U0001F600" * 64)).encode())
-    payloads.append(json.dumps(valid_doc(event_id="\U0001F600" * 65)).encode())
+    payloads.append(json.dumps(valid_doc(event_id="\U0001f600" * 64)).encode())
+    payloads.append(json.dumps(valid_doc(event_id="\U0001f600" * 65)).encode())
     payloads.append(json.dumps(valid_doc(region="eu-west\n")).encode())
     payloads.append(json.dumps(valid_doc(region=None)).encode())
     payloads.append(json.dumps(valid_doc(extra={"amount": -5, "nested": [1, {"}": "{"}]})).encode())
@@ -122,15 +161,23 @@ def test_edge_cases_classify_like_the_reference(spark: SparkSession) -> None:
 
 # --- generated payloads --------------------------------------------------------------------
 
-_text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=("Cs",)), max_size=70)
+_text = st.text(
+    alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=["Cs"]), max_size=70
+)
 _field_values = {
     "event_id": st.one_of(st.text(min_size=0, max_size=66), _text),
     "event_type": st.sampled_from(["purchase", "refund", "Purchase", "", "sale"]),
     "event_time": st.one_of(
         st.builds(
-            lambda y, mo, d, h, mi, s, frac, off: f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}{frac}{off}",
-            st.sampled_from([2, 1970, 2024, 2026, 2100, 9998]), st.integers(0, 13), st.integers(0, 32),
-            st.integers(0, 25), st.integers(0, 61), st.integers(0, 61),
+            lambda y, mo, d, h, mi, s, frac, off: (
+                f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}{frac}{off}"
+            ),
+            st.sampled_from([2, 1970, 2024, 2026, 2100, 9998]),
+            st.integers(0, 13),
+            st.integers(0, 32),
+            st.integers(0, 25),
+            st.integers(0, 61),
+            st.integers(0, 61),
             st.sampled_from(["", ".1", ".12345", ".123456789", ".1234567890"]),
             st.sampled_from(["Z", "+00:00", "+05:30", "-23:59", "+24:00", "-00:60", "z", ""]),
         ),
@@ -191,7 +238,9 @@ def payloads(draw: st.DrawFn) -> bytes | None:
 
 @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(payloads(), min_size=100, max_size=100))
-def test_generated_payloads_classify_like_the_reference(spark: SparkSession, batch: list[bytes | None]) -> None:
+def test_generated_payloads_classify_like_the_reference(
+    spark: SparkSession, batch: list[bytes | None]
+) -> None:
     assert_same(spark, batch)
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from delta.tables import DeltaTable
-from lambda_contract.settings import Settings
-from lambda_contract.tables import Table
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
+
+from lambda_contract.settings import Settings
+from lambda_contract.tables import Table
 
 
 def schema(table: Table) -> StructType:
     """The contract's columns as a Spark schema (nullability included)."""
-    return StructType.fromDDL(table.ddl())
+    parsed = StructType.fromDDL(table.ddl())
+    assert isinstance(parsed, StructType)
+    return parsed
 
 
 def url(settings: Settings, table: Table) -> str:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from lambda_contract.settings import Settings
-from lambda_contract.tables import BRONZE
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 
 from batch_layer import delta_tables, validation
+from lambda_contract.settings import Settings
+from lambda_contract.tables import BRONZE
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,9 @@ def ingest(
     allow_data_loss: bool = False,
 ) -> IngestResult:
     """Append everything new in the topic to bronze, then stop (trigger availableNow)."""
-    location = delta_tables.ensure(spark, settings, BRONZE)
+    location = delta_tables.url(settings, BRONZE)
+    if not delta_tables.exists(spark, settings, BRONZE):
+        delta_tables.ensure(spark, settings, BRONZE)
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
@@ -90,4 +92,6 @@ def ingest(
         if query.isActive:
             query.stop()
     rows = sum(int(p.get("numInputRows", 0)) for p in query.recentProgress)
-    return IngestResult(rows=rows, batches=batches, bronze_version=delta_tables.version(spark, settings, BRONZE))
+    return IngestResult(
+        rows=rows, batches=batches, bronze_version=delta_tables.version(spark, settings, BRONZE)
+    )

@@ -11,10 +11,9 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from lambda_contract.settings import Settings, SettingsError
-
 from batch_layer import planning
-from batch_layer.maintain import MIN_RETENTION_HOURS, UnsafeRetention, check_retention
+from batch_layer.maintain import MIN_RETENTION_HOURS, UnsafeRetentionError, check_retention
+from lambda_contract.settings import Settings, SettingsError
 
 log = logging.getLogger("batch_layer")
 
@@ -51,7 +50,7 @@ def _confs(items: Sequence[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise planning.BadDates(f"--conf expects KEY=VALUE, got {item!r}")
+            raise planning.BadDatesError(f"--conf expects KEY=VALUE, got {item!r}")
         out[key.strip()] = value
     return out
 
@@ -66,17 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         named = planning.named_dates(args.date, args.start, args.end, today) if args.command == "run" else []
         if args.command == "maintain":
             check_retention(args.retain_hours, args.force)
-    except (SettingsError, planning.BadDates, UnsafeRetention) as exc:
+    except (SettingsError, planning.BadDatesError, UnsafeRetentionError) as exc:
         print(f"lambda-batch: {exc}", file=sys.stderr)
         return 2
     # Spark (and its JVM) only from here on: bad input never pays the start-up.
     from batch_layer import summary
     from batch_layer.runner import RunReport, push_metrics, run
-    from batch_layer.spark import JarsMissing, build_session
+    from batch_layer.spark import JarsMissingError, build_session
 
     try:
         spark = build_session(settings, extra=extra)
-    except JarsMissing as exc:
+    except JarsMissingError as exc:
         print(f"lambda-batch: {exc}", file=sys.stderr)
         return 1
     try:
@@ -84,29 +83,46 @@ def main(argv: Sequence[str] | None = None) -> int:
             from batch_layer.maintain import maintain
 
             for res in maintain(spark, settings, args.retain_hours, args.force):
-                print(f"{res.table}: compacted {res.files_compacted} files, vacuumed (retain {args.retain_hours} h)")
+                print(
+                    f"{res.table}: compacted {res.files_compacted} files, vacuumed (retain {args.retain_hours} h)"
+                )
             return 0
         if args.command == "ingest":
             from batch_layer.ingest import ingest
 
             result = ingest(
-                spark, settings, max_offsets_per_trigger=args.max_offsets_per_trigger,
+                spark,
+                settings,
+                max_offsets_per_trigger=args.max_offsets_per_trigger,
                 allow_data_loss=args.allow_data_loss,
             )
-            print(f"ingested {result.rows} rows in {result.batches} batches; bronze is at v{result.bronze_version}")
+            print(
+                f"ingested {result.rows} rows in {result.batches} batches; bronze is at v{result.bronze_version}"
+            )
             return 0
         report: RunReport = run(
-            spark, settings, named, today=today, do_ingest=not args.no_ingest, auto=not args.no_auto,
-            allow_data_loss=args.allow_data_loss, max_offsets_per_trigger=args.max_offsets_per_trigger,
+            spark,
+            settings,
+            named,
+            today=today,
+            do_ingest=not args.no_ingest,
+            auto=not args.no_auto,
+            allow_data_loss=args.allow_data_loss,
+            max_offsets_per_trigger=args.max_offsets_per_trigger,
         )
-        print(summary.render(report.results, report.failures, report.ingested_rows, report.bronze_version,
-                             report.seconds))
+        print(
+            summary.render(
+                report.results, report.failures, report.ingested_rows, report.bronze_version, report.seconds
+            )
+        )
         push_metrics(settings, report)
         return 0 if report.ok else 1
-    except Exception as exc:  # noqa: BLE001 - the message says what failed; exit non-zero
+    except Exception as exc:
         log.exception("lambda-batch %s failed", args.command)
-        print(f"lambda-batch {args.command} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-              file=sys.stderr)
+        print(
+            f"lambda-batch {args.command} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            file=sys.stderr,
+        )
         return 1
     finally:
         spark.stop()

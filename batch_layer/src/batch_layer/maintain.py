@@ -10,26 +10,26 @@ import logging
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
-from lambda_contract.settings import Settings
-from lambda_contract.tables import TABLES
 from pyspark.sql import SparkSession
 
 from batch_layer import delta_tables
+from lambda_contract.settings import Settings
+from lambda_contract.tables import TABLES
 
 log = logging.getLogger(__name__)
 
 MIN_RETENTION_HOURS = 7 * 24
 
 
-class UnsafeRetention(ValueError):
+class UnsafeRetentionError(ValueError):
     pass
 
 
 def check_retention(hours: int, force: bool) -> None:
     if hours < 0:
-        raise UnsafeRetention(f"retention must be >= 0 hours, got {hours}")
+        raise UnsafeRetentionError(f"retention must be >= 0 hours, got {hours}")
     if hours < MIN_RETENTION_HOURS and not force:
-        raise UnsafeRetention(
+        raise UnsafeRetentionError(
             f"retention {hours} h is below the safe minimum of {MIN_RETENTION_HOURS} h (7 days); "
             "pass --force to vacuum anyway"
         )
@@ -41,7 +41,9 @@ class MaintainResult:
     files_compacted: int
 
 
-def maintain(spark: SparkSession, settings: Settings, retention_hours: int, force: bool) -> list[MaintainResult]:
+def maintain(
+    spark: SparkSession, settings: Settings, retention_hours: int, force: bool
+) -> list[MaintainResult]:
     check_retention(retention_hours, force)
     if force:
         spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")

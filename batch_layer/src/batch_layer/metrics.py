@@ -31,11 +31,15 @@ def build_registry(
         duration_s
     )
     rows = Gauge(
-        "lambda_batch_rows", "Rows of the last run by outcome (summed over its dates).", ["outcome"],
+        "lambda_batch_rows",
+        "Rows of the last run by outcome (summed over its dates).",
+        ["outcome"],
         registry=registry,
     )
     status = Gauge(
-        "lambda_batch_date_status", "Per recomputed date of the last run: 1 ok, 0 failed.", ["date"],
+        "lambda_batch_date_status",
+        "Per recomputed date of the last run: 1 ok, 0 failed.",
+        ["date"],
         registry=registry,
     )
     totals = {"ingested": ingested_rows, "input": 0, "valid": 0, "duplicates": 0, "quarantined": 0}
@@ -54,7 +58,8 @@ def build_registry(
     )
     if success:
         Gauge(
-            "lambda_batch_last_success_timestamp_seconds", "Unix time the last successful run ended.",
+            "lambda_batch_last_success_timestamp_seconds",
+            "Unix time the last successful run ended.",
             registry=registry,
         ).set(finished_at)
     return registry

@@ -29,7 +29,7 @@ class PlannedDate:
     previously_read: int | None  # input rows of the last computation; None if never computed
 
 
-class BadDates(ValueError):
+class BadDatesError(ValueError):
     """The CLI's date arguments cannot be used; the message says why."""
 
 
@@ -37,25 +37,23 @@ def parse_date(text: str, what: str) -> date:
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise BadDates(f"{what} must be a date as YYYY-MM-DD, got {text!r}") from None
+        raise BadDatesError(f"{what} must be a date as YYYY-MM-DD, got {text!r}") from None
 
 
-def named_dates(
-    day: str | None, start: str | None, end: str | None, today: date
-) -> list[date]:
+def named_dates(day: str | None, start: str | None, end: str | None, today: date) -> list[date]:
     """DATE, or FROM..TO inclusive, or yesterday; refuses mixed or inverted arguments."""
     if day and (start or end):
-        raise BadDates("give either DATE or FROM and TO, not both")
+        raise BadDatesError("give either DATE or FROM and TO, not both")
     if day:
         return [parse_date(day, "DATE")]
     if start or end:
         if not (start and end):
-            raise BadDates("FROM and TO go together (inclusive range); give both")
+            raise BadDatesError("FROM and TO go together (inclusive range); give both")
         first, last = parse_date(start, "FROM"), parse_date(end, "TO")
         if first > last:
-            raise BadDates(f"FROM ({first}) is after TO ({last})")
+            raise BadDatesError(f"FROM ({first}) is after TO ({last})")
         if (last - first).days > 3660:
-            raise BadDates(f"FROM..TO spans {(last - first).days + 1} days; at most 3661 per run")
+            raise BadDatesError(f"FROM..TO spans {(last - first).days + 1} days; at most 3661 per run")
         return [first + timedelta(days=i) for i in range((last - first).days + 1)]
     return [today - timedelta(days=1)]
 

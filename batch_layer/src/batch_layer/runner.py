@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from lambda_contract.settings import Settings
-from lambda_contract.tables import BRONZE
 from pyspark.sql import SparkSession
 
 from batch_layer import delta_tables, ingest, metrics, planning, recompute
 from batch_layer.recompute import DateResult
+from lambda_contract.settings import Settings
+from lambda_contract.tables import BRONZE
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +50,35 @@ def run(
     today = today or datetime.now(UTC).date()
     try:
         if do_ingest:
-            log.info("ingest: reading new records of %s from Kafka %s", settings.topic_orders, settings.kafka_bootstrap)
+            log.info(
+                "ingest: reading new records of %s from Kafka %s",
+                settings.topic_orders,
+                settings.kafka_bootstrap,
+            )
             result = ingest.ingest(
-                spark, settings, max_offsets_per_trigger=max_offsets_per_trigger, allow_data_loss=allow_data_loss
+                spark,
+                settings,
+                max_offsets_per_trigger=max_offsets_per_trigger,
+                allow_data_loss=allow_data_loss,
             )
             report.ingested_rows = result.rows
-            log.info("ingest: %d rows in %d batches -> bronze v%d", result.rows, result.batches, result.bronze_version)
+            log.info(
+                "ingest: %d rows in %d batches -> bronze v%d",
+                result.rows,
+                result.batches,
+                result.bronze_version,
+            )
         recompute.ensure_tables(spark, settings)
         version = delta_tables.version(spark, settings, BRONZE)
         report.bronze_version = version
         plan = planning.plan(
-            named, recompute.bronze_counts(spark, settings, version), recompute.computed_counts(spark, settings),
-            today, auto=auto,
+            named,
+            recompute.bronze_counts(spark, settings, version),
+            recompute.computed_counts(spark, settings),
+            today,
+            auto=auto,
         )
-    except Exception as exc:  # noqa: BLE001 - reported, run exits non-zero
+    except Exception as exc:
         log.exception("run failed before recomputing")
         report.failures.append(("ingest/plan", _short(exc)))
         report.seconds = time.monotonic() - started
@@ -72,15 +88,24 @@ def run(
         prefix = f"[{i}/{len(plan)}]"
         try:
             res = recompute.recompute_date(
-                spark, settings, planned, version, report.run_id, progress=lambda m, p=prefix: log.info("%s %s", p, m)
+                spark,
+                settings,
+                planned,
+                version,
+                report.run_id,
+                progress=functools.partial(_progress, prefix),
             )
             report.results.append(res)
             log.info("%s %s done in %.1f s", prefix, planned.day, res.seconds)
-        except Exception as exc:  # noqa: BLE001 - one bad date must not stop the others
+        except Exception as exc:
             log.exception("%s %s failed", prefix, planned.day)
             report.failures.append((planned.day.isoformat(), _short(exc)))
     report.seconds = time.monotonic() - started
     return report
+
+
+def _progress(prefix: str, message: str) -> None:
+    log.info("%s %s", prefix, message)
 
 
 def _short(exc: BaseException) -> str:

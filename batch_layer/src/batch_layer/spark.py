@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from lambda_contract.settings import Settings
 from pyspark.sql import SparkSession
+
+from lambda_contract.settings import Settings
 
 REQUIRED_JARS = ("delta-spark_", "delta-storage-", "spark-sql-kafka-0-10_", "kafka-clients-")
 
 
-class JarsMissing(RuntimeError):
+class JarsMissingError(RuntimeError):
     """The jar folder `make setup` fills is absent or incomplete."""
 
 
@@ -21,7 +22,7 @@ def spark_jars(settings: Settings) -> list[str]:
     jars = sorted(str(p) for p in Path(folder).glob("*.jar"))
     missing = [prefix for prefix in REQUIRED_JARS if not any(Path(j).name.startswith(prefix) for j in jars)]
     if missing:
-        raise JarsMissing(
+        raise JarsMissingError(
             f"{folder} lacks {', '.join(m + '*.jar' for m in missing)}: run `make setup` "
             "(or set LAMBDA_JARS_DIR)"
         )

@@ -31,6 +31,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
+
 from lambda_contract.events import (
     AMOUNT_NOT_POSITIVE_PATTERN,
     AMOUNT_PRECISION,
@@ -40,12 +43,9 @@ from lambda_contract.events import (
     AMOUNT_SYNTAX_PATTERN,
     RULES,
     FieldKind,
-    FieldRule,
     Reason,
     java_regex,
 )
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
 
 JSON_WS: Final = " \t\n\r"
 """The only whitespace JSON (and Python's `json`) allows around values."""
@@ -61,7 +61,7 @@ AMOUNT: Final = "amount"
 _TIME_FIELD: Final = next(r.name for r in RULES if r.kind is FieldKind.TIMESTAMP)
 
 _STRING_LITERAL: Final = r'"(?:[^"\\]++|\\.)*+"'
-_SCALAR_TOKEN: Final = r'""|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null'
+_SCALAR_VALUE: Final = r'""|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null'
 _NUMBER_TYPES: Final = ("BIGINT", "INT", "SMALLINT", "TINYINT")
 
 
@@ -99,21 +99,13 @@ def _single_value(text: Column) -> Column:
         lambda acc, c: F.struct(
             (acc["d"] + F.when(c.isin("{", "["), 1).otherwise(-1)).alias("d"),
             (
-                acc["z"]
-                + F.when(acc["d"] + F.when(c.isin("{", "["), 1).otherwise(-1) == 0, 1).otherwise(0)
+                acc["z"] + F.when(acc["d"] + F.when(c.isin("{", "["), 1).otherwise(-1) == 0, 1).otherwise(0)
             ).alias("z"),
         ),
     )
-    container = (
-        F.substring(blanked, -1, 1).isin("}", "]") & (scan["d"] == 0) & (scan["z"] == 1)
-    )
-    scalar = blanked.rlike(java_regex(_SCALAR_TOKEN))
-    return (
-        F.when(fast, True)
-        .when(first.isin("{", "["), container)
-        .otherwise(scalar)
-        & last.isNotNull()
-    )
+    container = F.substring(blanked, -1, 1).isin("}", "]") & (scan["d"] == 0) & (scan["z"] == 1)
+    scalar = blanked.rlike(java_regex(_SCALAR_VALUE))
+    return F.when(fast, True).when(first.isin("{", "["), container).otherwise(scalar) & last.isNotNull()
 
 
 def _field(doc: Column, name: str) -> Column:
@@ -172,9 +164,7 @@ def add_event_ms(df: DataFrame, text_col: str) -> DataFrame:
         },
     )
     leap, off_h, off_m, y2 = F.col("_t_leap"), F.col("_t_oh"), F.col("_t_om"), F.col("_t_y2")
-    month_days = (
-        F.when(mo == 2, F.when(leap, 29).otherwise(28)).when(mo.isin(4, 6, 9, 11), 30).otherwise(31)
-    )
+    month_days = F.when(mo == 2, F.when(leap, 29).otherwise(28)).when(mo.isin(4, 6, 9, 11), 30).otherwise(31)
     calendar_ok = (
         F.col("_t_ok")
         & (y >= 1)
@@ -263,7 +253,9 @@ def _field_stages(df: DataFrame) -> DataFrame:
         else:
             assert rule.pattern is not None
             ok = _full_match(value, rule.pattern)
-        checks[f"_v_{rule.name}_bad"] = F.when(value.isNull() | ~F.coalesce(ok, F.lit(False)), _lit(rule.invalid.value))
+        checks[f"_v_{rule.name}_bad"] = F.when(
+            value.isNull() | ~F.coalesce(ok, F.lit(False)), _lit(rule.invalid.value)
+        )
     df = add_event_ms(_add(df, checks), f"_v_{_TIME_FIELD}")
     time_rule = next(r for r in RULES if r.kind is FieldKind.TIMESTAMP)
     return _add(
@@ -277,7 +269,7 @@ def classify(df: DataFrame, value_col: str = "value") -> DataFrame:
     The first failing check wins, in the order of `validate()`: empty, UTF-8, JSON, object, then
     each rule of `RULES` (missing, then invalid). Valid rows get `amount` as DECIMAL(16,4).
     """
-    keep = [c for c in df.columns]
+    keep = list(df.columns)
     df = _field_stages(parse(df, value_col))
     reason = (
         F.when(F.col("_v_empty"), _lit(Reason.EMPTY_PAYLOAD.value))
