@@ -35,7 +35,8 @@ def generate(root: Path, rows: int) -> None:
     settings = replace(Settings.from_env(), delta_root=str(root / "delta"))
     spark = build_session(settings, app_name="bench-generate")
     try:
-        lid = F.when(F.col("id") % 100 == 0, F.col("id") - 1).otherwise(F.col("id"))  # 1% duplicates
+        n = F.col("id") + 100
+        lid = F.when(n % 100 == 0, n - 1).otherwise(n)  # 1% duplicates
         ms = F.lit(int(time.mktime(DAY.timetuple())) * 1000) + (lid * 8639) % 86_400_000
         ts = F.timestamp_millis(ms)
         amount = F.format_string("%d.%02d", (lid % 5000) + 1, lid % 100)

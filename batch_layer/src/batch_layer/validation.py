@@ -206,7 +206,7 @@ def _amount_literal_from_raw(text: Column, name: str) -> Column:
     found = F.regexp_extract_all(
         text, F.lit('"' + name + r'"[ \t\n\r]*:[ \t\n\r]*(-?[0-9][0-9.eE+-]*)'), F.lit(1)
     )
-    return F.element_at(found, -1)
+    return F.try_element_at(found, F.lit(-1))
 
 
 def _check_amount(text: Column) -> Column:
