@@ -22,6 +22,12 @@ UNREACHABLE = {"LAMBDA_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
         ),
         (["history", "--from", "2026-11-24"], "--from needs --to"),
         (["history", "--date", "2026-11-24", "--to", "2026-11-25"], "--to goes with --from"),
+        (["history", "--date", "2026-11-24", "--until", "yesterday"], "is not an RFC 3339 instant"),
+        (["history", "--date", "2026-11-24", "--until", "2026-11-24T10:00:00"], "has no UTC offset"),
+        (
+            ["history", "--date", "2026-11-24", "--until", "2026-11-23T23:00:00Z"],
+            "is not after the range start",
+        ),
         (["history", "--date", "2026-11-24", "--events", "-5"], "must be >= 0, got -5"),
         (["history", "--date", "2026-11-24", "--duplicate-rate", "-0.1"], "between 0 and 1, got -0.1"),
         (["history", "--date", "2026-11-24", "--late-rate", "1.5"], "between 0 and 1, got 1.5"),

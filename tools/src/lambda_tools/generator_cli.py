@@ -120,6 +120,18 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an RFC 3339 instant (e.g. 2026-11-25T13:45:00Z)"
+        ) from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset")
+    return value.astimezone(UTC)
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -196,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--from", dest="first", type=_date, help="first UTC date (with --to, both inclusive)")
     h.add_argument("--to", dest="last", type=_date, help="last UTC date (inclusive)")
     h.add_argument("--events", type=_non_negative_int, default=100_000, help="records to produce (100000)")
+    h.add_argument(
+        "--until",
+        type=_instant,
+        help="stop the range at this RFC 3339 instant, e.g. now for 'today so far' (the demo uses it)",
+    )
 
     lv = sub.add_parser("live", parents=[common], help="now, at a given rate, until --seconds or Ctrl-C")
     lv.add_argument("--rate", type=_positive_float, required=True, help="records per second")
@@ -275,6 +292,12 @@ def run(args: argparse.Namespace, settings: Settings, stop: _Stop) -> int:
             if args.last is None:
                 raise GeneratorError("--from needs --to (or use --date)")
             start, end = range_bounds(args.first, args.last)
+        if args.until is not None:
+            if args.until <= start:
+                raise GeneratorError(
+                    f"--until {args.until.isoformat()} is not after the range start {start.isoformat()}"
+                )
+            end = min(end, args.until)
 
     tuning = ProducerTuning(
         linger_ms=args.linger_ms,
