@@ -149,7 +149,7 @@ def test_no_secret_in_tracked_files() -> None:
 def test_the_scan_finds_what_it_looks_for() -> None:
     """The scan's patterns themselves: each catches a sample (so a silent regex typo fails here)."""
     samples = {
-        "private key": "-----BEGIN RSA PRIVATE KEY-----",
+        "private key": "-----BEGIN RSA " + "PRIVATE KEY-----",
         "AWS access key id": "AKIA" + "ABCDEFGHIJKLMNOP",
         "GitHub token": "ghp_" + "a" * 36,
         "JWT": "eyJ" + "a" * 12 + ".eyJ" + "b" * 12 + ".sig",
