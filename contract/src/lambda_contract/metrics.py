@@ -93,6 +93,23 @@ SERVING_CACHE_AGE: Final = _m(
 SERVING_SPEED_WATERMARK_LAG: Final = _m(
     "serving", "speed_watermark_lag_seconds", "gauge", "Wall clock minus the speed watermark seen in Redis."
 )
+SERVING_HOURS: Final = _m(
+    "serving",
+    "hours_total",
+    "counter",
+    "Hours served, by status (final, closed, open, missing, future).",
+    "status",
+)
+SERVING_BAD_REDIS_ENTRIES: Final = _m(
+    "serving", "bad_redis_entries_total", "counter", "Speed-view hash entries off the Redis layout, skipped."
+)
+SERVING_TABLE_VERSION: Final = _m(
+    "serving",
+    "delta_table_version",
+    "gauge",
+    "Delta version of the cached table (-1: no table yet).",
+    "table",
+)
 
 # --- reconciliation ---------------------------------------------------------------------------
 RECON_DRIFT: Final = _m(
