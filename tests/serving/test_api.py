@@ -210,6 +210,7 @@ def test_status_reports_layers_watermark_and_lag(
         r, settings.redis_layout, watermark=utc("2026-11-20T15:00:00Z"), updated=NOW - timedelta(seconds=3)
     )
     doc = client.get("/v1/status").json()
+    assert "lambda_serving_speed_watermark_lag_seconds 1200.0" in client.get("/metrics").text
     assert doc["speed"]["reachable"] and doc["speed"]["healthy"]
     assert doc["speed"]["watermark_lag_s"] == 1200.0 and doc["speed"]["open_hours"] == 1
     assert doc["batch"]["available"] is False and doc["batch"]["last_run"] is None
@@ -226,8 +227,11 @@ def test_metrics_probes_and_request_id(client: TestClient, r: redis.Redis) -> No
     count = "lambda_serving_request_duration_seconds_count"
     assert f'{count}{{method="GET",route="/v1/revenue/hourly",status="200"}} 1.0' in text
     assert 'lambda_serving_rows_total{source="none"} 7.0' in text
-    assert 'lambda_serving_cache_age_seconds{cache="batch"}' in text
-    assert 'lambda_serving_cache_age_seconds{cache="speed"}' in text
+    assert 'lambda_serving_cache_age_seconds{table="gold"}' in text
+    assert 'lambda_serving_cache_age_seconds{table="coverage_manifest"}' in text
+    assert 'lambda_serving_delta_table_version{table="gold"} -1.0' in text
+    assert "lambda_serving_speed_watermark_lag_seconds NaN" in text  # no speed watermark yet
+    assert 'lambda_serving_hours_total{status="missing"} 7.0' in text
 
 
 def test_openapi_docs_are_served_without_a_cdn(client: TestClient) -> None:

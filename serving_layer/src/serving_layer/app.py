@@ -12,6 +12,7 @@ import gzip
 import hmac
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -352,7 +353,6 @@ def create_app(
             # a body counts twice: its gzipped copy is made on demand and kept with it
             body_cache=ByteBoundedLru(BODY_CACHE_BYTES, lambda b: 2 * len(b.raw)),
         )
-        metrics.track_speed_cache(app.state.services.speed.cache_age_s)
         await batch.ensure_fresh()
         log.info(
             "serving layer started",
@@ -529,6 +529,12 @@ def create_app(
         services.metrics.table_version.labels("coverage_manifest").set(
             -1 if state.manifest_version is None else state.manifest_version
         )
+        try:
+            meta, _ = await services.speed.read_meta()
+            lag = (services.clock() - meta.watermark).total_seconds() if meta.watermark else math.nan
+        except (aioredis.RedisError, OSError):
+            lag = math.nan
+        services.metrics.speed_watermark_lag.set(lag)
         return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     index_html = (DASHBOARD_DIR / "index.html").read_bytes()

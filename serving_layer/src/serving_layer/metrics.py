@@ -1,49 +1,48 @@
-"""Prometheus metrics of the serving layer (`lambda_serving_*`), on a registry per app instance."""
+"""Prometheus metrics of the serving layer, built from the platform's one metric registry
+(lambda_contract.metrics), on a registry per app instance."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from lambda_contract import metrics as specs
+from lambda_contract.metrics import MetricSpec
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+CACHED_TABLES = ("gold", "coverage_manifest")
+
+
+def _counter(spec: MetricSpec, registry: CollectorRegistry) -> Counter:
+    assert spec.kind == "counter", spec
+    return Counter(spec.name, spec.doc, list(spec.labels), registry=registry)
+
+
+def _gauge(spec: MetricSpec, registry: CollectorRegistry) -> Gauge:
+    assert spec.kind == "gauge", spec
+    return Gauge(spec.name, spec.doc, list(spec.labels), registry=registry)
 
 
 class ServingMetrics:
     def __init__(self, batch_cache_age: Callable[[], float | None]) -> None:
         self.registry = CollectorRegistry()
+        spec = specs.SERVING_REQUEST_SECONDS
         self.request_seconds = Histogram(
-            "lambda_serving_request_duration_seconds",
-            "HTTP request latency by route template, method and status code.",
-            ["route", "method", "status"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            spec.name, spec.doc, list(spec.labels), buckets=LATENCY_BUCKETS, registry=self.registry
         )
-        self.rows = Counter(
-            "lambda_serving_rows_total",
-            "Rows served by /v1/revenue/hourly, by source (batch, speed, none).",
-            ["source"],
-            registry=self.registry,
-        )
-        self.hours = Counter(
-            "lambda_serving_hours_total",
-            "Hours served by /v1/revenue/hourly, by status (final, closed, open, missing, future).",
-            ["status"],
-            registry=self.registry,
-        )
-        self.bad_redis_entries = Counter(
-            "lambda_serving_bad_redis_entries_total",
-            "Speed-view hash entries that did not follow the contract layout and were skipped.",
-            registry=self.registry,
-        )
-        self.cache_age = Gauge(
-            "lambda_serving_cache_age_seconds",
-            "Seconds since a cached view was last confirmed current: batch = gold + manifest "
-            "version check, speed = last Redis read; -1 before the first.",
-            ["cache"],
-            registry=self.registry,
-        )
-        self.cache_age.labels("batch").set_function(lambda: _or_minus_one(batch_cache_age()))
+        self.rows = _counter(specs.SERVING_ROWS, self.registry)
+        self.hours = _counter(specs.SERVING_HOURS, self.registry)
+        self.bad_redis_entries = _counter(specs.SERVING_BAD_REDIS_ENTRIES, self.registry)
+        # Both tables are checked together, so they share one age; -1 before the first check.
+        self.cache_age = _gauge(specs.SERVING_CACHE_AGE, self.registry)
+        for table in CACHED_TABLES:
+            self.cache_age.labels(table).set_function(lambda: _or_minus_one(batch_cache_age()))
+        self.table_version = _gauge(specs.SERVING_TABLE_VERSION, self.registry)
+        # Set at scrape time from a fresh read of the speed layer's meta hash; NaN when unknown.
+        self.speed_watermark_lag = _gauge(specs.SERVING_SPEED_WATERMARK_LAG, self.registry)
+        self.speed_watermark_lag.set(math.nan)
         self._rows: dict[str, Counter] = {}
         self._hours: dict[str, Counter] = {}
 
@@ -59,15 +58,6 @@ class ServingMetrics:
             if child is None:
                 child = self._hours[status] = self.hours.labels(status)
             child.inc(n)
-
-    def track_speed_cache(self, speed_cache_age: Callable[[], float | None]) -> None:
-        self.cache_age.labels("speed").set_function(lambda: _or_minus_one(speed_cache_age()))
-        self.table_version = Gauge(
-            "lambda_serving_delta_table_version",
-            "Delta version of the cached table; -1 when the table does not exist.",
-            ["table"],
-            registry=self.registry,
-        )
 
 
 def _or_minus_one(value: float | None) -> float:

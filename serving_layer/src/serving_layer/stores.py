@@ -133,10 +133,6 @@ class SpeedStore:
         ] = OrderedDict()
         self._held: tuple[dict[bytes, bytes], dict[datetime, str]] = ({}, {})
         self._meta: tuple[float, SpeedMeta] | None = None  # (trusted until, meta)
-        self.read_at: float | None = None  # time.monotonic() of the last round trip
-
-    def cache_age_s(self) -> float | None:
-        return None if self.read_at is None else time.monotonic() - self.read_at
 
     def _held_of(self, raw: dict[bytes, bytes]) -> dict[datetime, str]:
         if raw != self._held[0]:
@@ -156,7 +152,6 @@ class SpeedStore:
                 for hour in fetch:
                     pipe.hgetall(self.layout.hour(hour))
                 results: list[Any] = await pipe.execute()
-            self.read_at = now
             meta = _decode_meta(results[0])
             self._meta = (now + self.open_ttl_s, meta)
             held = self._held_of(results[1])
