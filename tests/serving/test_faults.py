@@ -62,3 +62,16 @@ def test_garbage_speed_meta_and_hours_hash_are_ignored(
     ]
     assert res.json()["freshness"]["speed_watermark"] is None
     assert client.get("/v1/status").json()["speed"]["healthy"] is False
+
+
+def test_a_layout_key_of_another_type_is_skipped_and_counted(
+    client: TestClient, r: redis.Redis, settings: Settings
+) -> None:
+    layout = settings.redis_layout
+    write_speed_hour(r, layout, utc("2026-11-20T09:00:00Z"), {k(): m("4.0000")}, closed=True)
+    r.set(layout.hour(utc("2026-11-20T10:00:00Z")), "not a hash")
+    r.set(layout.meta(), "not a hash either")
+    res = client.get(URL)
+    assert res.status_code == 200 and res.json()["rows"][0]["revenue"] == "4.00"
+    assert "lambda_serving_bad_redis_entries_total 2.0" in client.get("/metrics").text
+    assert client.get("/v1/status").status_code == 200

@@ -76,12 +76,21 @@ class SpeedView:
         return span is not None and span[0] <= hour <= span[1]
 
     def status(self, hour: datetime, allowed_lateness: timedelta) -> Status:
-        # windows.is_closed: watermark >= hour end + lateness, i.e. hour <= watermark - lateness - 1 h
-        wm = self.watermark
-        closed = self.held.get(hour) == HOUR_CLOSED or (
-            wm is not None and hour <= wm - allowed_lateness - HOUR
-        )
+        closed = speed_closed(hour, self.held.get(hour), self.watermark, allowed_lateness)
         return Status.CLOSED if closed else Status.OPEN
+
+
+def speed_closed(
+    hour: datetime, held_status: str | None, watermark: datetime | None, allowed_lateness: timedelta
+) -> bool:
+    """Closed when the speed layer says so or its watermark reached hour end + lateness.
+
+    windows.is_closed, rearranged as hour <= watermark - lateness - 1 h: the same instant
+    comparison, without computing an hour end that could leave datetime's range.
+    """
+    if held_status == HOUR_CLOSED:
+        return True
+    return watermark is not None and hour <= watermark - allowed_lateness - HOUR
 
 
 @dataclass(frozen=True)

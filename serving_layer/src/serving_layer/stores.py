@@ -28,11 +28,11 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 from deltalake import DeltaTable
 
-from lambda_contract.redis_layout import HOUR_CLOSED, GroupKey, Metrics, RedisLayout
+from lambda_contract.redis_layout import GroupKey, Metrics, RedisLayout
 from lambda_contract.settings import Settings
 from lambda_contract.tables import GOLD, MANIFEST
-from lambda_contract.windows import HOUR, from_epoch_ms, is_closed, parse_hour_id
-from serving_layer.merge import BatchView, HourData, SpeedView
+from lambda_contract.windows import HOUR, from_epoch_ms, parse_hour_id
+from serving_layer.merge import BatchView, HourData, SpeedView, speed_closed
 
 log = logging.getLogger("serving_layer.stores")
 
@@ -151,14 +151,16 @@ class SpeedStore:
                 pipe.hgetall(self.layout.hours())
                 for hour in fetch:
                     pipe.hgetall(self.layout.hour(hour))
-                results: list[Any] = await pipe.execute()
+                # A key of another type (WRONGTYPE) must not fail the request: such replies
+                # come back as exception objects and count as bad entries.
+                results: list[Any] = await pipe.execute(raise_on_error=False)
+            bad = sum(1 for x in results if isinstance(x, Exception))
+            results = [{} if isinstance(x, Exception) else x for x in results]
             meta = _decode_meta(results[0])
             self._meta = (now + self.open_ttl_s, meta)
             held = self._held_of(results[1])
             for hour, raw in zip(fetch, results[2:], strict=True):
-                closed = held.get(hour) == HOUR_CLOSED or is_closed(
-                    hour, meta.watermark, self.allowed_lateness
-                )
+                closed = speed_closed(hour, held.get(hour), meta.watermark, self.allowed_lateness)
                 until = now + (self.closed_ttl_s if closed else self.open_ttl_s)
                 cached = decoded.get(hour)
                 if cached is not None and cached[0] == raw:
@@ -186,8 +188,9 @@ class SpeedStore:
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.layout.meta())
             pipe.hgetall(self.layout.hours())
-            meta_raw, held_raw = await pipe.execute()
-        return _decode_meta(meta_raw), self._held_of(held_raw)
+            meta_raw, held_raw = await pipe.execute(raise_on_error=False)
+        meta = _decode_meta({} if isinstance(meta_raw, Exception) else meta_raw)
+        return meta, self._held_of({} if isinstance(held_raw, Exception) else held_raw)
 
     async def ping(self) -> bool:
         try:
