@@ -59,11 +59,12 @@ def source_columns() -> list[Column]:
         Column("koffset", "BIGINT", metadata="offset"),
         Column("kts", "TIMESTAMP_LTZ(3)", metadata="timestamp"),
         Column("pt", "TIMESTAMP_LTZ(3)", expression="PROCTIME()"),
-        # The rowtime: readable event time of any record (NULL rowtimes never move the watermark).
+        # The rowtime: the event_time field of any record that has a valid one (NULL rowtimes
+        # never move the watermark).
         Column(
             "et",
             "TIMESTAMP_LTZ(3)",
-            expression=f"TO_TIMESTAMP_LTZ({v.readable_event_time_ms_expr(cols)}, 3)",
+            expression=f"TO_TIMESTAMP_LTZ({v.event_time_field_ms_expr(cols)}, 3)",
         ),
     ]
 

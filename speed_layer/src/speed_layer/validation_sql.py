@@ -117,60 +117,71 @@ def amount_text_expr(rule: FieldRule, cols: ColumnNames = ColumnNames()) -> str:
 
 # --- event time -------------------------------------------------------------------------------
 
-_TS_GROUPS: Final = ("year", "month", "day", "hour", "minute", "second")
+# Once the RFC 3339 pattern matched, every component sits at a fixed position:
+# yyyy-MM-ddTHH:mm:ss[.f{1,9}](Z|+hh:mm)
 
 
-def _ts_group(value: str, group: int) -> str:
-    return f"REGEXP_EXTRACT({value}, {sql_string(java_regex(RFC3339_PATTERN))}, {group})"
+def _num(value: str, start: int, length: int) -> str:
+    return f"TRY_CAST(SUBSTRING({value} FROM {start} FOR {length}) AS BIGINT)"
 
 
-def _ts_int(value: str, group: int) -> str:
-    return f"CAST({_ts_group(value, group)} AS BIGINT)"
+def _components(value: str) -> tuple[str, str, str, str, str, str, str, str, str]:
+    y, mo, d, h, mi, s = (_num(value, a, n) for a, n in ((1, 4), (6, 2), (9, 2), (12, 2), (15, 2), (18, 2)))
+    zulu = f"(SUBSTRING({value} FROM CHAR_LENGTH({value})) = 'Z')"
+    offset = f"SUBSTRING({value} FROM CHAR_LENGTH({value}) - 5)"
+    return y, mo, d, h, mi, s, zulu, offset, f"(CASE WHEN {zulu} THEN 1 ELSE 6 END)"
 
 
 def _div(a: str, b: int) -> str:
-    """Floor division of a non-negative BIGINT expression, exact whatever type `/` returns."""
-    return f"CAST((({a}) - MOD({a}, {b})) / {b} AS BIGINT)"
+    """Division of a non-negative BIGINT: Flink truncates integer division, which is floor here."""
+    return f"(CAST({a} AS BIGINT) / {b})"
+
+
+def _calendar_ok(value: str) -> str:
+    y, mo, d, h, mi, s, zulu, offset, _ = _components(value)
+    off_h = f"TRY_CAST(SUBSTRING({offset} FROM 2 FOR 2) AS BIGINT)"
+    off_m = f"TRY_CAST(SUBSTRING({offset} FROM 5 FOR 2) AS BIGINT)"
+    leap = f"((MOD({y}, 4) = 0 AND MOD({y}, 100) <> 0) OR MOD({y}, 400) = 0)"
+    month_days = (
+        f"(CASE WHEN {mo} = 2 THEN (CASE WHEN {leap} THEN 29 ELSE 28 END) "
+        f"WHEN {mo} IN (4, 6, 9, 11) THEN 30 ELSE 31 END)"
+    )
+    offset_ok = f"({zulu} OR ({off_h} <= 23 AND {off_m} <= 59))"
+    return (
+        f"({_regexp(value, RFC3339_PATTERN)} AND {y} >= 1 AND {mo} BETWEEN 1 AND 12 "
+        f"AND {d} BETWEEN 1 AND {month_days} AND {h} <= 23 AND {mi} <= 59 AND {s} <= 59 AND {offset_ok})"
+    )
 
 
 def event_time_ms_expr(value: str) -> str:
     """Epoch milliseconds (UTC) of an RFC 3339 text, NULL unless it is a real calendar instant.
 
     The calendar is checked explicitly (Flink's parsers are lenient: Feb 30 would roll over) and
-    the instant is computed with integer arithmetic (days from the civil date), so the offset,
-    e.g. +05:30, is applied exactly. The fraction is truncated to milliseconds.
+    the instant is computed with integer arithmetic (days from the civil date, proleptic
+    Gregorian like Python), so an offset such as +05:30 is applied exactly. The fraction is
+    truncated to milliseconds.
     """
-    y, mo, d, h, mi, s = (_ts_int(value, i + 1) for i in range(6))
-    fraction = f"COALESCE({_ts_group(value, 7)}, '')"
-    millis = f"CAST(SUBSTRING(CONCAT(SUBSTRING(CONCAT({fraction}, '.') FROM 2), '000') FROM 1 FOR 3) AS BIGINT)"
-    offset = _ts_group(value, 8)
-    off_h = f"CAST(SUBSTRING({offset} FROM 2 FOR 2) AS BIGINT)"
-    off_m = f"CAST(SUBSTRING({offset} FROM 5 FOR 2) AS BIGINT)"
-    leap = f"((MOD({y}, 4) = 0 AND MOD({y}, 100) <> 0) OR MOD({y}, 400) = 0)"
-    month_days = (
-        f"(CASE WHEN {mo} = 2 THEN (CASE WHEN {leap} THEN 29 ELSE 28 END) "
-        f"WHEN {mo} IN (4, 6, 9, 11) THEN 30 ELSE 31 END)"
+    y, mo, d, h, mi, s, zulu, offset, offset_len = _components(value)
+    digits = (
+        f"(CASE WHEN SUBSTRING({value} FROM 20 FOR 1) = '.' "
+        f"THEN SUBSTRING({value} FROM 21 FOR CHAR_LENGTH({value}) - 20 - {offset_len}) ELSE '' END)"
     )
-    offset_ok = f"({offset} = 'Z' OR ({off_h} <= 23 AND {off_m} <= 59))"
-    calendar_ok = (
-        f"{_regexp(value, RFC3339_PATTERN)} AND {y} >= 1 AND {mo} BETWEEN 1 AND 12 "
-        f"AND {d} BETWEEN 1 AND {month_days} AND {h} <= 23 AND {mi} <= 59 AND {s} <= 59 AND {offset_ok}"
-    )
-    # Days since 1970-01-01 of the civil date (proleptic Gregorian), for years >= 1.
+    millis = f"TRY_CAST(SUBSTRING(CONCAT({digits}, '000') FROM 1 FOR 3) AS BIGINT)"
+    off_h = f"TRY_CAST(SUBSTRING({offset} FROM 2 FOR 2) AS BIGINT)"
+    off_m = f"TRY_CAST(SUBSTRING({offset} FROM 5 FOR 2) AS BIGINT)"
     yy = f"({y} - (CASE WHEN {mo} <= 2 THEN 1 ELSE 0 END))"
     era = _div(yy, 400)
     yoe = f"({yy} - {era} * 400)"
-    mp = f"MOD({mo} + 9, 12)"
-    doy = f"({_div(f'153 * {mp} + 2', 5)} + {d} - 1)"
+    doy = f"({_div(f'153 * MOD({mo} + 9, 12) + 2', 5)} + {d} - 1)"
     doe = f"({yoe} * 365 + {_div(yoe, 4)} - {_div(yoe, 100)} + {doy})"
     days = f"({era} * 146097 + {doe} - 719468)"
     local_ms = f"((({days} * 24 + {h}) * 60 + {mi}) * 60 + {s}) * 1000 + {millis}"
     offset_ms = (
-        f"(CASE WHEN {offset} = 'Z' THEN 0 ELSE "
+        f"(CASE WHEN {zulu} THEN 0 ELSE "
         f"(CASE WHEN SUBSTRING({offset} FROM 1 FOR 1) = '-' THEN -1 ELSE 1 END) "
         f"* ({off_h} * 60 + {off_m}) * 60000 END)"
     )
-    return f"(CASE WHEN {calendar_ok} THEN CAST({local_ms} - {offset_ms} AS BIGINT) END)"
+    return f"(CASE WHEN {_calendar_ok(value)} THEN CAST({local_ms} - {offset_ms} AS BIGINT) END)"
 
 
 def _rule(name: str) -> FieldRule:
@@ -181,13 +192,23 @@ EVENT_TIME_RULE: Final = next(r for r in RULES if r.kind is FieldKind.TIMESTAMP)
 AMOUNT_RULE: Final = next(r for r in RULES if r.kind is FieldKind.AMOUNT)
 
 
-def readable_event_time_ms_expr(cols: ColumnNames = ColumnNames()) -> str:
-    """The event time when it is readable (any JSON string passing the timestamp rule), else NULL.
+def event_time_field_ms_expr(cols: ColumnNames = ColumnNames()) -> str:
+    """The event_time field's instant when it passes the timestamp rule, else NULL.
 
     Only a JSON string can match the RFC 3339 pattern (a number's text has no 'T'), so no type
-    check is needed; this is what malformed events are bucketed by (tables.event_date).
+    check is needed. Cheap enough for the source's watermark, but it also reads a time from a
+    payload that is not a complete JSON object (see readable_event_time_ms_expr).
     """
     return event_time_ms_expr(value_expr(EVENT_TIME_RULE, cols))
+
+
+def readable_event_time_ms_expr(cols: ColumnNames = ColumnNames()) -> str:
+    """The event time as the reference validator reads it: only from a JSON object document.
+
+    This is what malformed events are bucketed by (tables.event_date).
+    """
+    document_ok = " AND ".join(f"NOT ({cond})" for cond, _ in _document_checks(cols))
+    return f"(CASE WHEN {document_ok} THEN {event_time_field_ms_expr(cols)} END)"
 
 
 # --- reasons ----------------------------------------------------------------------------------
@@ -217,7 +238,7 @@ def _field_checks(rule: FieldRule, cols: ColumnNames) -> list[tuple[str, Reason]
         allowed = ", ".join(sql_string(v) for v in rule.allowed)
         checks.append((f"{value} NOT IN ({allowed})", rule.invalid))
     elif rule.kind is FieldKind.TIMESTAMP:
-        checks.append((f"{event_time_ms_expr(value)} IS NULL", rule.invalid))
+        checks.append((f"NOT {_calendar_ok(value)}", rule.invalid))
     else:
         assert rule.pattern is not None
         checks.append((f"NOT {_regexp(value, rule.pattern)}", rule.invalid))

@@ -1,0 +1,23 @@
+"""Speed suite fixtures: a warm Flink table environment for SQL-only tests."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def batch_tenv() -> Iterator[Any]:
+    """A batch TableEnvironment on a local mini-cluster: evaluates generated SQL on literal rows."""
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    t_env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
+    conf = t_env.get_config()
+    conf.set("parallelism.default", "1")
+    conf.set("table.local-time-zone", "UTC")
+    conf.set("python.executable", sys.executable)
+    conf.set("python.client.executable", sys.executable)
+    yield t_env

@@ -1,0 +1,88 @@
+"""The SQL builder: generated from the contract, no connection details inside SQL text."""
+
+from __future__ import annotations
+
+import pytest
+
+from lambda_contract.events import (
+    AMOUNT_NOT_POSITIVE_PATTERN,
+    AMOUNT_RANGE_PATTERN,
+    AMOUNT_SCALE_PATTERN,
+    AMOUNT_SYNTAX_PATTERN,
+    RULES,
+    Reason,
+    java_regex,
+)
+from lambda_contract.settings import Settings
+from speed_layer import sql
+from speed_layer import validation_sql as v
+
+pytestmark = pytest.mark.unit
+
+SETTINGS = Settings.from_env(
+    {
+        "LAMBDA_KAFKA_BOOTSTRAP": "kafka-0.example.internal:9093",
+        "LAMBDA_TOPIC_ORDERS": "orders.secret-topic",
+        "LAMBDA_ALLOWED_LATENESS_S": "123",
+        "LAMBDA_OUT_OF_ORDERNESS_S": "17",
+    }
+)
+
+
+def all_sql() -> str:
+    return "\n".join(
+        [sql.classify_query(SETTINGS), sql.dlq_insert(), sql.late_insert(), sql.updates_query(SETTINGS)]
+        + [c.expression or "" for c in sql.source_columns()]
+    )
+
+
+def test_no_host_or_topic_names_inside_sql_text() -> None:
+    text = all_sql()
+    assert "example.internal" not in text
+    assert "secret-topic" not in text
+    assert sql.source_options(SETTINGS, bounded=False, group_id="g")["properties.bootstrap.servers"] == (
+        "kafka-0.example.internal:9093"
+    )
+
+
+def test_every_reason_of_the_contract_is_produced_in_rule_order() -> None:
+    expr = v.reason_expr()
+    positions = [expr.index(f"THEN '{reason.value}'") for reason in Reason]
+    assert positions == sorted(positions), "reasons must be checked in the contract's order"
+    for rule in RULES:
+        assert expr.index(f"THEN '{rule.missing.value}'") < expr.index(f"THEN '{rule.invalid.value}'")
+
+
+def test_patterns_come_from_the_contract_as_whole_value_java_regexes() -> None:
+    expr = v.reason_expr()
+    for pattern in [r.pattern for r in RULES if r.pattern] + [
+        AMOUNT_SYNTAX_PATTERN,
+        AMOUNT_NOT_POSITIVE_PATTERN,
+        AMOUNT_RANGE_PATTERN,
+        AMOUNT_SCALE_PATTERN,
+    ]:
+        assert v.sql_string(java_regex(pattern)) in expr
+
+
+def test_sql_string_doubles_quotes() -> None:
+    assert v.sql_string("it's") == "'it''s'"
+
+
+def test_json_paths_refuse_names_that_need_quoting() -> None:
+    with pytest.raises(ValueError, match="JSON path"):
+        v._path("amount'); DROP")
+
+
+def test_lateness_and_out_of_orderness_come_from_settings() -> None:
+    assert f"{3_600_000 + 123_000}" in sql.classify_query(SETTINGS)
+    assert sql.watermark_expr(SETTINGS) == "et - INTERVAL '17' SECOND"
+
+
+def test_bounded_mode_stops_at_latest_offsets() -> None:
+    assert sql.source_options(SETTINGS, bounded=True, group_id="g")["scan.bounded.mode"] == "latest-offset"
+    assert "scan.bounded.mode" not in sql.source_options(SETTINGS, bounded=False, group_id="g")
+
+
+def test_state_ttls() -> None:
+    assert sql.table_config(SETTINGS)["table.exec.state.ttl"] == f"{SETTINGS.dedup_ttl_s} s"
+    assert f"STATE_TTL('s' = '{SETTINGS.speed_retention_s} s')" in sql.updates_query(SETTINGS)

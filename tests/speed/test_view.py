@@ -1,0 +1,153 @@
+"""SpeedView: absolute, idempotent Redis commands from the aggregate changelog (no Redis needed)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from lambda_contract.redis_layout import HOUR_CLOSED, HOUR_OPEN, Metrics, RedisLayout
+from lambda_contract.windows import HOUR_MS, to_epoch_ms
+from speed_layer.view import MAX_WATERMARK, Expire, HDel, HSet, SpeedView, Update
+
+pytestmark = pytest.mark.unit
+
+L = RedisLayout("t")
+H13 = datetime(2026, 11, 20, 13, tzinfo=UTC)
+H13_MS = to_epoch_ms(H13)
+LATENESS_S = 300
+
+
+def view() -> SpeedView:
+    return SpeedView(L, LATENESS_S, retention_s=7200, out_of_orderness_s=30)
+
+
+def hour_update(events: int, revenue: str = "1.5", late: int = 0, dups: int = 0) -> Update:
+    return Update(
+        "hour", H13_MS, "eu-west", "books", "EUR",
+        speed=Metrics(Decimal(revenue), events, 0, events),
+        late=Metrics(Decimal("2"), late, 0, late),
+        duplicates=dups,
+    )  # fmt: skip
+
+
+def hsets(commands: list) -> dict[str, dict[str, str]]:  # type: ignore[type-arg]
+    out: dict[str, dict[str, str]] = {}
+    for c in commands:
+        if isinstance(c, HSet):
+            out.setdefault(c.key, {}).update(c.mapping)
+    return out
+
+
+def test_writes_absolute_values_and_the_newest_wins() -> None:
+    vw = view()
+    vw.apply(hour_update(1, "1.5"))
+    vw.apply(hour_update(2, "3.0000"))
+    written = hsets(vw.drain(now_ms=1))
+    assert written[L.hour(H13)] == {"eu-west|books|EUR": "3.0000|2|0|2"}
+    assert written[L.hours()] == {"2026-11-20T13": HOUR_OPEN}
+    assert written[L.meta()] == {"updated_ms": "1"}
+
+
+def test_replaying_the_same_updates_gives_the_same_commands() -> None:
+    a, b = view(), view()
+    for vw in (a, b, b):
+        vw.apply(hour_update(3, "4.5", late=1, dups=2))
+    assert hsets(a.drain(5)) == hsets(b.drain(5))
+
+
+def test_late_and_duplicate_counters_only_when_nonzero() -> None:
+    vw = view()
+    vw.apply(hour_update(1))
+    keys = hsets(vw.drain(1))
+    assert L.late(H13) not in keys and L.duplicates(H13) not in keys
+    vw.apply(hour_update(1, late=1, dups=4))
+    keys = hsets(vw.drain(2))
+    assert keys[L.late(H13)] == {"eu-west|books|EUR": "2.0000|1|0|1"}
+    assert keys[L.duplicates(H13)] == {"eu-west|books|EUR": "4"}
+
+
+def test_watermark_closes_hours_and_expires_their_keys() -> None:
+    vw = view()
+    vw.apply(hour_update(1))
+    vw.drain(1)
+    vw.advance(H13_MS + HOUR_MS + LATENESS_S * 1000 - 1)
+    assert vw.open_hours() == [H13_MS]
+    vw.advance(H13_MS + HOUR_MS + LATENESS_S * 1000)
+    assert vw.open_hours() == []
+    commands = vw.drain(2)
+    assert hsets(commands)[L.hours()] == {"2026-11-20T13": HOUR_CLOSED}
+    assert Expire(L.hour(H13), 7200) in commands
+    assert hsets(commands)[L.meta()]["watermark"] == "2026-11-20T14:05:00.000Z"
+
+
+def test_watermark_never_moves_back_and_ignores_end_of_input() -> None:
+    vw = view()
+    vw.advance(1000)
+    vw.advance(500)
+    vw.advance(MAX_WATERMARK)
+    assert vw.watermark_ms == 1000
+
+
+def test_partition_progress_publishes_the_minimum_over_partitions() -> None:
+    vw = view()
+    vw.apply(Update("partition", 0, max_event_ms=100_000))
+    assert vw.watermark_ms == 100_000 - 30_000 - 1
+    vw.apply(Update("partition", 1, max_event_ms=50_000))
+    assert vw.watermark_ms == 100_000 - 30_000 - 1  # a slower partition never moves it back
+    vw.apply(Update("partition", 1, max_event_ms=200_000))
+    assert vw.watermark_ms == 100_000 - 30_000 - 1
+    vw.apply(Update("partition", 0, max_event_ms=300_000, watermark_ms=250_000))
+    assert vw.watermark_ms == 250_000
+
+
+def test_refresh_rewrites_open_hours_for_a_redis_that_lost_them() -> None:
+    vw = view()
+    vw.apply(hour_update(2, "3"))
+    vw.drain(1)
+    written = hsets(vw.refresh(2))
+    assert written[L.hour(H13)] == {"eu-west|books|EUR": "3.0000|2|0|2"}
+    assert written[L.hours()] == {"2026-11-20T13": HOUR_OPEN}
+
+
+def test_updates_for_a_closed_hour_are_written_with_expiry() -> None:
+    vw = view()
+    vw.advance(H13_MS + 2 * HOUR_MS)
+    vw.apply(hour_update(1, late=3))
+    commands = vw.drain(1)
+    assert hsets(commands)[L.hours()] == {"2026-11-20T13": HOUR_CLOSED}
+    assert Expire(L.late(H13), 7200) in commands
+    assert vw.open_hours() == []
+
+
+def test_dlq_counts_per_date_and_reason() -> None:
+    vw = view()
+    vw.apply(Update("dlq", to_epoch_ms(datetime(2026, 11, 20, tzinfo=UTC)), reason="not_json", malformed=3))
+    commands = vw.drain(1)
+    assert hsets(commands)[L.malformed(H13.date())] == {"not_json": "3"}
+    assert vw.take_counts().malformed == {"not_json": 3}
+
+
+def test_seed_restores_open_hours_and_watermark() -> None:
+    vw = view()
+    vw.seed(H13_MS, {H13_MS: {"speed": {"a|b|USD": "1.0000|1|0|1"}}})
+    assert vw.watermark_ms == H13_MS
+    assert hsets(vw.refresh(1))[L.hour(H13)] == {"a|b|USD": "1.0000|1|0|1"}
+
+
+def test_old_closed_hours_are_pruned_from_the_hours_hash() -> None:
+    vw = view()
+    vw.apply(hour_update(1))
+    vw.advance(H13_MS + 10 * HOUR_MS)
+    vw.drain(1)
+    commands = vw.refresh(2)
+    assert HDel(L.hours(), ("2026-11-20T13",)) in commands
+
+
+def test_counts_are_increments_of_the_totals() -> None:
+    vw = view()
+    vw.apply(hour_update(2, late=1, dups=1))
+    vw.apply(hour_update(5, late=1, dups=3))
+    counts = vw.take_counts()
+    assert (counts.events, counts.late, counts.duplicates) == (5 + 1 + 3, 1, 3)
