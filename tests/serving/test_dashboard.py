@@ -93,7 +93,9 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
 
 
-def test_dashboard_renders_final_provisional_and_missing_hours(server: str, tmp_path: Path) -> None:
+def test_dashboard_renders_final_provisional_and_missing_hours(
+    server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"{server}/#token={TOKEN}"
     dom = chromium(tmp_path, "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
@@ -113,7 +115,8 @@ def test_dashboard_renders_final_provisional_and_missing_hours(server: str, tmp_
     shot = chromium(tmp_path, f"--screenshot={SCREENSHOT}", url)
     assert shot.returncode == 0, shot.stderr[-2000:]
     assert SCREENSHOT.stat().st_size > 10_000
-    print(f"dashboard screenshot: {SCREENSHOT}")
+    with capsys.disabled():  # shown even when pytest captures output
+        print(f"\ndashboard screenshot: {SCREENSHOT}")
 
 
 def test_dashboard_without_token_asks_for_one(server: str, tmp_path: Path) -> None:
