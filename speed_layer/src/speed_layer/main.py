@@ -27,6 +27,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def published_watermark(settings: Settings) -> int | None:
+    """The watermark the previous run published in Redis, if Redis can tell (else no floor)."""
+    from speed_layer import redis_io
+
+    try:
+        client = redis_io.connect(settings)
+        raw = client.hget(settings.redis_layout.meta(), "watermark_ms")
+        client.close()
+    except Exception as exc:  # Redis down: start without a floor rather than not at all
+        log.warning("cannot read the published watermark from Redis: %s", exc)
+        return None
+    return int(raw) if raw is not None else None
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -45,8 +59,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from speed_layer import job
 
+    floor = None if args.fresh else published_watermark(settings)
+    log.info("watermark floor from the previous run: %s", floor)
     os.environ.setdefault("FLINK_PLUGINS_DIR", str(job.plugins_dir(settings)))
-    env = job.build(settings, job.JobOptions(bounded=args.bounded, restore_from=restore, group_id=args.group_id))
+    options = job.JobOptions(
+        bounded=args.bounded, restore_from=restore, group_id=args.group_id, watermark_floor_ms=floor
+    )
+    env = job.build(settings, options)
     env.execute("lambda-speed")
     return 0
 

@@ -125,11 +125,16 @@ def late_options(settings: Settings) -> dict[str, str]:
     }
 
 
-def classify_query(settings: Settings) -> str:
+def classify_query(settings: Settings, watermark_floor_ms: int | None = None) -> str:
     """orders_src -> one insert-only row per record: its kind and what the later steps need.
 
     Order of decisions as in the contract: validate, then dedup by event_id (first arrival
     wins: a later copy is a duplicate, never late), then lateness of first arrivals.
+
+    Flink's watermark starts from nothing after a restore. Lateness is therefore judged against
+    the highest of: the current watermark, the highest watermark any earlier row saw (OVER state,
+    restored with the checkpoint), and `watermark_floor_ms`, the watermark the previous run
+    published (read from Redis at start-up), so a restarted job never accepts a late event.
     """
     cols = v.ColumnNames(payload="payload", text="txt")
     amount_cols = v.ColumnNames(payload="payload", text="txt")
@@ -147,7 +152,8 @@ WITH parsed AS (
 floored AS (
   SELECT *,
     {v.field_value_expr("event_id", cols)} AS event_id,
-    MAX(wm) OVER (ORDER BY pt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS wm_floor
+    {_at_least("MAX(wm) OVER (ORDER BY pt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)", watermark_floor_ms)}
+      AS wm_floor
   FROM parsed WHERE reason IS NULL
 ),
 numbered AS (
@@ -173,6 +179,13 @@ SELECT '{KIND_MALFORMED}' AS kind, reason, payload, txt, kpartition, koffset, et
   '' AS region, '' AS category, '' AS currency, {zero} AS rev, 0 AS is_purchase
 FROM parsed WHERE reason IS NOT NULL
 """
+
+
+def _at_least(ltz: str, floor_ms: int | None) -> str:
+    if floor_ms is None:
+        return ltz
+    floor = f"TO_TIMESTAMP_LTZ({int(floor_ms)}, 3)"
+    return f"COALESCE(GREATEST({ltz}, {floor}), {floor})"
 
 
 def _epoch_ms(ltz: str) -> str:
