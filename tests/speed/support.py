@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -29,7 +30,9 @@ def base_env() -> dict[str, str]:
     env.setdefault("LAMBDA_HOME", str(REPO))
     env.setdefault("LAMBDA_STATE_DIR", str(REPO / ".local" / "state"))
     env.setdefault("LAMBDA_JARS_DIR", str(REPO / ".local" / "jars"))
-    env.setdefault("LAMBDA_REDIS_PASSWORD_FILE", str(REPO / ".local" / "state" / "secrets" / "redis-password"))
+    env.setdefault(
+        "LAMBDA_REDIS_PASSWORD_FILE", str(REPO / ".local" / "state" / "secrets" / "redis-password")
+    )
     return env
 
 
@@ -71,7 +74,10 @@ class Sandbox:
         admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
         try:
             admin.create_topics(
-                [NewTopic(t, num_partitions=self.partitions, replication_factor=1) for t in self.topics.values()]
+                [
+                    NewTopic(t, num_partitions=self.partitions, replication_factor=1)
+                    for t in self.topics.values()
+                ]
             )
         finally:
             admin.close()
@@ -129,10 +135,8 @@ class Job:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (the JVM gateway and Python workers too)."""
         if self.alive():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:

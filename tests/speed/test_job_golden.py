@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer
+from support import BOOTSTRAP, Job, Sandbox, produce, read_view, wait_until, watermark_ms
 
 from lambda_contract.windows import closes_at, hour_id, to_epoch_ms
 from lambda_tools import golden
-from support import BOOTSTRAP, Job, Sandbox, produce, read_view, wait_until, watermark_ms
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +69,9 @@ def test_golden_set_restart_and_heal(sandbox: Sandbox, tmp_path: Path) -> None:
         produce(orders, [(r.partition, r.key, r.value, r.timestamp_ms) for r in records if r.phase == phase])
 
     late_hours = {hour for hour, _ in truth.late}
-    must_close = max(to_epoch_ms(closes_at(h, timedelta(seconds=settings.allowed_lateness_s))) for h in late_hours)
+    must_close = max(
+        to_epoch_ms(closes_at(h, timedelta(seconds=settings.allowed_lateness_s))) for h in late_hours
+    )
 
     # 1. phase 1 -----------------------------------------------------------------------------
     send(1)
@@ -99,7 +101,9 @@ def test_golden_set_restart_and_heal(sandbox: Sandbox, tmp_path: Path) -> None:
             return (
                 read_view(client, prefix, "hour") == truth.speed
                 and read_view(client, prefix, "late") == truth.late
-                and sum(int(v) for k in client.scan_iter(match=f"{prefix}:speed:dups:*") for v in client.hvals(k))
+                and sum(
+                    int(v) for k in client.scan_iter(match=f"{prefix}:speed:dups:*") for v in client.hvals(k)
+                )
                 == truth.duplicates
             )
 
@@ -108,7 +112,9 @@ def test_golden_set_restart_and_heal(sandbox: Sandbox, tmp_path: Path) -> None:
         )
         assert "resuming from" in (tmp_path / "job-2.log").read_text()
         for day, reasons in truth.malformed_by_date.items():
-            stored = {k.decode(): int(v) for k, v in client.hgetall(f"{prefix}:speed:dlq:{day.isoformat()}").items()}
+            stored = {
+                k.decode(): int(v) for k, v in client.hgetall(f"{prefix}:speed:dlq:{day.isoformat()}").items()
+            }
             assert stored == reasons
 
         # Every malformed record in the DLQ with the reason the reference validator gives.
@@ -126,14 +132,14 @@ def test_golden_set_restart_and_heal(sandbox: Sandbox, tmp_path: Path) -> None:
         hours_status = {k.decode(): v.decode() for k, v in client.hgetall(f"{prefix}:speed:hours").items()}
         open_hours = [h for h, status in hours_status.items() if status == "open"]
         assert open_hours, "the golden set leaves its last hour open"
-        expected_open = {
-            (h, key): m for (h, key), m in truth.speed.items() if hour_id(h) in open_hours
-        }
+        expected_open = {(h, key): m for (h, key), m in truth.speed.items() if hour_id(h) in open_hours}
         deleted_at = time.monotonic()
         assert sandbox.delete_keys() > 0
         assert wait_until(
-            lambda: {k: m for k, m in read_view(client, prefix, "hour").items() if hour_id(k[0]) in open_hours}
-            == expected_open,
+            lambda: (
+                {k: m for k, m in read_view(client, prefix, "hour").items() if hour_id(k[0]) in open_hours}
+                == expected_open
+            ),
             60,
         ), "open hours did not come back within 60 s"
         healed_s = time.monotonic() - deleted_at

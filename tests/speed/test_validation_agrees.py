@@ -21,13 +21,17 @@ from speed_layer import validation_sql as v
 pytestmark = pytest.mark.integration
 
 
-def flink_results(t_env: Any, payloads: list[bytes | None]) -> list[tuple[str | None, int | None, str | None]]:
+def flink_results(
+    t_env: Any, payloads: list[bytes | None]
+) -> list[tuple[str | None, int | None, str | None]]:
     from pyflink.table import DataTypes
 
     # from_elements, not VALUES: literal rows would be constant-folded by the planner at plan time.
     table = t_env.from_elements(
         [(i, None if p is None else bytearray(p)) for i, p in enumerate(payloads)],
-        DataTypes.ROW([DataTypes.FIELD("id", DataTypes.INT()), DataTypes.FIELD("payload", DataTypes.BYTES())]),
+        DataTypes.ROW(
+            [DataTypes.FIELD("id", DataTypes.INT()), DataTypes.FIELD("payload", DataTypes.BYTES())]
+        ),
     )
     t_env.create_temporary_view("payloads", table)
     cols = v.ColumnNames()
@@ -52,7 +56,11 @@ def reference(payload: bytes | None) -> tuple[str | None, int | None, str | None
     if isinstance(result, Event):
         return None, result.event_time_ms, str(result.amount)
     et = result.event_time
-    return result.reason.value, (None if et is None else Event("", "", et, "", "", "", "", "", 0).event_time_ms), None  # type: ignore[arg-type]
+    return (
+        result.reason.value,
+        (None if et is None else Event("", "", et, "", "", "", "", "", 0).event_time_ms),
+        None,
+    )  # type: ignore[arg-type]
 
 
 def check(t_env: Any, payloads: list[bytes | None]) -> None:
@@ -114,7 +122,9 @@ def payload(draw: st.DrawFn) -> bytes | None:
         elif name == "event_time":
             fields[name] = draw(st.one_of(st.sampled_from(TIMES).map(json.dumps), json_value()))
         elif name == "amount":
-            fields[name] = draw(st.one_of(st.sampled_from(NUMBERS), st.sampled_from(NUMBERS).map(json.dumps), json_value()))
+            fields[name] = draw(
+                st.one_of(st.sampled_from(NUMBERS), st.sampled_from(NUMBERS).map(json.dumps), json_value())
+            )
         else:
             fields[name] = draw(json_value())
     items = list(fields.items())
@@ -134,7 +144,11 @@ def payload(draw: st.DrawFn) -> bytes | None:
     data = text.encode()
     if shape == 3:
         cut = draw(st.integers(0, len(data)))
-        data = data[:cut] + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xc3\xa9"])) + data[cut:]
+        data = (
+            data[:cut]
+            + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xc3\xa9"]))
+            + data[cut:]
+        )
     if shape == 4:
         return None
     return data

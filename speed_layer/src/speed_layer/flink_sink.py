@@ -38,7 +38,9 @@ def update_of(row: Row) -> Update:
         currency=row["currency"],
         reason=row["reason"],
         speed=metrics_of(Decimal(row["revenue"]), row["orders"], row["refunds"], row["events"]),
-        late=metrics_of(Decimal(row["late_revenue"]), row["late_orders"], row["late_refunds"], row["late_events"]),
+        late=metrics_of(
+            Decimal(row["late_revenue"]), row["late_orders"], row["late_refunds"], row["late_events"]
+        ),
         duplicates=int(row["duplicates"]),
         malformed=int(row["malformed"]),
         max_event_ms=row["max_event_ms"],

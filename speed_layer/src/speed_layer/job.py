@@ -10,10 +10,11 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pyflink.common import Configuration
 from pyflink.datastream import StreamExecutionEnvironment
-from pyflink.table import DataTypes, Schema, StreamTableEnvironment, TableDescriptor
+from pyflink.table import Schema, StreamTableEnvironment, TableDescriptor
 
 from lambda_contract.settings import Settings
 from speed_layer import sql
@@ -70,7 +71,9 @@ def _source(settings: Settings, options: JobOptions) -> TableDescriptor:
         else:
             schema.column(col.name, col.type)
     schema.watermark("et", sql.watermark_expr(settings))
-    return _descriptor(schema.build(), sql.source_options(settings, bounded=options.bounded, group_id=options.group_id))
+    return _descriptor(
+        schema.build(), sql.source_options(settings, bounded=options.bounded, group_id=options.group_id)
+    )
 
 
 def _sink(columns: list[sql.Column], opts: dict[str, str]) -> TableDescriptor:
@@ -102,7 +105,9 @@ def build(settings: Settings, options: JobOptions) -> StreamExecutionEnvironment
     t_env.create_temporary_table(sql.DLQ_TABLE, _sink(sql.dlq_columns(), sql.dlq_options(settings)))
     t_env.create_temporary_table(sql.LATE_TABLE, _sink(sql.late_columns(), sql.late_options(settings)))
 
-    classified = t_env.to_data_stream(t_env.sql_query(sql.classify_query(settings, options.watermark_floor_ms)))
+    classified = t_env.to_data_stream(
+        t_env.sql_query(sql.classify_query(settings, options.watermark_floor_ms))
+    )
     shared = t_env.from_data_stream(
         classified,
         Schema.new_builder().column_by_expression("pt", "PROCTIME()").build(),
@@ -124,7 +129,7 @@ def build(settings: Settings, options: JobOptions) -> StreamExecutionEnvironment
     return env
 
 
-def _int_type():  # type: ignore[no-untyped-def]
+def _int_type() -> Any:
     from pyflink.common.typeinfo import Types
 
     return Types.INT()
@@ -139,6 +144,3 @@ def plugins_dir(settings: Settings) -> Path:
     if not target.exists() and source.exists():
         target.symlink_to(source)
     return root
-
-
-__all__ = ["DataTypes", "JobOptions", "build", "flink_config", "plugins_dir"]

@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import cast
 
 from lambda_contract.settings import Settings, SettingsError
 from speed_layer import checkpoints
@@ -22,7 +23,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bounded", action="store_true", help="stop at the end offsets seen at start")
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
     p.add_argument("--restore", metavar="URI", help="resume from this checkpoint or savepoint")
-    p.add_argument("--group-id", default="lambda-speed", help="Kafka consumer group (offsets are checkpointed)")
+    p.add_argument(
+        "--group-id", default="lambda-speed", help="Kafka consumer group (offsets are checkpointed)"
+    )
     p.add_argument("--print-sql", action="store_true", help="print the generated SQL and exit")
     return p.parse_args(argv)
 
@@ -33,7 +36,7 @@ def published_watermark(settings: Settings) -> int | None:
 
     try:
         client = redis_io.connect(settings)
-        raw = client.hget(settings.redis_layout.meta(), "watermark_ms")
+        raw = cast(bytes | None, client.hget(settings.redis_layout.meta(), "watermark_ms"))
         client.close()
     except Exception as exc:  # Redis down: start without a floor rather than not at all
         log.warning("cannot read the published watermark from Redis: %s", exc)
@@ -52,10 +55,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_sql:
         from speed_layer import sql
 
-        print(sql.classify_query(settings), sql.dlq_insert(), sql.late_insert(), sql.updates_query(settings), sep="\n;\n")
+        print(
+            sql.classify_query(settings),
+            sql.dlq_insert(),
+            sql.late_insert(),
+            sql.updates_query(settings),
+            sep="\n;\n",
+        )
         return 0
     restore = args.restore or (None if args.fresh else checkpoints.latest_complete(settings.checkpoint_url))
-    log.info("checkpoints in %s; %s", settings.checkpoint_url, f"resuming from {restore}" if restore else "starting fresh")
+    log.info(
+        "checkpoints in %s; %s",
+        settings.checkpoint_url,
+        f"resuming from {restore}" if restore else "starting fresh",
+    )
 
     from speed_layer import job
 

@@ -22,12 +22,17 @@ class SpeedMetrics:
         r = self.registry
         self.events = Counter("lambda_speed_events_in_total", "Records consumed from orders.v1", registry=r)
         self.malformed = Counter(
-            "lambda_speed_malformed_events_total", "Records sent to the DLQ, by reason", ["reason"], registry=r
+            "lambda_speed_malformed_events_total",
+            "Records sent to the DLQ, by reason",
+            ["reason"],
+            registry=r,
         )
         self.duplicates = Counter(
             "lambda_speed_duplicate_events_total", "Redeliveries suppressed by event_id", registry=r
         )
-        self.late = Counter("lambda_speed_late_events_total", "Events later than the allowed lateness", registry=r)
+        self.late = Counter(
+            "lambda_speed_late_events_total", "Events later than the allowed lateness", registry=r
+        )
         self.redis_writes = Counter(
             "lambda_speed_redis_commands_total", "Redis commands written by the sink", registry=r
         )
@@ -43,7 +48,9 @@ class SpeedMetrics:
         self.watermark_lag = Gauge(
             "lambda_speed_watermark_lag_seconds", "Wall clock minus the speed watermark", registry=r
         )
-        self.open_hours = Gauge("lambda_speed_open_hours", "Hours not yet closed by the watermark", registry=r)
+        self.open_hours = Gauge(
+            "lambda_speed_open_hours", "Hours not yet closed by the watermark", registry=r
+        )
 
     def serve(self, port: int) -> None:
         """Expose on `port`; a port in use is logged, never fatal (metrics must not stop the job)."""

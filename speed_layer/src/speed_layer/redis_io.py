@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import redis
 
@@ -45,9 +46,9 @@ def read_state(
     client: redis.Redis, layout: RedisLayout
 ) -> tuple[int | None, dict[int, dict[str, dict[str, str]]]]:
     """The published watermark and the open hours' hashes, to seed the view after a restart."""
-    raw_wm = client.hget(layout.meta(), "watermark_ms")
+    raw_wm = cast(bytes | None, client.hget(layout.meta(), "watermark_ms"))
     watermark = int(raw_wm) if raw_wm is not None else None
-    hours: Mapping[bytes, bytes] = client.hgetall(layout.hours())
+    hours = cast(Mapping[bytes, bytes], client.hgetall(layout.hours()))
     result: dict[int, dict[str, dict[str, str]]] = {}
     for hid, status in hours.items():
         if status.decode() != HOUR_OPEN:
@@ -59,6 +60,7 @@ def read_state(
             ("late", layout.late(start)),
             ("dups", layout.duplicates(start)),
         ):
-            parts[name] = {k.decode(): val.decode() for k, val in client.hgetall(key).items()}
+            stored = cast(Mapping[bytes, bytes], client.hgetall(key))
+            parts[name] = {k.decode(): val.decode() for k, val in stored.items()}
         result[to_epoch_ms(start)] = parts
     return watermark, result

@@ -102,9 +102,7 @@ def amount_text_expr(rule: FieldRule, cols: ColumnNames = ColumnNames()) -> str:
     denotes the same value as Flink's parsed number, else Flink's canonical text.
     """
     value = value_expr(rule, cols)
-    literal_regex = (
-        rf"^[\s\S]*\"{re.escape(rule.name)}\"{_JSON_BLANK}*:{_JSON_BLANK}*({_NUMBER_LITERAL})"
-    )
+    literal_regex = rf"^[\s\S]*\"{re.escape(rule.name)}\"{_JSON_BLANK}*:{_JSON_BLANK}*({_NUMBER_LITERAL})"
     literal = f"REGEXP_EXTRACT({cols.text}, {sql_string(literal_regex)}, 1)"
     same_value = f"TRY_CAST({literal} AS DOUBLE) = TRY_CAST({value} AS DOUBLE)"
     return (

@@ -31,8 +31,8 @@ class Update:
     category: str = ""
     currency: str = ""
     reason: str = ""
-    speed: Metrics = Metrics()
-    late: Metrics = Metrics()
+    speed: Metrics = field(default_factory=Metrics)
+    late: Metrics = field(default_factory=Metrics)
     duplicates: int = 0
     malformed: int = 0
     max_event_ms: int | None = None  # partition updates: newest readable event time seen
@@ -102,7 +102,9 @@ class SpeedView:
 
     # --- inputs ----------------------------------------------------------------------------
 
-    def seed(self, watermark_ms: int | None, open_hours: Mapping[int, Mapping[str, Mapping[str, str]]]) -> None:
+    def seed(
+        self, watermark_ms: int | None, open_hours: Mapping[int, Mapping[str, Mapping[str, str]]]
+    ) -> None:
         """Start from what Redis holds (after a restart): the published watermark and open hours."""
         if watermark_ms is not None:
             self.watermark_ms = max(self.watermark_ms or watermark_ms, watermark_ms)

@@ -1,0 +1,132 @@
+"""Speed layer throughput vs Kafka's own consumer (issue 3's benchmark; `make bench` wraps it later).
+
+    .venvs/speed/bin/python bench/speed_throughput.py --events 2000000
+
+1. pre-loads a private topic with generated traffic (duplicates, late and malformed included)
+   and computes its exact ground truth while sending;
+2. drains it with Kafka's ConsumerPerformance tool (kafka-tools jar) -> baseline records/s;
+3. drains it with the speed job in bounded mode into a private Redis prefix -> wall time, and the
+   processing time from the first Redis write to the end (start-up excluded);
+4. checks that Redis holds the exact totals (speed + late per key = the full truth, duplicates).
+
+Writes bench/results/speed_throughput.json and prints the ratio. Deletes its topics and keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "speed"))
+
+from support import BOOTSTRAP, Job, Sandbox, read_view  # noqa: E402
+
+from lambda_tools.generator import GeneratorConfig, history  # noqa: E402
+from lambda_tools.producer import OrdersProducer, send_all  # noqa: E402
+from lambda_tools.truth import compute_truth  # noqa: E402
+
+
+def consumer_performance(topic: str, messages: int) -> dict[str, float]:
+    jars = REPO / ".local" / "jars" / "kafka" / "*"
+    cmd = [
+        "java", "-cp", str(jars), "org.apache.kafka.tools.ConsumerPerformance",
+        "--bootstrap-server", BOOTSTRAP, "--topic", topic, "--messages", str(messages),
+        "--group", f"bench-perf-{uuid.uuid4().hex[:8]}", "--timeout", "120000",
+    ]  # fmt: skip
+    started = time.monotonic()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    wall = time.monotonic() - started
+    lines = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith("start.time")]
+    fields = [f.strip() for f in lines[-1].split(",")]
+    # start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, ...
+    return {
+        "records": float(fields[4]),
+        "records_per_s": float(fields[5]),
+        "wall_s": wall,
+        "raw": out.strip(),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--events", type=int, default=2_000_000)
+    p.add_argument("--keep", action="store_true", help="keep the topic and keys")
+    args = p.parse_args()
+    work = REPO / ".local" / "bench" / f"speed-{uuid.uuid4().hex[:6]}"
+    work.mkdir(parents=True)
+    sb = Sandbox(work)
+    sb.create_topics()
+    topic = sb.topics["LAMBDA_TOPIC_ORDERS"]
+    prefix = sb.settings().redis_prefix
+    result: dict[str, object] = {"events": args.events, "started": datetime.now(UTC).isoformat()}
+    try:
+        t0 = time.monotonic()
+        producer = OrdersProducer(BOOTSTRAP, topic)
+        config = GeneratorConfig(seed=7)
+        start = datetime(2026, 11, 24, tzinfo=UTC)
+        end = datetime(2026, 11, 25, tzinfo=UTC)
+        truth = compute_truth(send_all(history(config, start, end, args.events), producer.send))
+        producer.flush()
+        producer.check()
+        producer.close()
+        result["preload_s"] = round(time.monotonic() - t0, 1)
+        print(f"pre-loaded {truth.records} records in {result['preload_s']} s", flush=True)
+
+        perf = consumer_performance(topic, truth.records)
+        result["kafka_consumer_performance"] = perf
+        print(f"ConsumerPerformance: {perf['records_per_s']:.0f} records/s", flush=True)
+
+        client = sb.redis()
+        started = time.monotonic()
+        job = Job(sb.env(), work / "job.log", "--bounded", "--fresh")
+        first_write = None
+        while job.alive():
+            if first_write is None and client.exists(f"{prefix}:speed:meta"):
+                first_write = time.monotonic()
+            time.sleep(0.2)
+        ended = time.monotonic()
+        if job.proc.returncode != 0:
+            print(job.tail(80))
+            return 1
+        wall = ended - started
+        processing = ended - (first_write or started)
+        speed = read_view(client, prefix, "hour")
+        late = read_view(client, prefix, "late")
+        combined = dict(speed)
+        for k, m in late.items():
+            combined[k] = combined.get(k, type(m)()) + m
+        dups = sum(int(v) for k in client.scan_iter(match=f"{prefix}:speed:dups:*") for v in client.hvals(k))
+        exact = combined == truth.full and dups == truth.duplicates
+        result["speed_job"] = {
+            "wall_s": round(wall, 1),
+            "records_per_s_wall": round(truth.records / wall),
+            "processing_s": round(processing, 1),
+            "records_per_s_processing": round(truth.records / processing),
+            "exact_totals": exact,
+            "late_events_classified": sum(m.events for m in late.values()),
+            "late_events_by_construction": sum(m.events for m in truth.late.values()),
+        }
+        result["ratio_wall"] = round(truth.records / wall / perf["records_per_s"], 3)
+        result["ratio_processing"] = round(truth.records / processing / perf["records_per_s"], 3)
+        result["load_average"] = os.getloadavg()
+        print(json.dumps(result, indent=1, default=str))
+        out = REPO / "bench" / "results"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "speed_throughput.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+        return 0 if exact else 1
+    finally:
+        if not args.keep:
+            sb.delete_topics()
+            sb.delete_keys()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
