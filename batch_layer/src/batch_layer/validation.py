@@ -29,6 +29,7 @@ Python.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from pyspark.sql import Column, DataFrame
@@ -141,16 +142,25 @@ def add_event_ms(df: DataFrame, text_col: str) -> DataFrame:
 
     Staged projections keep the expression trees small (each regex group is extracted once).
     """
-    rule = next(r for r in RULES if r.kind is FieldKind.TIMESTAMP)
-    assert rule.pattern is not None
-    regex = java_regex(rule.pattern)
     text = F.col(text_col)
     parts = ["y", "mo", "d", "h", "mi", "s"]
+    # One regex match per row; once the contract's pattern matched, every group sits at the
+    # position `_TIME_GROUPS` found for it (checked at import), so substrings extract them.
+    rest = F.substring(text, _TIME_REST_START, 1000)
+    offset_len = F.when(F.substring(text, -1, 1) == "Z", 1).otherwise(_TIME_OFFSET_LEN)
     df = _add(
         df,
-        {f"_t_{p}": F.regexp_extract(text, regex, i + 1).try_cast("bigint") for i, p in enumerate(parts)}
-        | {"_t_frac": F.regexp_extract(text, regex, 7), "_t_off": F.regexp_extract(text, regex, 8)}
-        | {"_t_ok": text.rlike(regex)},
+        {
+            f"_t_{p}": F.substring(text, start + 1, end - start).try_cast("bigint")
+            for p, (start, end) in zip(parts, _TIME_GROUPS, strict=True)
+        }
+        | {
+            "_t_frac": F.substring(rest, F.lit(1), F.length(rest) - offset_len),
+            "_t_off": F.when(offset_len == 1, F.lit("Z")).otherwise(
+                F.substring(text, -_TIME_OFFSET_LEN, _TIME_OFFSET_LEN)
+            ),
+            "_t_ok": text.rlike(_TIME_REGEX),
+        },
     )
     y, mo, d, h, mi, s = (F.col(f"_t_{p}") for p in parts)
     fraction, offset = F.col("_t_frac"), F.col("_t_off")
@@ -197,6 +207,19 @@ def add_event_ms(df: DataFrame, text_col: str) -> DataFrame:
     return df.select(*keep, F.when(ms.between(_MIN_MS, _MAX_MS), ms).alias(EVENT_MS))
 
 
+def _time_layout() -> tuple[str, tuple[tuple[int, int], ...], int, int]:
+    """Where RFC3339_PATTERN's date/time groups sit (0-based spans), found with the contract's
+    own pattern on a sample, so a change of the pattern's shape fails here, loudly, at import."""
+    rule = next(r for r in RULES if r.kind is FieldKind.TIMESTAMP)
+    assert rule.pattern is not None
+    m = re.fullmatch(rule.pattern, "2026-11-20T13:45:12.123456789+05:30")
+    assert m is not None and m.lastindex == 8, "RFC3339_PATTERN changed shape; update validation.py"
+    spans = tuple(m.span(i) for i in range(1, 7))
+    assert m.start(7) == spans[-1][1] and m.end(8) == len(m.string)
+    return java_regex(rule.pattern), spans, spans[-1][1] + 1, m.end(8) - m.start(8)
+
+
+_TIME_REGEX, _TIME_GROUPS, _TIME_REST_START, _TIME_OFFSET_LEN = _time_layout()
 _MIN_MS: Final = -62135596800000  # 0001-01-01T00:00:00Z
 _MAX_MS: Final = 253402300799999  # 9999-12-31T23:59:59.999Z
 
