@@ -150,4 +150,4 @@ def test_counts_are_increments_of_the_totals() -> None:
     vw.apply(hour_update(2, late=1, dups=1))
     vw.apply(hour_update(5, late=1, dups=3))
     counts = vw.take_counts()
-    assert (counts.events, counts.late, counts.duplicates) == (5 + 1 + 3, 1, 3)
+    assert (counts.events_in, counts.on_time, counts.late, counts.duplicates) == (5 + 1 + 3, 5, 1, 3)

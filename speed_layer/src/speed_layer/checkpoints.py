@@ -8,6 +8,7 @@ Kubernetes Operator tracks the latest checkpoint itself.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -30,6 +31,16 @@ def latest_complete(url: str) -> str | None:
         return None
     best = max(candidates, key=lambda p: (p.joinpath("_metadata").stat().st_mtime, _number(p)))
     return best.resolve().as_uri()
+
+
+def latest_age_s(url: str) -> float | None:
+    """Seconds since the newest complete checkpoint was written (local directories only)."""
+    latest = latest_complete(url)
+    if latest is None:
+        return None
+    path = local_dir(latest)
+    assert path is not None
+    return max(0.0, time.time() - (path / "_metadata").stat().st_mtime)
 
 
 def _number(path: Path) -> int:

@@ -21,9 +21,9 @@ from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 
 from lambda_contract.settings import Settings
 from lambda_contract.windows import to_epoch_ms
-from speed_layer import redis_io
+from speed_layer import checkpoints, redis_io
 from speed_layer.metrics import SpeedMetrics
-from speed_layer.view import MAX_WATERMARK, SpeedView, Update, metrics_of
+from speed_layer.view import MAX_WATERMARK, HSet, SpeedView, Update, metrics_of
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class RedisSink(KeyedProcessFunction):  # type: ignore[misc]
         self._next_refresh = 0
         self._ticking = False
         self._retry: list[Any] = []
+        self._next_checkpoint_check = 0
 
     def open(self, runtime_context: RuntimeContext) -> None:
         s = self.settings
@@ -122,10 +123,16 @@ class RedisSink(KeyedProcessFunction):  # type: ignore[misc]
             log.exception("Redis write failed; retrying on the next tick")
             self._retry = commands[-50_000:]
             return
-        m.redis_writes.inc(len(commands))
+        m.redis_writes.inc(sum(len(c.mapping) for c in commands if isinstance(c, HSet)))
         m.redis_latency.observe(seconds)
         m.add(self._view.take_counts())
         m.open_hours.set(len(self._view.open_hours()))
         wm = self._view.watermark_ms
         if wm is not None and wm < MAX_WATERMARK:
+            m.watermark.set(wm / 1000)
             m.watermark_lag.set(max(0.0, (now_ms - wm) / 1000))
+        if now_ms >= self._next_checkpoint_check:
+            self._next_checkpoint_check = now_ms + 5000
+            age = checkpoints.latest_age_s(self.settings.checkpoint_url)
+            if age is not None:
+                m.checkpoint_age.set(age)

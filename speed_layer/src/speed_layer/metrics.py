@@ -1,7 +1,8 @@
-"""The speed layer's own Prometheus metrics (lambda_speed_*), served by the sink's Python worker.
+"""The speed layer's own Prometheus metrics, created from the contract's specs (lambda_contract.metrics).
 
-Flink's Prometheus reporter serves the JVM and operator metrics on LAMBDA_SPEED_METRICS_PORT;
-these are served on the next port. Counts are derived from the absolute aggregates the sink
+Flink's Prometheus reporter serves the JVM and operator metrics (flink_*) on
+LAMBDA_SPEED_METRICS_PORT; these are served by the sink's Python worker on the next port (both in
+the 9249-9251 range Prometheus scrapes). Counts are derived from the absolute aggregates the sink
 receives (the increase of each total), so they cost nothing per event.
 """
 
@@ -11,45 +12,44 @@ import logging
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from lambda_contract import metrics as spec
 from speed_layer.view import Counts
 
 log = logging.getLogger(__name__)
 
 
+def _counter(m: spec.MetricSpec, registry: CollectorRegistry) -> Counter:
+    return Counter(m.name, m.doc, list(m.labels), registry=registry)
+
+
+def _gauge(m: spec.MetricSpec, registry: CollectorRegistry) -> Gauge:
+    return Gauge(m.name, m.doc, list(m.labels), registry=registry)
+
+
 class SpeedMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.events = Counter("lambda_speed_events_in_total", "Records consumed from orders.v1", registry=r)
-        self.malformed = Counter(
-            "lambda_speed_malformed_events_total",
-            "Records sent to the DLQ, by reason",
-            ["reason"],
-            registry=r,
-        )
-        self.duplicates = Counter(
-            "lambda_speed_duplicate_events_total", "Redeliveries suppressed by event_id", registry=r
-        )
-        self.late = Counter(
-            "lambda_speed_late_events_total", "Events later than the allowed lateness", registry=r
-        )
-        self.redis_writes = Counter(
-            "lambda_speed_redis_commands_total", "Redis commands written by the sink", registry=r
-        )
-        self.redis_errors = Counter(
-            "lambda_speed_redis_errors_total", "Failed Redis pipelines (retried)", registry=r
-        )
+        self.registry = r = registry or CollectorRegistry()
+        self.events = _counter(spec.SPEED_EVENTS, r)
+        self.malformed = _counter(spec.SPEED_MALFORMED, r)
+        self.duplicates = _counter(spec.SPEED_DUPLICATES, r)
+        self.late = _counter(spec.SPEED_LATE, r)
+        self.redis_writes = _counter(spec.SPEED_REDIS_WRITES, r)
         self.redis_latency = Histogram(
-            "lambda_speed_redis_write_seconds",
-            "Latency of one pipelined Redis write",
+            spec.SPEED_REDIS_WRITE_SECONDS.name,
+            spec.SPEED_REDIS_WRITE_SECONDS.doc,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=r,
         )
-        self.watermark_lag = Gauge(
-            "lambda_speed_watermark_lag_seconds", "Wall clock minus the speed watermark", registry=r
+        self.watermark = _gauge(spec.SPEED_WATERMARK, r)
+        self.watermark_lag = _gauge(spec.SPEED_WATERMARK_LAG, r)
+        self.checkpoint_age = _gauge(spec.SPEED_CHECKPOINT_AGE, r)
+        self.open_hours = _gauge(spec.SPEED_OPEN_HOURS, r)
+        # Not in the shared list yet: every record consumed, and failed Redis flushes.
+        self.events_in = Counter(
+            "lambda_speed_records_in_total", "Records consumed from orders.v1", registry=r
         )
-        self.open_hours = Gauge(
-            "lambda_speed_open_hours", "Hours not yet closed by the watermark", registry=r
+        self.redis_errors = Counter(
+            "lambda_speed_redis_errors_total", "Redis flushes that failed (retried)", registry=r
         )
 
     def serve(self, port: int) -> None:
@@ -60,7 +60,8 @@ class SpeedMetrics:
             log.warning("speed metrics endpoint not started on port %d: %s", port, exc)
 
     def add(self, counts: Counts) -> None:
-        self.events.inc(counts.events)
+        self.events_in.inc(counts.events_in)
+        self.events.inc(counts.on_time)
         self.duplicates.inc(counts.duplicates)
         self.late.inc(counts.late)
         for reason, n in counts.malformed.items():

@@ -68,7 +68,8 @@ Command = HSet | Expire | HDel
 class Counts:
     """Increments since the last drain, for the layer's Prometheus counters."""
 
-    events: int = 0
+    events_in: int = 0  # every record: on time, late, duplicate or malformed
+    on_time: int = 0
     duplicates: int = 0
     late: int = 0
     malformed: dict[str, int] = field(default_factory=dict)
@@ -248,9 +249,10 @@ class SpeedView:
         deltas = [max(0, a - b) for a, b in zip(values, before, strict=True)]
         if key[0] == "dlq":
             self.counts.malformed[key[2]] = self.counts.malformed.get(key[2], 0) + deltas[0]
-            self.counts.events += deltas[0]
+            self.counts.events_in += deltas[0]
         else:
-            self.counts.events += sum(deltas)
+            self.counts.events_in += sum(deltas)
+            self.counts.on_time += deltas[0]
             self.counts.late += deltas[1]
             self.counts.duplicates += deltas[2]
 
