@@ -108,3 +108,24 @@ def test_a_bad_date_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit) as exc:
         reconcile_cli.main(["--date", "2026-13-01"])
     assert exc.value.code == 2 and "not a date" in capsys.readouterr().err
+
+
+def test_the_api_serves_the_same_report_and_sets_the_gauges(env: Settings, r: redis.Redis) -> None:
+    from conftest import make_client
+
+    with make_client(env) as client:
+        assert client.get("/v1/reconciliation/2026-11-20").status_code == 404  # not computed yet
+        _fill(env, r)
+        resp = client.get("/v1/reconciliation/2026-11-20")
+        assert resp.status_code == 200, resp.text
+        doc = resp.json()
+        assert doc["date"] == "2026-11-20" and doc["totals"]["verdict"] == "explained"
+        assert doc["totals"]["late_events"] == 3 and len(doc["hours"]) == 24
+        html = client.get("/v1/reconciliation/2026-11-20?format=html")
+        assert html.status_code == 200 and html.text.startswith("<!doctype html>")
+        assert client.get("/v1/reconciliation/2026-02-30").status_code == 400
+        assert client.get("/v1/reconciliation/2026-11-20?format=pdf").status_code == 400
+        assert client.get("/v1/reconciliation/2026-11-20", headers={"Authorization": ""}).status_code == 401
+        metrics = client.get("/metrics").text
+        assert "lambda_reconciliation_residual_events 0.0" in metrics
+        assert "lambda_reconciliation_drift_ratio" in metrics

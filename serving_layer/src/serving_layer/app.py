@@ -8,6 +8,7 @@ Route map (OpenAPI at /docs):
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hmac
 import json
@@ -18,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -43,6 +44,9 @@ from serving_layer.logs import request_id
 from serving_layer.merge import MergedHour, SpeedView, Status, merge
 from serving_layer.metrics import ServingMetrics
 from serving_layer.params import GROUP_FIELDS, HourlyQuery, ParamError, parse_hourly_params
+from serving_layer.reconciliation import reconcile, to_json
+from serving_layer.reconciliation_html import render as render_report
+from serving_layer.reconciliation_io import NotComputedError, gauges, read_inputs
 from serving_layer.rows import render_hour
 from serving_layer.stores import (
     CLOSED_HOUR_TTL_S,
@@ -507,6 +511,31 @@ def create_app(
                 },
             }
         )
+
+    @app.get(
+        "/v1/reconciliation/{day}",
+        dependencies=auth,
+        tags=["reconciliation"],
+        summary="Speed view against gold for a UTC date, every difference explained by cause (SPEC §6)",
+        responses={404: {"description": "the batch layer has not computed the date"}},
+    )
+    async def reconciliation(services: Svc, day: str, format: str = "json") -> Response:
+        try:
+            parsed = date.fromisoformat(day)
+        except ValueError:
+            raise ParamError(f"date must be YYYY-MM-DD, got {day[:40]!r}") from None
+        if format not in ("json", "html"):
+            raise ParamError(f"format must be json or html, got {format[:20]!r}")
+        try:
+            inputs = await asyncio.to_thread(read_inputs, services.settings, parsed)
+        except NotComputedError as exc:
+            return _json({"error": "not_computed", "detail": str(exc)}, 404)
+        doc = to_json(reconcile(inputs), services.fx)
+        for name, value in gauges(doc["totals"]).items():
+            services.metrics.reconciliation[name].set(value)
+        if format == "html":
+            return HTMLResponse(render_report(doc))
+        return _json(doc)
 
     @app.get("/healthz", tags=["probes"], summary="Liveness: the process answers")
     async def healthz() -> Response:
