@@ -1,6 +1,6 @@
 """Speed layer throughput vs Kafka's own consumer (issue 3's benchmark; `make bench` wraps it later).
 
-    .venvs/speed/bin/python bench/speed_throughput.py --events 2000000
+    .venvs/speed/bin/python speed_layer/bench/throughput.py --events 2000000
 
 1. pre-loads a private topic with generated traffic (duplicates, late and malformed included)
    and computes its exact ground truth while sending;
@@ -24,7 +24,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "speed"))
 
 from support import BOOTSTRAP, Job, Sandbox, read_view  # noqa: E402

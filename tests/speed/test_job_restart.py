@@ -1,0 +1,89 @@
+"""SIGKILL the speed job mid-stream and start it again: once caught up, Redis is exact.
+
+Generated traffic (duplicates and malformed records included) is pre-loaded; the job is killed
+with SIGKILL as soon as its first checkpoint is complete while it is still working through the
+backlog, then started again the way `make speed` does (resume from the newest complete
+checkpoint). Records after that checkpoint are processed twice; absolute writes make Redis
+converge to the exact totals anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from support import Job, Sandbox, produce, read_view, wait_until
+
+from lambda_contract.windows import to_epoch_ms
+from lambda_tools.generator import GeneratorConfig, history
+from lambda_tools.truth import SentRecord, compute_truth
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 150_000
+START_TIMEOUT_S = 300
+
+
+@pytest.fixture()
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    sb = Sandbox(tmp_path)
+    sb.create_topics()
+    yield sb
+    sb.delete_topics()
+    sb.delete_keys()
+
+
+def test_sigkill_mid_stream_then_resume_converges_exactly(sandbox: Sandbox, tmp_path: Path) -> None:
+    config = GeneratorConfig(seed=3, late_rate=0.0, duplicate_rate=0.02, malformed_rate=0.01)
+    start = datetime(2026, 11, 19, 0, tzinfo=UTC)
+    records = list(history(config, start, datetime(2026, 11, 19, 4, tzinfo=UTC), EVENTS))
+    truth = compute_truth(
+        SentRecord(r.value, datetime.fromtimestamp(r.timestamp_ms / 1000, UTC)) for r in records
+    )
+    produce(
+        sandbox.topics["LAMBDA_TOPIC_ORDERS"],
+        [(r.partition, r.key, r.value, r.timestamp_ms) for r in records],
+    )
+    assert to_epoch_ms(start) < records[-1].timestamp_ms
+
+    client = sandbox.redis()
+    prefix = sandbox.settings().redis_prefix
+    ckpt_root = tmp_path / sandbox.tag / "checkpoints"
+    env = sandbox.env()
+
+    job = Job(env, tmp_path / "job-1.log")
+    try:
+        assert wait_until(
+            lambda: (
+                (client.exists(f"{prefix}:speed:meta") and any(ckpt_root.glob("*/chk-*/_metadata")))
+                or not job.alive()
+            ),
+            START_TIMEOUT_S,
+            interval=0.05,
+        ), job.tail()
+        mid_stream = read_view(client, prefix, "hour") != truth.speed
+    finally:
+        job.kill()
+    assert mid_stream, "the job finished the backlog before its first checkpoint; raise EVENTS"
+
+    job = Job(env, tmp_path / "job-2.log")
+    try:
+
+        def exact() -> bool:
+            dups = sum(
+                int(v) for k in client.scan_iter(match=f"{prefix}:speed:dups:*") for v in client.hvals(k)
+            )
+            return read_view(client, prefix, "hour") == truth.speed and dups == truth.duplicates
+
+        assert wait_until(lambda: exact() or not job.alive(), START_TIMEOUT_S, interval=1.0), job.tail()
+        assert "resuming from" in (tmp_path / "job-2.log").read_text()
+        for day, reasons in truth.malformed_by_date.items():
+            stored = {
+                k.decode(): int(v) for k, v in client.hgetall(f"{prefix}:speed:dlq:{day.isoformat()}").items()
+            }
+            assert stored == reasons
+        assert read_view(client, prefix, "late") == {}
+    finally:
+        job.kill()
