@@ -14,6 +14,7 @@ SUITES=(
   "tests/k8s:tools"
   "tests/e2e:serving"
   "tests/faults/serving:serving"
+  "tests/faults/pipeline:serving"
 )
 
 failed=0
