@@ -28,7 +28,6 @@ class JobOptions:
     bounded: bool = False
     restore_from: str | None = None  # checkpoint URI to resume from
     group_id: str = "lambda-speed"
-    watermark_floor_ms: int | None = None  # the watermark the previous run published
     tick_ms: int = 200
     refresh_s: int = 10
 
@@ -105,9 +104,7 @@ def build(settings: Settings, options: JobOptions) -> StreamExecutionEnvironment
     t_env.create_temporary_table(sql.DLQ_TABLE, _sink(sql.dlq_columns(), sql.dlq_options(settings)))
     t_env.create_temporary_table(sql.LATE_TABLE, _sink(sql.late_columns(), sql.late_options(settings)))
 
-    classified = t_env.to_data_stream(
-        t_env.sql_query(sql.classify_query(settings, options.watermark_floor_ms))
-    )
+    classified = t_env.to_data_stream(t_env.sql_query(sql.classify_query(settings)))
     shared = t_env.from_data_stream(
         classified,
         Schema.new_builder().column_by_expression("pt", "PROCTIME()").build(),

@@ -10,7 +10,6 @@ import argparse
 import logging
 import os
 import sys
-from typing import cast
 
 from lambda_contract.settings import Settings, SettingsError
 from speed_layer import checkpoints
@@ -28,20 +27,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--print-sql", action="store_true", help="print the generated SQL and exit")
     return p.parse_args(argv)
-
-
-def published_watermark(settings: Settings) -> int | None:
-    """The watermark the previous run published in Redis, if Redis can tell (else no floor)."""
-    from speed_layer import redis_io
-
-    try:
-        client = redis_io.connect(settings)
-        raw = cast(bytes | None, client.hget(settings.redis_layout.meta(), "watermark_ms"))
-        client.close()
-    except Exception as exc:  # Redis down: start without a floor rather than not at all
-        log.warning("cannot read the published watermark from Redis: %s", exc)
-        return None
-    return int(raw) if raw is not None else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,12 +57,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from speed_layer import job
 
-    floor = None if args.fresh else published_watermark(settings)
-    log.info("watermark floor from the previous run: %s", floor)
     os.environ.setdefault("FLINK_PLUGINS_DIR", str(job.plugins_dir(settings)))
-    options = job.JobOptions(
-        bounded=args.bounded, restore_from=restore, group_id=args.group_id, watermark_floor_ms=floor
-    )
+    options = job.JobOptions(bounded=args.bounded, restore_from=restore, group_id=args.group_id)
     env = job.build(settings, options)
     env.execute("lambda-speed")
     return 0

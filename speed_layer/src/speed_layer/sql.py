@@ -125,22 +125,33 @@ def late_options(settings: Settings) -> dict[str, str]:
     }
 
 
-def classify_query(settings: Settings, watermark_floor_ms: int | None = None) -> str:
+def classify_query(settings: Settings) -> str:
     """orders_src -> one insert-only row per record: its kind and what the later steps need.
 
     Order of decisions as in the contract: validate, then dedup by event_id (first arrival
     wins: a later copy is a duplicate, never late), then lateness of first arrivals.
 
     Flink's watermark starts from nothing after a restore. Lateness is therefore judged against
-    the highest of: the current watermark, the highest watermark any earlier row saw (OVER state,
-    restored with the checkpoint), and `watermark_floor_ms`, the watermark the previous run
-    published (read from Redis at start-up), so a restarted job never accepts a late event.
+    the highest of the current watermark and a floor kept in OVER-aggregate state (restored with
+    the checkpoint, so it matches the restored offsets): the highest watermark earlier rows saw,
+    and min over partitions of (newest event time - out-of-orderness - 1 ms), which is what
+    Flink's watermark reached after those rows even when no later row carried it (a burst).
+    Partitions are those of LAMBDA_TOPIC_PARTITIONS; one with no record yet does not count.
     """
     cols = v.ColumnNames(payload="payload", text="txt")
     amount_cols = v.ColumnNames(payload="payload", text="txt")
     close_ms = f"{v.hour_start_ms_expr('et_ms')} + {HOUR_MS + settings.allowed_lateness_s * 1000}"
     zero = _decimal("0")
     amount = v.amount_expr(amount_cols)
+    parts = range(settings.topic_partitions)
+    progress_cols = ", ".join(
+        f"MAX(CASE WHEN kpartition = {p} THEN et_ms END) OVER w AS p{p}_max" for p in parts
+    )
+    none = " AND ".join(f"p{p}_max IS NULL" for p in parts)
+    least = ", ".join(f"COALESCE(p{p}_max, {_NO_PROGRESS})" for p in parts)
+    lag_ms = settings.out_of_orderness_s * 1000 + 1
+    least_expr = f"LEAST({least})" if settings.topic_partitions > 1 else least
+    progress_floor = f"(CASE WHEN {none} THEN CAST(NULL AS BIGINT) ELSE {least_expr} - {lag_ms} END)"
     return f"""
 WITH parsed AS (
   SELECT payload, txt, kpartition, koffset, kts, pt,
@@ -152,14 +163,19 @@ WITH parsed AS (
 floored AS (
   SELECT *,
     {v.field_value_expr("event_id", cols)} AS event_id,
-    {_at_least("MAX(wm) OVER (ORDER BY pt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)", watermark_floor_ms)}
-      AS wm_floor
+    MAX(wm) OVER w AS wm_seen,
+    {progress_cols}
   FROM parsed WHERE reason IS NULL
+  WINDOW w AS (ORDER BY pt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+progressed AS (
+  SELECT *, {_greatest_ltz("wm_seen", f"TO_TIMESTAMP_LTZ({progress_floor}, 3)")} AS wm_floor
+  FROM floored
 ),
 numbered AS (
   SELECT *, COUNT(*) OVER (
     PARTITION BY event_id ORDER BY pt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS occ
-  FROM floored
+  FROM progressed
 )
 SELECT
   CASE WHEN occ > 1 THEN '{KIND_DUPLICATE}'
@@ -181,11 +197,12 @@ FROM parsed WHERE reason IS NOT NULL
 """  # noqa: S608 (contract constants and integer settings only)
 
 
-def _at_least(ltz: str, floor_ms: int | None) -> str:
-    if floor_ms is None:
-        return ltz
-    floor = f"TO_TIMESTAMP_LTZ({int(floor_ms)}, 3)"
-    return f"COALESCE(GREATEST({ltz}, {floor}), {floor})"
+_NO_PROGRESS: Final = 9_000_000_000_000_000
+
+
+def _greatest_ltz(a: str, b: str) -> str:
+    """GREATEST that ignores a NULL side (SQL's GREATEST is NULL when any argument is)."""
+    return f"COALESCE(GREATEST({a}, {b}), {a}, {b})"
 
 
 def _epoch_ms(ltz: str) -> str:
