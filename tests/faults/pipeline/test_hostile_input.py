@@ -161,11 +161,11 @@ def test_speed_counters_match_what_was_sent(run: Run) -> None:
     counted: Counter[tuple[str, str]] = Counter()
     for key in client.scan_iter(match=f"{settings.redis_prefix}:speed:dlq:*", count=1000):
         day = key.decode().rsplit(":", 1)[1]
-        for reason, count in client.hgetall(key).items():
+        reasons: dict[bytes, bytes] = client.hgetall(key)  # type: ignore[assignment]
+        for reason, count in reasons.items():
             counted[(day, reason.decode())] = int(count)
     hour = datetime(DAY.year, DAY.month, DAY.day, 12, tzinfo=UTC)
-    speed_events = sum(
-        Metrics.decode(v).events for v in client.hgetall(settings.redis_layout.hour(hour)).values()
-    )
+    groups: dict[bytes, bytes] = client.hgetall(settings.redis_layout.hour(hour))  # type: ignore[assignment]
+    speed_events = sum(Metrics.decode(v).events for v in groups.values())
     client.close()
     assert (dict(counted), speed_events) == (dict(by_date), len(run.valid_ids))

@@ -105,7 +105,11 @@ def send_attempts(served: Served) -> int:
         assert hourly(served, **VALID, **extra).status_code == 400
         sent += 1
     url = f"{served.base_url}/v1/revenue/hourly"
-    repeated = [*VALID.items(), ("region", "eu-west"), ("region", f"{MARKER}*")]
+    repeated: list[tuple[str, str | int | float | bool | None]] = [
+        *VALID.items(),
+        ("region", "eu-west"),
+        ("region", f"{MARKER}*"),
+    ]
     assert httpx.get(url, params=repeated, headers=AUTH, timeout=30).status_code == 400
     return sent + 1
 

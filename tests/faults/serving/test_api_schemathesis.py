@@ -12,6 +12,7 @@ requests are sent with httpx.)
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -26,17 +27,21 @@ from served import TOKEN, Served
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 EXAMPLES = 400 if LONG else 80
-NO_TOKEN = ({}, {"Authorization": f"Bearer {TOKEN[:-1]}"}, {"Authorization": f"Basic {TOKEN}"})
+NO_TOKEN: tuple[dict[str, str], ...] = (
+    {},
+    {"Authorization": f"Bearer {TOKEN[:-1]}"},
+    {"Authorization": f"Basic {TOKEN}"},
+)
 
 
-def operations(served: Served) -> Iterator[APIOperation]:
+def operations(served: Served) -> Iterator[APIOperation[Any, Any, Any, Any]]:
     schema = from_url(f"{served.base_url}/openapi.json")
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), result
         yield result.ok()
 
 
-def send(case: Case, served: Served, headers: dict[str, str]) -> httpx.Response:
+def send(case: Case[Any], served: Served, headers: dict[str, str]) -> httpx.Response:
     """The generated request as schemathesis serialises it, sent over a real socket."""
     kwargs = case.as_transport_kwargs(base_url=served.base_url)
     sent = {k: v for k, v in (kwargs.get("headers") or {}).items() if k.lower() != "authorization"}
@@ -51,7 +56,7 @@ def send(case: Case, served: Served, headers: dict[str, str]) -> httpx.Response:
     )
 
 
-def describe(case: Case, status: int, text: str) -> str:
+def describe(case: Case[Any], status: int, text: str) -> str:
     return f"{case.method} {case.formatted_path} query={case.query} headers={case.headers} -> {status}: {text[:300]}"
 
 
@@ -67,7 +72,7 @@ def test_no_server_error_on_any_generated_request(served: Served, mode: Generati
         @settings(
             max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
         )
-        def run(case: Case) -> None:
+        def run(case: Case[Any]) -> None:
             response = send(case, served, {"Authorization": f"Bearer {TOKEN}"})
             assert response.status_code < 500, describe(case, response.status_code, response.text)
             if case.operation.path.startswith("/v1/") and response.status_code == 400:
@@ -86,7 +91,7 @@ def test_v1_refuses_generated_requests_without_a_valid_token(served: Served) -> 
         @settings(
             max_examples=EXAMPLES // 4, deadline=None, suppress_health_check=list(HealthCheck), database=None
         )
-        def run(case: Case) -> None:
+        def run(case: Case[Any]) -> None:
             for headers in NO_TOKEN:
                 response = send(case, served, headers)
                 assert response.status_code == 401, describe(case, response.status_code, response.text)
