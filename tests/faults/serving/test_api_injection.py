@@ -111,7 +111,22 @@ def send_attempts(served: Served) -> int:
         ("region", f"{MARKER}*"),
     ]
     assert httpx.get(url, params=repeated, headers=AUTH, timeout=30).status_code == 400
-    return sent + 1
+    sent += 1
+    # the reconciliation route's path parameter reads Redis keys by date too
+    for value in (
+        "*",
+        f"2026-11-20{MARKER}",
+        f"{MARKER}?",
+        "2026-11-2[0]",
+        "2026-11-20:x",
+        "..",
+        "%00",
+        MARKER * 100,
+    ):
+        response = httpx.get(f"{url.rsplit('/', 2)[0]}/reconciliation/{value}", headers=AUTH, timeout=30)
+        assert response.status_code in (400, 404), f"reconciliation/{value!r} -> {response.status_code}"
+        sent += 1
+    return sent
 
 
 def test_injection_attempts_are_400_and_never_reach_redis(
