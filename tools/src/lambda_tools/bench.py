@@ -1,0 +1,244 @@
+"""`make bench`: every benchmark in one run, as ratios against baselines measured in the same run.
+
+Each layer owns its benchmark script (its own environment, its own baseline); this harness runs
+them one after the other, collects their JSON, checks the goals and writes:
+
+- bench/results/summary.json   (the format of issue 10)
+- bench/results/summary.html   (a self-contained chart of each ratio against its goal)
+- a table on stdout.
+
+`QUICK=1` (or --quick) uses small sizes: a smoke run that proves the harness and every script
+work, not a measurement. Machines are noisy: only the ratios of one run mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[3]
+VENVS = REPO / ".venvs"
+RESULTS = REPO / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    speed_events: int
+    freshness_rate: int
+    freshness_seconds: int
+    batch_rows: int
+    serving_seconds: float
+    serving_rounds: int
+
+
+FULL = Sizes(2_000_000, 20_000, 60, 10_000_000, 15.0, 3)
+QUICK = Sizes(20_000, 2_000, 10, 100_000, 3.0, 1)
+
+# name: (goal, direction) — "min": the ratio must be at least the goal, "max": at most.
+GOALS: dict[str, tuple[float, str]] = {
+    "speed.ratio_vs_kafka_consumer": (0.5, "min"),
+    "speed.freshness_p99_s": (2.0, "max"),
+    "batch.ratio_vs_duckdb": (4.0, "max"),
+    "serving.p99_ratio": (5.0, "max"),
+    "serving.rps_ratio": (0.5, "min"),
+}
+
+
+class BenchError(RuntimeError):
+    """A benchmark script failed; the message names it and shows the end of its output."""
+
+
+def _run(name: str, argv: list[str], timeout_s: float) -> None:
+    print(
+        f"\n\033[1m[bench] {name}\033[0m: {' '.join(Path(a).name if a.startswith('/') else a for a in argv)}",
+        flush=True,
+    )
+    started = time.monotonic()
+    proc = subprocess.run(argv, cwd=REPO, timeout=timeout_s, check=False)
+    print(
+        f"[bench] {name} finished in {time.monotonic() - started:.0f} s (exit {proc.returncode})", flush=True
+    )
+    if proc.returncode not in (0, 1):  # 1 = ran, but missed its own goal or exactness: still reported
+        raise BenchError(f"{name} failed with exit {proc.returncode}")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"{path} is missing or unreadable: {exc}") from None
+
+
+def run_speed(sizes: Sizes) -> dict[str, Any]:
+    py = str(VENVS / "speed" / "bin" / "python")
+    _run(
+        "speed throughput", [py, "speed_layer/bench/throughput.py", "--events", str(sizes.speed_events)], 3600
+    )
+    thr = _load(RESULTS / "speed_throughput.json")
+    _run("speed freshness", [py, "speed_layer/bench/freshness.py", "--rate", str(sizes.freshness_rate),
+                             "--seconds", str(sizes.freshness_seconds)], 1800)  # fmt: skip
+    fresh = _load(RESULTS / "speed_freshness.json")
+    job = thr["speed_job"]
+    return {
+        "events": thr["events"],
+        "events_per_s": job["records_per_s_wall"],
+        "events_per_s_processing": job["records_per_s_processing"],
+        "kafka_consumer_events_per_s": thr["kafka_consumer_performance"]["records_per_s"],
+        "ratio_vs_kafka_consumer": thr["ratio_wall"],
+        "ratio_vs_kafka_consumer_processing": thr["ratio_processing"],
+        "exact": bool(job["exact_totals"]),
+        "freshness_rate": fresh["achieved_rate"],
+        "freshness_p99_s": fresh["p99_s"],
+        "freshness_probes_visible": f"{fresh['visible']}/{fresh['probes']}",
+    }
+
+
+def run_batch(sizes: Sizes) -> dict[str, Any]:
+    out = RESULTS / "batch_recompute.json"
+    _run("batch recompute", [str(VENVS / "batch" / "bin" / "python"), "batch_layer/bench/bench_recompute.py",
+                             "--rows", str(sizes.batch_rows), "--out", str(out)], 3600)  # fmt: skip
+    res = _load(out)
+    return {
+        "events": res["rows"],
+        "seconds": res["spark_seconds_incl_startup"],
+        "duckdb_seconds": res["duckdb_seconds"],
+        "ratio_vs_duckdb": res["ratio"],
+        "exact": bool(res["spark_and_duckdb_gold_agree"]),
+    }
+
+
+def run_serving(sizes: Sizes) -> dict[str, Any]:
+    out = RESULTS / "serving_hourly.json"
+    _run("serving hourly", [str(VENVS / "serving" / "bin" / "python"), "serving_layer/bench/bench_hourly.py",
+                            "--seconds", str(sizes.serving_seconds), "--rounds", str(sizes.serving_rounds),
+                            "--out", str(out)], 1800)  # fmt: skip
+    res = _load(out)
+    s, b, r = res["summary"]["serving"], res["summary"]["bare"], res["ratios"]
+    return {
+        "p99_ms": round(s["p99_ms"], 2),
+        "baseline_p99_ms": round(b["p99_ms"], 2),
+        "p99_ratio": round(r["p99_ratio"], 3),
+        "rps": round(s["rps"], 1),
+        "baseline_rps": round(b["rps"], 1),
+        "rps_ratio": round(r["rps_ratio"], 3),
+        "errors": s["errors"] + b["errors"],
+        "exact": s["errors"] == 0,
+    }
+
+
+def verdicts(summary: dict[str, Any]) -> dict[str, bool]:
+    out: dict[str, bool] = {}
+    for key, (goal, direction) in GOALS.items():
+        section, field = key.split(".")
+        value = summary.get(section, {}).get(field)
+        if value is None:
+            continue
+        out[key] = value >= goal if direction == "min" else value <= goal
+    for section in ("speed", "batch", "serving"):
+        if section in summary:
+            out[f"{section}.exact"] = bool(summary[section].get("exact"))
+    return out
+
+
+def table(summary: dict[str, Any], checks: dict[str, bool]) -> str:
+    lines = [f"{'figure':40} {'value':>14} {'goal':>10}  ok"]
+    for key, (goal, direction) in GOALS.items():
+        section, field = key.split(".")
+        value = summary.get(section, {}).get(field)
+        if value is not None:
+            sign = ">=" if direction == "min" else "<="
+            lines.append(
+                f"{key:40} {value:>14} {sign + ' ' + str(goal):>10}  {'yes' if checks[key] else 'NO'}"
+            )
+    for section in ("speed", "batch", "serving"):
+        if f"{section}.exact" in checks:
+            lines.append(
+                f"{section + ' exact result':40} {'':>14} {'':>10}  {'yes' if checks[section + '.exact'] else 'NO'}"
+            )
+    return "\n".join(lines)
+
+
+def chart(summary: dict[str, Any], checks: dict[str, bool]) -> str:
+    """One bar per goal: the measured value over the goal (1.0 = exactly at the goal)."""
+    rows = []
+    for i, (key, (goal, direction)) in enumerate(GOALS.items()):
+        section, field = key.split(".")
+        value = summary.get(section, {}).get(field)
+        if value is None:
+            continue
+        frac = min(float(value) / goal, 3.0)
+        color = "#1f7a44" if checks[key] else "#b3261e"
+        y = 20 + i * 34
+        rows.append(
+            f'<text x="0" y="{y + 15}" font-size="12">{escape(key)}</text>'
+            f'<rect x="260" y="{y}" width="{frac * 200:.1f}" height="20" fill="{color}"/>'
+            f'<text x="{265 + frac * 200:.1f}" y="{y + 15}" font-size="12">{value} ({"≥" if direction == "min" else "≤"} {goal})</text>'
+        )
+    svg = (f'<svg viewBox="0 0 760 {40 + 34 * len(GOALS)}" xmlns="http://www.w3.org/2000/svg">'
+           '<line x1="460" x2="460" y1="10" y2="200" stroke="#333" stroke-dasharray="4"/>' + "".join(rows) + "</svg>")  # fmt: skip
+    machine = summary["machine"]
+    return (
+        "<!doctype html><meta charset=utf-8><title>Lambda platform benchmarks</title>"
+        "<body style='font:14px system-ui;margin:24px'><h1>Benchmarks</h1>"
+        f"<p>{escape(summary['timestamp'])} · {machine['cores']} cores · Python {machine['python']} · "
+        f"Java {escape(str(machine['java']))}{' · QUICK (smoke run, not a measurement)' if summary['quick'] else ''}</p>"
+        "<p>Each bar is the measured figure over its goal; the dashed line is the goal.</p>" + svg + "</body>"
+    )
+
+
+def java_version() -> str:
+    try:
+        out = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr
+        return out.split('"')[1] if '"' in out else out.strip()[:40]
+    except OSError:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lambda-bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--quick", action="store_true", default=os.environ.get("QUICK") == "1")
+    parser.add_argument("--only", choices=["speed", "batch", "serving"], action="append")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "java": java_version()},
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+    }
+    runners = {"speed": run_speed, "batch": run_batch, "serving": run_serving}
+    failed = []
+    for name, runner in runners.items():
+        if args.only and name not in args.only:
+            continue
+        try:
+            summary[name] = runner(sizes)
+        except (BenchError, subprocess.TimeoutExpired, KeyError) as exc:
+            failed.append(name)
+            summary[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    checks = verdicts(summary)
+    summary["goals_met"] = checks
+    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (RESULTS / "summary.html").write_text(chart(summary, checks))
+    print("\n" + table(summary, checks))
+    print(f"\nwrote {RESULTS / 'summary.json'} and summary.html")
+    if failed:
+        print(f"benchmarks that could not run: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    # A fast wrong answer is a failure; a missed speed goal is a finding, reported above.
+    return 0 if all(v for k, v in checks.items() if k.endswith(".exact")) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
