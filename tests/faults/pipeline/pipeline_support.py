@@ -80,15 +80,21 @@ def sandbox_in(tmp_path: Path) -> Iterator[Sandbox]:
     topics = [env["LAMBDA_TOPIC_ORDERS"], env["LAMBDA_TOPIC_DLQ"], env["LAMBDA_TOPIC_LATE"]]
     bootstrap = box.settings.kafka_bootstrap
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics(
-        [
-            NewTopic(t, num_partitions=PARTITIONS, replication_factor=1, topic_configs={"retention.ms": "-1"})
-            for t in topics
-        ]
-    )
+    try:
+        admin.create_topics(
+            [
+                NewTopic(
+                    t, num_partitions=PARTITIONS, replication_factor=1, topic_configs={"retention.ms": "-1"}
+                )
+                for t in topics
+            ]
+        )
+    finally:
+        admin.close()
     try:
         yield box
     finally:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)  # fresh: an idle one is dropped by the broker
         try:
             admin.delete_topics(topics)
         finally:
