@@ -136,7 +136,8 @@ def classify_query(settings: Settings) -> str:
     the checkpoint, so it matches the restored offsets): the highest watermark earlier rows saw,
     and min over partitions of (newest event time - out-of-orderness - 1 ms), which is what
     Flink's watermark reached after those rows even when no later row carried it (a burst).
-    Partitions are those of LAMBDA_TOPIC_PARTITIONS; one with no record yet does not count.
+    Partitions are those of LAMBDA_TOPIC_PARTITIONS; until every one of them has had a valid
+    record, the progress term is unknown (NULL), so one partition read ahead cannot close hours.
     """
     cols = v.ColumnNames(payload="payload", text="txt")
     amount_cols = v.ColumnNames(payload="payload", text="txt")
@@ -147,11 +148,11 @@ def classify_query(settings: Settings) -> str:
     progress_cols = ", ".join(
         f"MAX(CASE WHEN kpartition = {p} THEN et_ms END) OVER w AS p{p}_max" for p in parts
     )
-    none = " AND ".join(f"p{p}_max IS NULL" for p in parts)
-    least = ", ".join(f"COALESCE(p{p}_max, {_NO_PROGRESS})" for p in parts)
+    missing = " OR ".join(f"p{p}_max IS NULL" for p in parts)
+    least = ", ".join(f"p{p}_max" for p in parts)
     lag_ms = settings.out_of_orderness_s * 1000 + 1
     least_expr = f"LEAST({least})" if settings.topic_partitions > 1 else least
-    progress_floor = f"(CASE WHEN {none} THEN CAST(NULL AS BIGINT) ELSE {least_expr} - {lag_ms} END)"
+    progress_floor = f"(CASE WHEN {missing} THEN CAST(NULL AS BIGINT) ELSE {least_expr} - {lag_ms} END)"
     return f"""
 WITH parsed AS (
   SELECT payload, txt, kpartition, koffset, kts, pt,
@@ -197,9 +198,6 @@ FROM parsed WHERE reason IS NOT NULL
 """  # noqa: S608 (contract constants and integer settings only)
 
 
-_NO_PROGRESS: Final = 9_000_000_000_000_000
-
-
 def _greatest_ltz(a: str, b: str) -> str:
     """GREATEST that ignores a NULL side (SQL's GREATEST is NULL when any argument is)."""
     return f"COALESCE(GREATEST({a}, {b}), {a}, {b})"
@@ -231,7 +229,7 @@ def late_insert() -> str:
     return f"INSERT INTO {LATE_TABLE} SELECT payload FROM {CLASSIFIED_VIEW} WHERE kind = '{KIND_LATE}'"  # noqa: S608
 
 
-def updates_query(settings: Settings) -> str:
+def updates_query(settings: Settings, *, bounded: bool = False) -> str:
     """Absolute totals per hour and key, and per date and reason: the changelog the sink writes.
 
     Sums are DECIMAL(38,4) handed over as their exact text (PyFlink's DataStream type bridge
@@ -240,9 +238,18 @@ def updates_query(settings: Settings) -> str:
     A 1 s processing-time slice pre-aggregates first, so a running total changes at most once
     per key and second. Totals keep their state for the speed retention (late counters of a
     closed hour can still grow); only the dedup state uses LAMBDA_DEDUP_TTL_S.
+
+    Bounded runs pre-aggregate without the processing-time slice: Flink does not fire pending
+    processing-time windows when a bounded source ends, so the last second's slices would be
+    lost; a plain GROUP BY has emitted every update by the end of the input.
     """
     zero = _decimal("0")
     ttl = f"{settings.speed_retention_s} s"
+    if bounded:
+        source, window = CLASSIFIED_VIEW, ""
+    else:
+        source = f"TABLE(TUMBLE(TABLE {CLASSIFIED_VIEW}, DESCRIPTOR(pt), INTERVAL '1' SECOND))"
+        window = "window_start, window_end, "
 
     def money(kind: str) -> str:
         return f"SUM(CASE WHEN kind = '{kind}' THEN rev ELSE {zero} END)"
@@ -263,8 +270,8 @@ WITH slices AS (
     {count(KIND_LATE)} AS late_events,
     {count(KIND_DUPLICATE)} AS duplicates,
     {count(KIND_MALFORMED)} AS malformed
-  FROM TABLE(TUMBLE(TABLE {CLASSIFIED_VIEW}, DESCRIPTOR(pt), INTERVAL '1' SECOND))
-  GROUP BY window_start, window_end, bucket_ms, region, category, currency, reason
+  FROM {source}
+  GROUP BY {window}bucket_ms, region, category, currency, reason
 )
 SELECT /*+ STATE_TTL('s' = '{ttl}') */
   CASE WHEN reason IS NULL THEN '{UPDATE_HOUR}' ELSE '{UPDATE_DLQ}' END AS update_kind,
@@ -284,8 +291,8 @@ SELECT /*+ STATE_TTL('p' = '{ttl}') */
   MAX(max_event_ms), CAST(MAX(wm) AS STRING)
 FROM (
   SELECT kpartition, MAX(et_ms) AS max_event_ms, MAX(wm) AS wm
-  FROM TABLE(TUMBLE(TABLE {CLASSIFIED_VIEW}, DESCRIPTOR(pt), INTERVAL '1' SECOND))
-  GROUP BY window_start, window_end, kpartition
+  FROM {source}
+  GROUP BY {window}kpartition
 ) AS p
 GROUP BY kpartition
 """  # noqa: S608 (contract constants and integer settings only)
