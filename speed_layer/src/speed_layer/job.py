@@ -116,7 +116,7 @@ def build(settings: Settings, options: JobOptions) -> StreamExecutionEnvironment
     outputs.add_insert_sql(sql.late_insert())
     outputs.attach_as_datastream()
 
-    updates = t_env.to_changelog_stream(t_env.sql_query(sql.updates_query(settings)))
+    updates = t_env.to_changelog_stream(t_env.sql_query(sql.updates_query(settings, bounded=options.bounded)))
     (
         updates.key_by(lambda _row: 0, key_type=_int_type())
         .process(RedisSink(settings, options.tick_ms, options.refresh_s))
