@@ -131,13 +131,21 @@ def classify_query(settings: Settings) -> str:
     Order of decisions as in the contract: validate, then dedup by event_id (first arrival
     wins: a later copy is a duplicate, never late), then lateness of first arrivals.
 
-    Flink's watermark starts from nothing after a restore. Lateness is therefore judged against
-    the highest of the current watermark and a floor kept in OVER-aggregate state (restored with
+    Flink's watermark starts from nothing after a restore. The watermark the sink publishes (which
+    closes hours) is therefore the highest of the current watermark and a floor kept in OVER-aggregate state (restored with
     the checkpoint, so it matches the restored offsets): the highest watermark earlier rows saw,
     and min over partitions of (newest event time - out-of-orderness - 1 ms), which is what
     Flink's watermark reached after those rows even when no later row carried it (a burst).
     Partitions are those of LAMBDA_TOPIC_PARTITIONS; until every one of them has had a valid
     record, the progress term is unknown (NULL), so one partition read ahead cannot close hours.
+
+    Lateness is judged by the watermark of the partition the event arrives on (its newest event
+    time - out-of-orderness - 1 ms, in OVER state): Kafka orders records within a partition only,
+    so this is the one lateness decision that a live run, a catch-up and a replay from a
+    checkpoint all make identically. Taking the minimum over partitions instead (Flink's own
+    watermark) makes it depend on how fast each partition happened to be read, and idleness can
+    push it past partitions that still hold a backlog. `wm_floor` still drives the watermark the
+    sink publishes (hour status).
     """
     cols = v.ColumnNames(payload="payload", text="txt")
     amount_cols = v.ColumnNames(payload="payload", text="txt")
@@ -153,6 +161,7 @@ def classify_query(settings: Settings) -> str:
     lag_ms = settings.out_of_orderness_s * 1000 + 1
     least_expr = f"LEAST({least})" if settings.topic_partitions > 1 else least
     progress_floor = f"(CASE WHEN {missing} THEN CAST(NULL AS BIGINT) ELSE {least_expr} - {lag_ms} END)"
+    own_progress = "(CASE kpartition " + " ".join(f"WHEN {p} THEN p{p}_max" for p in parts) + " END)"
     return f"""
 WITH parsed AS (
   SELECT payload, txt, kpartition, koffset, kts, pt,
@@ -180,7 +189,7 @@ numbered AS (
 )
 SELECT
   CASE WHEN occ > 1 THEN '{KIND_DUPLICATE}'
-       WHEN wm_floor IS NOT NULL AND wm_floor >= TO_TIMESTAMP_LTZ({close_ms}, 3) THEN '{KIND_LATE}'
+       WHEN {own_progress} - {lag_ms} >= {close_ms} THEN '{KIND_LATE}'
        ELSE '{KIND_VALID}' END AS kind,
   CAST(NULL AS STRING) AS reason, payload, txt, kpartition, koffset, et_ms, wm_floor AS wm,
   {v.hour_start_ms_expr("et_ms")} AS bucket_ms,
