@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
 from batch_layer.recompute import DateResult
+from lambda_contract import metrics as spec
 
 log = logging.getLogger(__name__)
 
@@ -27,21 +28,13 @@ def build_registry(
     finished_at: float,
 ) -> CollectorRegistry:
     registry = CollectorRegistry()
-    Gauge("lambda_batch_run_duration_seconds", "Wall clock of the last batch run.", registry=registry).set(
-        duration_s
-    )
-    rows = Gauge(
-        "lambda_batch_rows",
-        "Rows of the last run by outcome (summed over its dates).",
-        ["outcome"],
-        registry=registry,
-    )
-    status = Gauge(
-        "lambda_batch_date_status",
-        "Per recomputed date of the last run: 1 ok, 0 failed.",
-        ["date"],
-        registry=registry,
-    )
+
+    def gauge(m: spec.MetricSpec) -> Gauge:
+        return Gauge(m.name, m.doc, list(m.labels), registry=registry)
+
+    gauge(spec.BATCH_RUN_SECONDS).set(duration_s)
+    rows = gauge(spec.BATCH_ROWS)
+    status = gauge(spec.BATCH_DATE_STATUS)
     totals = {"ingested": ingested_rows, "input": 0, "valid": 0, "duplicates": 0, "quarantined": 0}
     for r in results:
         totals["input"] += r.input_rows
@@ -53,15 +46,9 @@ def build_registry(
         status.labels(day).set(0)
     for outcome, value in totals.items():
         rows.labels(outcome).set(value)
-    Gauge("lambda_batch_last_run_success", "1 if the last run succeeded, else 0.", registry=registry).set(
-        1 if success else 0
-    )
+    gauge(spec.BATCH_LAST_RUN_SUCCESS).set(1 if success else 0)
     if success:
-        Gauge(
-            "lambda_batch_last_success_timestamp_seconds",
-            "Unix time the last successful run ended.",
-            registry=registry,
-        ).set(finished_at)
+        gauge(spec.BATCH_LAST_SUCCESS).set(finished_at)
     return registry
 
 

@@ -43,6 +43,12 @@ SPEED_DUPLICATES: Final = _m(
     "speed", "duplicates_total", "counter", "Duplicate deliveries suppressed by event_id."
 )
 SPEED_LATE: Final = _m("speed", "late_events_total", "counter", "Events later than the allowed lateness.")
+SPEED_RECORDS_IN: Final = _m(
+    "speed", "records_in_total", "counter", "Records consumed from orders.v1, of any kind."
+)
+SPEED_REDIS_ERRORS: Final = _m(
+    "speed", "redis_errors_total", "counter", "Redis flushes that failed (retried)."
+)
 SPEED_REDIS_WRITES: Final = _m("speed", "redis_writes_total", "counter", "Hash fields written to Redis.")
 SPEED_REDIS_WRITE_SECONDS: Final = _m(
     "speed", "redis_write_seconds", "histogram", "Latency of one pipelined Redis flush."
@@ -59,27 +65,22 @@ SPEED_OPEN_HOURS: Final = _m(
 )
 
 # --- batch layer (pushed to the Pushgateway by each run, job="lambda_batch") ---------------------
-BATCH_RUN_SECONDS: Final = _m("batch", "run_duration_seconds", "gauge", "Wall clock of the last run.", "step")
+BATCH_RUN_SECONDS: Final = _m("batch", "run_duration_seconds", "gauge", "Wall clock of the last batch run.")
 BATCH_ROWS: Final = _m(
     "batch",
     "rows",
     "gauge",
-    "Rows of the last run by outcome (input, valid, duplicate, quarantined).",
+    "Rows of the last run by outcome (ingested, input, valid, duplicates, quarantined), summed over its dates.",
     "outcome",
 )
-BATCH_INGESTED_ROWS: Final = _m(
-    "batch", "ingested_rows", "gauge", "Kafka records landed in bronze by the last run."
+BATCH_DATE_STATUS: Final = _m(
+    "batch", "date_status", "gauge", "Per recomputed date of the last run: 1 ok, 0 failed.", "date"
+)
+BATCH_LAST_RUN_SUCCESS: Final = _m(
+    "batch", "last_run_success", "gauge", "1 if the last run succeeded, else 0."
 )
 BATCH_LAST_SUCCESS: Final = _m(
-    "batch", "last_success_timestamp_seconds", "gauge", "When a run last finished successfully."
-)
-BATCH_LAST_FAILURE: Final = _m("batch", "last_failure_timestamp_seconds", "gauge", "When a run last failed.")
-BATCH_DATE_COMPUTED: Final = _m(
-    "batch",
-    "date_computed_timestamp_seconds",
-    "gauge",
-    "When each date of the last run was computed.",
-    "date",
+    "batch", "last_success_timestamp_seconds", "gauge", "Unix time the last successful run ended."
 )
 
 # --- serving layer --------------------------------------------------------------------------

@@ -44,13 +44,8 @@ class SpeedMetrics:
         self.watermark_lag = _gauge(spec.SPEED_WATERMARK_LAG, r)
         self.checkpoint_age = _gauge(spec.SPEED_CHECKPOINT_AGE, r)
         self.open_hours = _gauge(spec.SPEED_OPEN_HOURS, r)
-        # Not in the shared list yet: every record consumed, and failed Redis flushes.
-        self.events_in = Counter(
-            "lambda_speed_records_in_total", "Records consumed from orders.v1", registry=r
-        )
-        self.redis_errors = Counter(
-            "lambda_speed_redis_errors_total", "Redis flushes that failed (retried)", registry=r
-        )
+        self.events_in = _counter(spec.SPEED_RECORDS_IN, r)
+        self.redis_errors = _counter(spec.SPEED_REDIS_ERRORS, r)
 
     def serve(self, port: int) -> None:
         """Expose on `port`; a port in use is logged, never fatal (metrics must not stop the job)."""
