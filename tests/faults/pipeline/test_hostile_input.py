@@ -142,11 +142,6 @@ def test_valid_hostile_records_are_in_gold_once(run: Run) -> None:
     assert sum(int(r["events"]) for r in gold) == len(run.valid_ids)
 
 
-@pytest.mark.xfail(
-    reason="speed layer: its Redis DLQ counters and hour totals miss part of a bounded run's input (the DLQ "
-    "topic is complete); see docs/reliability.md, open findings",
-    strict=False,
-)
 def test_speed_counters_match_what_was_sent(run: Run) -> None:
     settings = run.box.settings
     kafka_ts = datetime.fromtimestamp(KAFKA_TS_MS / 1000, UTC)
