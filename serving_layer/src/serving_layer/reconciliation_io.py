@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 import redis
-from deltalake import DeltaTable
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from lambda_contract import metrics as m
@@ -21,14 +20,11 @@ from lambda_contract.settings import Settings
 from lambda_contract.tables import GOLD, MANIFEST, QUARANTINE
 from lambda_contract.windows import hours_of_date, parse_hour_id
 from serving_layer.reconciliation import Inputs
+from serving_layer.stores import latest_manifest, load_gold, open_table
 
 
 class NotComputedError(LookupError):
     """The batch layer has not computed the date, so there is nothing exact to compare with."""
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _decode(raw: dict[bytes, bytes]) -> dict[GroupKey, Metrics]:
@@ -72,46 +68,28 @@ def read_speed(settings: Settings, day: date) -> dict[str, Any]:
     return {"speed": speed, "late": late, "speed_duplicates": dups, "speed_status": status, "dlq": dlq}
 
 
-def _table(url: str) -> DeltaTable | None:
-    return DeltaTable(url) if DeltaTable.is_deltatable(url) else None
-
-
 def read_batch(settings: Settings, day: date) -> dict[str, Any]:
     """The date's gold rows, computed hours and duplicates (manifest), quarantine by reason."""
-    manifest = _table(settings.delta_table_url(MANIFEST.name))
+    manifest = open_table(settings.delta_table_url(MANIFEST.name))
     if manifest is None:
         raise NotComputedError(
             f"{day} has not been computed: no batch run has written the coverage manifest yet"
         )
-    rows = manifest.to_pyarrow_table(
-        columns=["hour", "computed", "duplicates", "computed_at"], filters=[("date", "=", day)]
-    ).to_pylist()
-    latest: dict[datetime, dict[str, Any]] = {}
-    for row in rows:
-        hour = _utc(row["hour"])
-        if hour not in latest or _utc(row["computed_at"]) >= _utc(latest[hour]["computed_at"]):
-            latest[hour] = row
-    computed = frozenset(h for h, r in latest.items() if r["computed"])
+    on_day = [("date", "=", day)]
+    latest = latest_manifest(manifest, on_day)
+    computed = frozenset(h for h, row in latest.items() if row["computed"])
     if not computed:
         raise NotComputedError(f"{day} has not been computed by the batch layer yet (make batch DATE={day})")
-    gold: dict[datetime, dict[GroupKey, Metrics]] = {}
-    gold_table = _table(settings.delta_table_url(GOLD.name))
-    if gold_table is not None:
-        columns = ["hour", "region", "category", "currency", "revenue", "orders", "refunds", "events"]
-        for r in gold_table.to_pyarrow_table(columns=columns, filters=[("date", "=", day)]).to_pylist():
-            key = GroupKey(r["region"], r["category"], r["currency"])
-            gold.setdefault(_utc(r["hour"]), {})[key] = Metrics(
-                Decimal(r["revenue"]), int(r["orders"]), int(r["refunds"]), int(r["events"])
-            )
+    gold_table = open_table(settings.delta_table_url(GOLD.name))
     quarantine: dict[str, int] = {}
-    q_table = _table(settings.delta_table_url(QUARANTINE.name))
+    q_table = open_table(settings.delta_table_url(QUARANTINE.name))
     if q_table is not None:
         for r in q_table.to_pyarrow_table(columns=["reason"], filters=[("event_date", "=", day)]).to_pylist():
             quarantine[r["reason"]] = quarantine.get(r["reason"], 0) + 1
     return {
-        "gold": gold,
+        "gold": load_gold(gold_table, on_day) if gold_table is not None else {},
         "computed_hours": computed,
-        "batch_duplicates": {h: int(r["duplicates"]) for h, r in latest.items()},
+        "batch_duplicates": {h: int(row["duplicates"]) for h, row in latest.items()},
         "quarantine": quarantine,
     }
 

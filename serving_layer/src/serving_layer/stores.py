@@ -229,15 +229,20 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _open(url: str) -> DeltaTable | None:
+def open_table(url: str) -> DeltaTable | None:
+    """The Delta table at `url`, or None before the batch layer has created it."""
     if not DeltaTable.is_deltatable(url):
         return None
     return DeltaTable(url)
 
 
-def load_gold(table: DeltaTable) -> dict[datetime, dict[GroupKey, Metrics]]:
+Filters = list[tuple[str, str, Any]] | None
+
+
+def load_gold(table: DeltaTable, filters: Filters = None) -> dict[datetime, dict[GroupKey, Metrics]]:
+    """Gold rows per hour and key (all of them, or those matching partition `filters`)."""
     columns = ["hour", "region", "category", "currency", "revenue", "orders", "refunds", "events"]
-    data = table.to_pyarrow_table(columns=columns)
+    data = table.to_pyarrow_table(columns=columns, filters=filters)
     hours: dict[datetime, dict[GroupKey, Metrics]] = {}
     cols = [data.column(c).to_pylist() for c in columns]
     for hour, region, category, currency, revenue, orders, refunds, events in zip(*cols, strict=True):
@@ -249,28 +254,31 @@ def load_gold(table: DeltaTable) -> dict[datetime, dict[GroupKey, Metrics]]:
     return hours
 
 
+def latest_manifest(table: DeltaTable, filters: Filters = None) -> dict[datetime, dict[str, Any]]:
+    """The newest manifest row of each hour (by computed_at): a recompute appends, never edits."""
+    columns = ["date", "hour", "computed", "run_id", "computed_at", "duplicates"]
+    latest: dict[datetime, dict[str, Any]] = {}
+    for row in table.to_pyarrow_table(columns=columns, filters=filters).to_pylist():
+        row["hour"], row["computed_at"] = _utc(row["hour"]), _utc(row["computed_at"])
+        current = latest.get(row["hour"])
+        if current is None or row["computed_at"] >= current["computed_at"]:
+            latest[row["hour"]] = row
+    return latest
+
+
 def load_manifest(table: DeltaTable) -> tuple[frozenset[datetime], LastRun | None]:
     """Computed hours (latest entry per hour wins) and the most recent run."""
-    columns = ["date", "hour", "computed", "run_id", "computed_at"]
-    data = table.to_pyarrow_table(columns=columns)
-    latest: dict[datetime, tuple[datetime, bool, str, date]] = {}
-    for day, hour, computed, run_id, computed_at in zip(
-        *(data.column(c).to_pylist() for c in columns), strict=True
-    ):
-        at = _utc(computed_at)
-        h = _utc(hour)
-        if h not in latest or at >= latest[h][0]:
-            latest[h] = (at, bool(computed), str(run_id), day)
-    computed_hours = frozenset(h for h, entry in latest.items() if entry[1])
+    latest = latest_manifest(table)
+    computed_hours = frozenset(h for h, row in latest.items() if row["computed"])
     if not latest:
         return computed_hours, None
-    newest = max(latest.values(), key=lambda e: e[0])
-    run_entries = [e for e in latest.values() if e[2] == newest[2]]
+    newest = max(latest.values(), key=lambda row: row["computed_at"])
+    run_rows = [row for row in latest.values() if row["run_id"] == newest["run_id"]]
     last = LastRun(
-        run_id=newest[2],
-        computed_at=max(e[0] for e in run_entries),
-        dates=tuple(sorted({e[3] for e in run_entries})),
-        hours=len(run_entries),
+        run_id=str(newest["run_id"]),
+        computed_at=max(row["computed_at"] for row in run_rows),
+        dates=tuple(sorted({row["date"] for row in run_rows})),
+        hours=len(run_rows),
     )
     return computed_hours, last
 
@@ -291,7 +299,7 @@ class BatchStore:
     def _version(self, attr: str, url: str) -> int | None:
         table: DeltaTable | None = getattr(self, attr)
         if table is None:
-            table = _open(url)
+            table = open_table(url)
             setattr(self, attr, table)
         else:
             table.update_incremental()
