@@ -123,7 +123,8 @@ class Report:
         return all(_is_zero(k.residual) for h in self.hours for k in h.keys)
 
 
-_CAUSES = ("late", "speed_gap", "open", "duplicates", "malformed")
+CAUSES = ("late", "speed_gap", "open", "duplicates", "malformed")
+"""The explained parts of a difference, in the order they are applied."""
 
 
 def reconcile(inputs: Inputs) -> Report:
@@ -212,7 +213,7 @@ def to_json(report: Report, fx: FxTable) -> dict[str, Any]:
                 "batch": _metrics_json(h.total("batch")),
                 "speed_usd": to_cents(_usd(fx, report.day, _by_currency(keys, "speed"), missing)),
                 "batch_usd": to_cents(_usd(fx, report.day, _by_currency(keys, "batch"), missing)),
-                "explained": {cause: _metrics_json(h.total(cause)) for cause in _CAUSES},
+                "explained": {cause: _metrics_json(h.total(cause)) for cause in CAUSES},
                 "residual": _metrics_json(h.total("residual")),
                 "residual_events": sum(abs(k.residual.events) for k in keys),
                 "residual_usd": to_cents(_usd(fx, report.day, _by_currency(keys, "residual", True), missing)),
@@ -223,7 +224,7 @@ def to_json(report: Report, fx: FxTable) -> dict[str, Any]:
                         "currency": k.key.currency,
                         "speed": _metrics_json(k.speed),
                         "batch": _metrics_json(k.batch),
-                        **{cause: _metrics_json(getattr(k, cause)) for cause in _CAUSES},
+                        **{cause: _metrics_json(getattr(k, cause)) for cause in CAUSES},
                         "residual": _metrics_json(k.residual),
                     }
                     for k in keys

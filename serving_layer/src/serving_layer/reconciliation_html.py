@@ -11,7 +11,7 @@ from decimal import Decimal
 from html import escape
 from typing import Any
 
-_CAUSES = ("late", "speed_gap", "open", "duplicates", "malformed")
+from serving_layer.reconciliation import CAUSES
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2330;max-width:1100px}
@@ -72,7 +72,7 @@ def render(doc: dict[str, Any]) -> str:
     rows = []
     for h in doc["hours"]:
         cls = ' class="res"' if h["residual_events"] or _money(h["residual_usd"]) else ""
-        causes = "".join(f"<td>{_events(h['explained'][c])}</td>" for c in _CAUSES)
+        causes = "".join(f"<td>{_events(h['explained'][c])}</td>" for c in CAUSES)
         rows.append(
             f"<tr{cls}><td>{escape(h['hour'][11:16])}</td><td>{escape(h['speed_status'])}</td>"
             f"<td>{_events(h['speed'])}</td><td>{_events(h['batch'])}</td>{causes}"
@@ -98,7 +98,7 @@ def render(doc: dict[str, Any]) -> str:
         ("residual events", t["residual_events"]),
         ("residual revenue (USD)", t["residual_revenue_usd"]),
     ]
-    head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in _CAUSES)
+    head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in CAUSES)
     detail_html = (
         "<h2>Unexplained keys</h2><table><tr><th>hour</th><th>region</th><th>category</th><th>currency</th>"
         "<th>speed revenue</th><th>batch revenue</th><th>late revenue</th><th>residual revenue</th>"
