@@ -13,22 +13,12 @@ from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 
 from batch_layer import validation
-from lambda_contract.events import Event, validate
+from lambda_contract.events import RULES, Event, validate
 from lambda_tools import golden
 
 pytestmark = pytest.mark.integration
 
-FIELDS = (
-    "event_id",
-    "event_type",
-    "event_time",
-    "order_id",
-    "customer_id",
-    "region",
-    "category",
-    "currency",
-    "amount",
-)
+FIELDS = tuple(rule.name for rule in RULES)
 
 
 def spark_classify(

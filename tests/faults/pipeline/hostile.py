@@ -17,7 +17,7 @@ from typing import Any, Final
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from lambda_contract.events import Event, validate
+from lambda_contract.events import RULES, Event, validate
 
 # Yesterday (UTC): a recent date, so broker retention (7 days) never removes the records mid-test.
 DAY: Final = datetime.now(UTC).date() - timedelta(days=1)
@@ -81,19 +81,7 @@ OUT_OF_RANGE: Final = [
     "١٢٣",  # Arabic-Indic digits
 ]
 
-fields = st.sampled_from(
-    [
-        "event_id",
-        "event_type",
-        "event_time",
-        "order_id",
-        "customer_id",
-        "region",
-        "category",
-        "currency",
-        "amount",
-    ]
-)
+fields = st.sampled_from([rule.name for rule in RULES])
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
