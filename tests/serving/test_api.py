@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from conftest import NOW, make_client
 from fastapi.testclient import TestClient
-from serving_support import hours_from, k, m, utc, write_gold, write_manifest, write_meta, write_speed_hour
+from serving_support import (
+    hours_from,
+    k,
+    m,
+    make_settings,
+    utc,
+    write_gold,
+    write_manifest,
+    write_meta,
+    write_speed_hour,
+)
 
 from lambda_contract.settings import Settings
 
@@ -232,6 +244,33 @@ def test_metrics_probes_and_request_id(client: TestClient, r: redis.Redis) -> No
     assert 'lambda_serving_delta_table_version{table="gold"} -1.0' in text
     assert "lambda_serving_speed_watermark_lag_seconds NaN" in text  # no speed watermark yet
     assert 'lambda_serving_hours_total{status="missing"} 7.0' in text
+
+
+def test_every_request_is_labelled_with_its_route_template(tmp_path: Path, r: redis.Redis) -> None:
+    """Not only FastAPI's own routes: plain routes, mounts and CORS preflights name their template."""
+    settings = make_settings(tmp_path, os.environ, LAMBDA_CORS_ORIGINS="https://ok.example")
+    with make_client(settings) as c:
+        hourly(c)
+        preflight = {"Origin": "https://ok.example", "Access-Control-Request-Method": "GET"}
+        assert c.options("/v1/revenue/hourly", headers=preflight).status_code == 200
+        assert c.get("/v1/reconciliation/2026-11-19").status_code == 404  # not computed
+        assert c.get("/openapi.json").status_code == 200
+        assert c.get("/swagger/swagger-ui-bundle.js").status_code == 200
+        assert c.get("/no/such/route").status_code == 404
+        text = c.get("/metrics").text
+    labels = {
+        line[line.index("{") + 1 : line.rindex("}")]
+        for line in text.splitlines()
+        if line.startswith("lambda_serving_request_duration_seconds_count{")
+    }
+    assert labels == {
+        'method="GET",route="/v1/revenue/hourly",status="200"',
+        'method="OPTIONS",route="/v1/revenue/hourly",status="200"',
+        'method="GET",route="/v1/reconciliation/{day}",status="404"',
+        'method="GET",route="/openapi.json",status="200"',
+        'method="GET",route="/swagger/{path}",status="200"',
+        'method="GET",route="unmatched",status="404"',  # only a path no route serves
+    }
 
 
 def test_openapi_docs_are_served_without_a_cdn(client: TestClient) -> None:

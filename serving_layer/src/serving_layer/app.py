@@ -16,7 +16,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -33,7 +33,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.routing import Match, Route
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lambda_contract.settings import Settings
@@ -108,9 +108,10 @@ def _json(doc: object, status: int = 200) -> Response:
 class RequestContext:
     """Pure ASGI middleware: request id, latency histogram per route, one JSON access log line."""
 
-    def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServingMetrics, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = routes  # the router's own list (routes added later are seen too)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -118,6 +119,7 @@ class RequestContext:
             return
         rid = _incoming_request_id(scope) or uuid.uuid4().hex
         token = request_id.set(rid)
+        root_path = scope.get("root_path", "")  # a Mount rewrites it in the shared scope
         started = time.perf_counter()
         status = 500
 
@@ -138,8 +140,7 @@ class RequestContext:
             raise
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = route_template(scope, root_path, self.routes)
             self.metrics.request_seconds.labels(template, scope["method"], str(status)).observe(elapsed)
             access_log.info(
                 "request",
@@ -152,6 +153,32 @@ class RequestContext:
                 },
             )
             request_id.reset(token)
+
+
+def route_template(scope: Scope, root_path: str, routes: Sequence[BaseRoute]) -> str:
+    """The path template of the route that served the request, e.g. `/v1/reconciliation/{day}`.
+
+    FastAPI's router leaves `scope["route"]` to the route classes: its own routes set it, plain
+    Starlette routes (`/openapi.json`) and mounts (`/static`, `/swagger`) do not, and a CORS
+    preflight never reaches the router. Those requests are matched here against the routes as
+    the router would (a full match first, else a partial one, e.g. another method), so only a
+    path no route serves is `unmatched` (a bounded label set: paths never become labels).
+    """
+    route = scope.get("route")
+    if route is None and routes:
+        probe = {**scope, "root_path": root_path}
+        partial = None
+        for candidate in routes:
+            match, _ = candidate.matches(probe)
+            if match is Match.FULL:
+                route = candidate
+                break
+            if match is Match.PARTIAL and partial is None:
+                partial = candidate
+        else:
+            route = partial
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(template) if template else "unmatched"
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
@@ -392,7 +419,7 @@ def create_app(
             allow_methods=["GET"],
             allow_headers=["Authorization", "X-Request-ID"],
         )
-    app.add_middleware(RequestContext, metrics=metrics)
+    app.add_middleware(RequestContext, metrics=metrics, routes=app.router.routes)
     auth = [Depends(require_token)]
 
     @app.exception_handler(ParamError)
