@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -58,27 +59,46 @@ def consumer_performance(topic: str, messages: int) -> dict[str, float]:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--events", type=int, default=2_000_000)
-    p.add_argument("--keep", action="store_true", help="keep the topic and keys")
+    p.add_argument("--keep", action="store_true", help="keep the topic and its truth (see --reuse)")
+    p.add_argument(
+        "--reuse",
+        type=Path,
+        metavar="DIR",
+        help="drain the topic a --keep run pre-loaded into DIR again (profiling; skips the pre-load)",
+    )
     args = p.parse_args()
-    work = REPO / ".local" / "bench" / f"speed-{uuid.uuid4().hex[:6]}"
-    work.mkdir(parents=True)
-    sb = Sandbox(work)
-    sb.create_topics()
+    result: dict[str, object] = {"events": args.events, "started": datetime.now(UTC).isoformat()}
+    if args.reuse:
+        work = args.reuse.resolve()
+        tag, truth = pickle.loads((work / "preloaded.pickle").read_bytes())  # noqa: S301 (written by --keep)
+        sb = Sandbox(work, tag=tag)
+        result["events"] = truth.records
+        for key in sb.redis().scan_iter(match=f"{sb.settings().redis_prefix}:*", count=1000):
+            sb.redis().delete(key)
+    else:
+        work = REPO / ".local" / "bench" / f"speed-{uuid.uuid4().hex[:6]}"
+        work.mkdir(parents=True)
+        sb = Sandbox(work)
+        sb.create_topics()
     topic = sb.topics["LAMBDA_TOPIC_ORDERS"]
     prefix = sb.settings().redis_prefix
-    result: dict[str, object] = {"events": args.events, "started": datetime.now(UTC).isoformat()}
+    keep = args.keep or args.reuse is not None
     try:
-        t0 = time.monotonic()
-        producer = OrdersProducer(BOOTSTRAP, topic)
-        config = GeneratorConfig(seed=7)
-        start = datetime(2026, 11, 24, tzinfo=UTC)
-        end = datetime(2026, 11, 25, tzinfo=UTC)
-        truth = compute_truth(send_all(history(config, start, end, args.events), producer.send))
-        producer.flush()
-        producer.check()
-        producer.close()
-        result["preload_s"] = round(time.monotonic() - t0, 1)
-        print(f"pre-loaded {truth.records} records in {result['preload_s']} s", flush=True)
+        if not args.reuse:
+            t0 = time.monotonic()
+            producer = OrdersProducer(BOOTSTRAP, topic)
+            config = GeneratorConfig(seed=7)
+            start = datetime(2026, 11, 24, tzinfo=UTC)
+            end = datetime(2026, 11, 25, tzinfo=UTC)
+            truth = compute_truth(send_all(history(config, start, end, args.events), producer.send))
+            producer.flush()
+            producer.check()
+            producer.close()
+            result["preload_s"] = round(time.monotonic() - t0, 1)
+            print(f"pre-loaded {truth.records} records in {result['preload_s']} s", flush=True)
+            if keep:
+                (work / "preloaded.pickle").write_bytes(pickle.dumps((sb.tag, truth)))
+                print(f"kept: --reuse {work}", flush=True)
 
         perf = consumer_performance(topic, truth.records)
         result["kafka_consumer_performance"] = perf
@@ -123,7 +143,7 @@ def main() -> int:
         (out / "speed_throughput.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
         return 0 if exact else 1
     finally:
-        if not args.keep:
+        if not keep:
             sb.delete_topics()
             sb.delete_keys()
 

@@ -91,15 +91,38 @@ def test_watermark_never_moves_back_and_ignores_end_of_input() -> None:
 
 
 def test_partition_progress_publishes_the_minimum_over_partitions() -> None:
-    vw = view()
+    vw = SpeedView(L, LATENESS_S, retention_s=7200, out_of_orderness_s=30, partitions=2, idle_timeout_s=10)
     vw.apply(Update("partition", 0, max_event_ms=100_000))
-    assert vw.watermark_ms == 100_000 - 30_000 - 1
+    vw.drain(now_ms=0)
+    assert vw.watermark_ms is None  # partition 1 has not been heard from and is not idle yet
     vw.apply(Update("partition", 1, max_event_ms=50_000))
-    assert vw.watermark_ms == 100_000 - 30_000 - 1  # a slower partition never moves it back
+    vw.drain(now_ms=1_000)
+    assert vw.watermark_ms == 50_000 - 30_000 - 1
     vw.apply(Update("partition", 1, max_event_ms=200_000))
+    vw.drain(now_ms=2_000)
     assert vw.watermark_ms == 100_000 - 30_000 - 1
-    vw.apply(Update("partition", 0, max_event_ms=300_000, watermark_ms=250_000))
-    assert vw.watermark_ms == 250_000
+    vw.apply(Update("partition", 1, max_event_ms=150_000))  # progress never moves back
+    vw.drain(now_ms=3_000)
+    assert vw.watermark_ms == 100_000 - 30_000 - 1
+
+
+def test_an_idle_partition_stops_holding_the_watermark_back() -> None:
+    vw = SpeedView(L, LATENESS_S, retention_s=7200, out_of_orderness_s=30, partitions=3, idle_timeout_s=10)
+    vw.apply(Update("partition", 0, max_event_ms=100_000))
+    vw.apply(Update("partition", 1, max_event_ms=400_000))
+    vw.drain(now_ms=0)
+    assert vw.watermark_ms is None  # partition 2 never had a record, but is not idle yet
+    vw.apply(Update("partition", 1, max_event_ms=500_000))
+    vw.drain(now_ms=9_999)
+    assert vw.watermark_ms is None
+    vw.apply(Update("partition", 1, max_event_ms=600_000))
+    vw.drain(now_ms=10_000)  # partitions 0 and 2 are idle now: partition 1 alone decides
+    assert vw.watermark_ms == 600_000 - 30_000 - 1
+    vw.drain(now_ms=30_000)  # everything idle: the watermark stays
+    assert vw.watermark_ms == 600_000 - 30_000 - 1
+    vw.apply(Update("partition", 0, max_event_ms=100_500))  # partition 0 wakes up behind it
+    vw.drain(now_ms=31_000)
+    assert vw.watermark_ms == 600_000 - 30_000 - 1
 
 
 def test_refresh_rewrites_open_hours_for_a_redis_that_lost_them() -> None:

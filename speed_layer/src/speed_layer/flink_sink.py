@@ -2,9 +2,9 @@
 
 It receives the aggregate changelog (a few hundred rows per second at most, never one row per
 event), hands each row to the pure `SpeedView`, and writes the resulting commands pipelined on a
-short processing-time tick. The same tick publishes the watermark (carried by the rows: PyFlink's
-timer service does not see the SQL watermark here) and, every refresh interval,
-rewrites the open hours so a Redis that lost its data heals.
+short processing-time tick. The same tick publishes the watermark (derived by the view from the
+partitions' progress rows) and, every refresh interval, rewrites the open hours so a Redis that
+lost its data heals.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +19,6 @@ from pyflink.common import Row, RowKind
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 
 from lambda_contract.settings import Settings
-from lambda_contract.windows import to_epoch_ms
 from speed_layer import checkpoints, redis_io
 from speed_layer.metrics import SpeedMetrics
 from speed_layer.view import MAX_WATERMARK, HSet, SpeedView, Update, metrics_of
@@ -44,15 +42,7 @@ def update_of(row: Row) -> Update:
         duplicates=int(row["duplicates"]),
         malformed=int(row["malformed"]),
         max_event_ms=row["max_event_ms"],
-        watermark_ms=_instant_ms(row["wm_text"]),
     )
-
-
-def _instant_ms(text: str | None) -> int | None:
-    """A TIMESTAMP_LTZ rendered as text in the UTC session zone, as epoch ms."""
-    if not text:
-        return None
-    return to_epoch_ms(datetime.fromisoformat(text).replace(tzinfo=UTC))
 
 
 class RedisSink(KeyedProcessFunction):  # type: ignore[misc]
@@ -74,7 +64,12 @@ class RedisSink(KeyedProcessFunction):  # type: ignore[misc]
         s = self.settings
         self._client = redis_io.connect(s)
         self._view = SpeedView(
-            s.redis_layout, s.allowed_lateness_s, s.speed_retention_s, s.out_of_orderness_s
+            s.redis_layout,
+            s.allowed_lateness_s,
+            s.speed_retention_s,
+            s.out_of_orderness_s,
+            partitions=s.topic_partitions,
+            idle_timeout_s=s.idle_timeout_s,
         )
         self._metrics = SpeedMetrics()
         self._metrics.serve(s.speed_metrics_port + 1)

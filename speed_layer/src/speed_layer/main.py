@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         from speed_layer import sql
 
         print(
+            sql.extract_query(),
+            sql.parts_query(),
             sql.classify_query(settings),
             sql.dlq_insert(),
             sql.late_insert(),

@@ -2,14 +2,17 @@
 
 Data flow (every per-event step runs in the JVM):
 
-  orders_src (Kafka, raw bytes; watermark on the readable event time, per partition, idleness)
-    -> classified: validate (reason), dedup by event_id (occurrence number, state TTL),
-       lateness against max(current watermark, max watermark seen so far: checkpointed state,
-       so a restored job never moves its watermark back), kind = valid | duplicate | late | malformed
+  orders_src (Kafka, raw bytes and metadata)
+    -> extracted: each JSON parse and whole-text regex of the validation, once per record
+    -> parts: values the rules use several times (amount text, event-time parts), once
+       (DataStream boundaries separate the steps, so the planner cannot inline them again)
+    -> classified: validate (reason), progress of the record's own partition (newest valid
+       event time, OVER state), dedup by event_id (occurrence number, state TTL), lateness;
+       kind = valid | duplicate | late | malformed
     -> DLQ (malformed) and late topics (Kafka sinks)
-    -> updates: per 0.5 s processing-time slice partial sums, then running absolute totals per
-       (hour, region, category, currency) and per (date, reason): a changelog of a few hundred
-       rows per second at most, which is all the Python Redis sink sees.
+    -> updates: running absolute totals per (hour, region, category, currency), per
+       (date, reason) and per partition (progress), aggregated in mini-batches: a changelog of
+       a few hundred rows per second at most, which is all the Python Redis sink sees.
 
 No host names or topic names appear in SQL text: connectors are configured through option maps.
 """
@@ -25,6 +28,8 @@ from lambda_contract.windows import HOUR_MS
 from speed_layer import validation_sql as v
 
 SOURCE_TABLE: Final = "orders_src"
+EXTRACTED_VIEW: Final = "extracted"
+PARTS_VIEW: Final = "parts"
 DLQ_TABLE: Final = "dlq_sink"
 LATE_TABLE: Final = "late_sink"
 CLASSIFIED_VIEW: Final = "classified"
@@ -51,26 +56,27 @@ class Column:
 
 
 def source_columns() -> list[Column]:
-    """orders_src: the raw value, Kafka metadata, processing time and the readable event time."""
-    cols = v.ColumnNames(payload="payload", text=v.text_expr())
+    """orders_src: the raw value and its Kafka metadata (no computed columns: see extract_query)."""
     return [
         Column("payload", "BYTES"),
         Column("kpartition", "INT", metadata="partition"),
         Column("koffset", "BIGINT", metadata="offset"),
         Column("kts", "TIMESTAMP_LTZ(3)", metadata="timestamp"),
-        Column("pt", "TIMESTAMP_LTZ(3)", expression="PROCTIME()"),
-        # The rowtime: the event_time field of any record that has a valid one (NULL rowtimes
-        # never move the watermark).
-        Column(
-            "et",
-            "TIMESTAMP_LTZ(3)",
-            expression=f"TO_TIMESTAMP_LTZ({v.event_time_field_ms_expr(cols)}, 3)",
-        ),
     ]
 
 
-def watermark_expr(settings: Settings) -> str:
-    return f"et - INTERVAL '{settings.out_of_orderness_s}' SECOND"
+def extract_query() -> str:
+    """orders_src -> the raw record plus the validation's expensive calls, each evaluated once."""
+    return f"SELECT *,\n  {_select_list(v.extract_columns('payload'))}\nFROM {SOURCE_TABLE}"
+
+
+def parts_query() -> str:
+    """extracted -> plus the derived values the rules read several times, each evaluated once."""
+    return f"SELECT *,\n  {_select_list(v.part_columns())}\nFROM {EXTRACTED_VIEW}"
+
+
+def _select_list(columns: list[tuple[str, str]]) -> str:
+    return ",\n  ".join(f"{expr} AS {alias}" for expr, alias in columns)
 
 
 def source_options(settings: Settings, *, bounded: bool, group_id: str) -> dict[str, str]:
@@ -126,90 +132,70 @@ def late_options(settings: Settings) -> dict[str, str]:
 
 
 def classify_query(settings: Settings) -> str:
-    """orders_src -> one insert-only row per record: its kind and what the later steps need.
+    """parts -> one insert-only row per record: its kind and what the later steps need.
 
     Order of decisions as in the contract: validate, then dedup by event_id (first arrival
     wins: a later copy is a duplicate, never late), then lateness of first arrivals.
 
-    Flink's watermark starts from nothing after a restore. The watermark the sink publishes (which
-    closes hours) is therefore the highest of the current watermark and a floor kept in OVER-aggregate state (restored with
-    the checkpoint, so it matches the restored offsets): the highest watermark earlier rows saw,
-    and min over partitions of (newest event time - out-of-orderness - 1 ms), which is what
-    Flink's watermark reached after those rows even when no later row carried it (a burst).
-    Partitions are those of LAMBDA_TOPIC_PARTITIONS; until every one of them has had a valid
-    record, the progress term is unknown (NULL), so one partition read ahead cannot close hours.
+    Lateness is judged by the watermark of the partition the event arrives on: the newest valid
+    event time seen on that partition (OVER state, so a restored job continues from its
+    checkpoint) minus the out-of-orderness and 1 ms. Kafka orders records within a partition
+    only, so this is the one lateness decision that a live run, a catch-up and a replay all make
+    identically; a watermark over all partitions would depend on how fast each partition happened
+    to be read. The watermark the sink publishes (which closes hours) is the minimum of these
+    partition watermarks over partitions that are not idle (see view.SpeedView).
 
-    Lateness is judged by the watermark of the partition the event arrives on (its newest event
-    time - out-of-orderness - 1 ms, in OVER state): Kafka orders records within a partition only,
-    so this is the one lateness decision that a live run, a catch-up and a replay from a
-    checkpoint all make identically. Taking the minimum over partitions instead (Flink's own
-    watermark) makes it depend on how fast each partition happened to be read, and idleness can
-    push it past partitions that still hold a backlog. `wm_floor` still drives the watermark the
-    sink publishes (hour status).
+    The validation CASE is evaluated once per record: it sits in the projection below the first
+    OVER, which is computed for every record (malformed ones included) so nothing filters on it.
     """
-    cols = v.ColumnNames(payload="payload", text="txt")
-    amount_cols = v.ColumnNames(payload="payload", text="txt")
+    x = v.Extracted()
     close_ms = f"{v.hour_start_ms_expr('et_ms')} + {HOUR_MS + settings.allowed_lateness_s * 1000}"
-    zero = _decimal("0")
-    amount = v.amount_expr(amount_cols)
-    parts = range(settings.topic_partitions)
-    progress_cols = ", ".join(
-        f"MAX(CASE WHEN kpartition = {p} THEN et_ms END) OVER w AS p{p}_max" for p in parts
-    )
-    missing = " OR ".join(f"p{p}_max IS NULL" for p in parts)
-    least = ", ".join(f"p{p}_max" for p in parts)
     lag_ms = settings.out_of_orderness_s * 1000 + 1
-    least_expr = f"LEAST({least})" if settings.topic_partitions > 1 else least
-    progress_floor = f"(CASE WHEN {missing} THEN CAST(NULL AS BIGINT) ELSE {least_expr} - {lag_ms} END)"
-    own_progress = "(CASE kpartition " + " ".join(f"WHEN {p} THEN p{p}_max" for p in parts) + " END)"
+    # TRY_CAST: computed for every record; for a valid one the text passed the amount checks.
+    amount = f"TRY_CAST({x.amount_text} AS DECIMAL({AMOUNT_PRECISION}, {AMOUNT_SCALE}))"
+    rows = "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
+    malformed_day = _day_start_ms("COALESCE(et_ms, " + _epoch_ms("kts") + ")")
+
+    def valid_only(column: str, default: str = "''") -> str:
+        return f"CASE WHEN reason IS NULL THEN {column} ELSE {default} END"
+
     return f"""
 WITH parsed AS (
-  SELECT payload, txt, kpartition, koffset, kts, pt,
-    {v.reason_expr(cols)} AS reason,
-    {v.readable_event_time_ms_expr(cols)} AS et_ms,
-    CURRENT_WATERMARK(et) AS wm
-  FROM (SELECT *, {v.text_expr()} AS txt FROM {SOURCE_TABLE})
-),
-floored AS (
-  SELECT *,
-    {v.field_value_expr("event_id", cols)} AS event_id,
-    MAX(wm) OVER w AS wm_seen,
-    {progress_cols}
-  FROM parsed WHERE reason IS NULL
-  WINDOW w AS (ORDER BY pt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+  SELECT payload, kpartition, koffset, kts, pt,
+    {v.reason_expr(x)} AS reason,
+    {v.readable_event_time_ms_expr(x)} AS et_ms,
+    {v.field_value_expr("event_id", x)} AS event_id,
+    {v.field_value_expr("region", x)} AS region,
+    {v.field_value_expr("category", x)} AS category,
+    {v.field_value_expr("currency", x)} AS currency,
+    {v.field_value_expr("event_type", x)} = 'purchase' AS is_purchase,
+    {amount} AS amount
+  FROM {PARTS_VIEW}
 ),
 progressed AS (
-  SELECT *, {_greatest_ltz("wm_seen", f"TO_TIMESTAMP_LTZ({progress_floor}, 3)")} AS wm_floor
-  FROM floored
+  SELECT *, MAX(CASE WHEN reason IS NULL THEN et_ms END) OVER (
+    PARTITION BY kpartition ORDER BY pt {rows}) AS partition_max
+  FROM parsed
 ),
 numbered AS (
   SELECT *, COUNT(*) OVER (
-    PARTITION BY event_id ORDER BY pt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS occ
+    PARTITION BY CASE WHEN reason IS NULL THEN event_id END ORDER BY pt {rows}) AS occ
   FROM progressed
 )
 SELECT
-  CASE WHEN occ > 1 THEN '{KIND_DUPLICATE}'
-       WHEN {own_progress} - {lag_ms} >= {close_ms} THEN '{KIND_LATE}'
+  CASE WHEN reason IS NOT NULL THEN '{KIND_MALFORMED}'
+       WHEN occ > 1 THEN '{KIND_DUPLICATE}'
+       WHEN partition_max - {lag_ms} >= {close_ms} THEN '{KIND_LATE}'
        ELSE '{KIND_VALID}' END AS kind,
-  CAST(NULL AS STRING) AS reason, payload, txt, kpartition, koffset, et_ms, wm_floor AS wm,
-  {v.hour_start_ms_expr("et_ms")} AS bucket_ms,
-  {v.field_value_expr("region", cols)} AS region,
-  {v.field_value_expr("category", cols)} AS category,
-  {v.field_value_expr("currency", cols)} AS currency,
-  CASE WHEN {v.field_value_expr("event_type", cols)} = 'purchase' THEN {amount} ELSE -{amount} END AS rev,
-  CASE WHEN {v.field_value_expr("event_type", cols)} = 'purchase' THEN 1 ELSE 0 END AS is_purchase
+  reason, payload, kpartition, koffset, et_ms,
+  {valid_only(v.hour_start_ms_expr("et_ms"), malformed_day)} AS bucket_ms,
+  {valid_only("region")} AS region,
+  {valid_only("category")} AS category,
+  {valid_only("currency")} AS currency,
+  {valid_only("CASE WHEN is_purchase THEN amount ELSE -amount END", _decimal("0"))} AS rev,
+  CASE WHEN reason IS NULL AND is_purchase THEN 1 ELSE 0 END AS is_purchase
 FROM numbered
-UNION ALL
-SELECT '{KIND_MALFORMED}' AS kind, reason, payload, txt, kpartition, koffset, et_ms, wm,
-  {_day_start_ms("COALESCE(et_ms, " + _epoch_ms("kts") + ")")} AS bucket_ms,
-  '' AS region, '' AS category, '' AS currency, {zero} AS rev, 0 AS is_purchase
-FROM parsed WHERE reason IS NOT NULL
 """  # noqa: S608 (contract constants and integer settings only)
-
-
-def _greatest_ltz(a: str, b: str) -> str:
-    """GREATEST that ignores a NULL side (SQL's GREATEST is NULL when any argument is)."""
-    return f"COALESCE(GREATEST({a}, {b}), {a}, {b})"
 
 
 def _epoch_ms(ltz: str) -> str:
@@ -227,7 +213,7 @@ def dlq_insert() -> str:
     return f"""
 INSERT INTO {DLQ_TABLE}
 SELECT reason,
-  CASE WHEN reason = '{Reason.NOT_UTF8.value}' THEN CAST(NULL AS STRING) ELSE txt END,
+  CASE WHEN reason = '{Reason.NOT_UTF8.value}' THEN CAST(NULL AS STRING) ELSE CAST(payload AS STRING) END,
   CASE WHEN reason = '{Reason.NOT_UTF8.value}' THEN TO_BASE64(payload) ELSE CAST(NULL AS STRING) END,
   kpartition, koffset, DATE_FORMAT(pt, {stamp})
 FROM {CLASSIFIED_VIEW} WHERE kind = '{KIND_MALFORMED}'
@@ -238,71 +224,49 @@ def late_insert() -> str:
     return f"INSERT INTO {LATE_TABLE} SELECT payload FROM {CLASSIFIED_VIEW} WHERE kind = '{KIND_LATE}'"  # noqa: S608
 
 
-def updates_query(settings: Settings, *, bounded: bool = False) -> str:
-    """Absolute totals per hour and key, and per date and reason: the changelog the sink writes.
+def updates_query(settings: Settings) -> str:
+    """Absolute totals per hour and key, per date and reason, and per partition: what the sink writes.
 
     Sums are DECIMAL(38,4) handed over as their exact text (PyFlink's DataStream type bridge
-    cannot carry DECIMAL); the sink parses them with Decimal.
-
-    A 1 s processing-time slice pre-aggregates first, so a running total changes at most once
-    per key and second. Totals keep their state for the speed retention (late counters of a
-    closed hour can still grow); only the dedup state uses LAMBDA_DEDUP_TTL_S.
-
-    Bounded runs pre-aggregate without the processing-time slice: Flink does not fire pending
-    processing-time windows when a bounded source ends, so the last second's slices would be
-    lost; a plain GROUP BY has emitted every update by the end of the input.
+    cannot carry DECIMAL); the sink parses them with Decimal. Mini-batch aggregation (see
+    table_config) changes a running total at most once per key and batch, in streaming and
+    bounded runs alike (a bounded run flushes the last batch at the end of the input).
+    Totals keep their state for the speed retention (late counters of a closed hour can still
+    grow); only the dedup and progress states use LAMBDA_DEDUP_TTL_S.
     """
     zero = _decimal("0")
     ttl = f"{settings.speed_retention_s} s"
-    if bounded:
-        source, window = CLASSIFIED_VIEW, ""
-    else:
-        source = f"TABLE(TUMBLE(TABLE {CLASSIFIED_VIEW}, DESCRIPTOR(pt), INTERVAL '1' SECOND))"
-        window = "window_start, window_end, "
 
     def money(kind: str) -> str:
-        return f"SUM(CASE WHEN kind = '{kind}' THEN rev ELSE {zero} END)"
+        return f"CAST(CAST(SUM(CASE WHEN kind = '{kind}' THEN rev ELSE {zero} END) AS {SUM_TYPE}) AS STRING)"
 
     def count(kind: str, cond: str = "TRUE") -> str:
         return f"SUM(CASE WHEN kind = '{kind}' AND {cond} THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END)"
 
     return f"""
-WITH slices AS (
-  SELECT bucket_ms, region, category, currency, reason,
-    {money(KIND_VALID)} AS revenue,
-    {count(KIND_VALID, "is_purchase = 1")} AS orders,
-    {count(KIND_VALID, "is_purchase = 0")} AS refunds,
-    {count(KIND_VALID)} AS events,
-    {money(KIND_LATE)} AS late_revenue,
-    {count(KIND_LATE, "is_purchase = 1")} AS late_orders,
-    {count(KIND_LATE, "is_purchase = 0")} AS late_refunds,
-    {count(KIND_LATE)} AS late_events,
-    {count(KIND_DUPLICATE)} AS duplicates,
-    {count(KIND_MALFORMED)} AS malformed
-  FROM {source}
-  GROUP BY {window}bucket_ms, region, category, currency, reason
-)
 SELECT /*+ STATE_TTL('s' = '{ttl}') */
   CASE WHEN reason IS NULL THEN '{UPDATE_HOUR}' ELSE '{UPDATE_DLQ}' END AS update_kind,
   bucket_ms, region, category, currency, COALESCE(reason, '') AS reason,
-  CAST(CAST(SUM(revenue) AS {SUM_TYPE}) AS STRING) AS revenue, SUM(orders) AS orders, SUM(refunds) AS refunds,
-  SUM(events) AS events, CAST(CAST(SUM(late_revenue) AS {SUM_TYPE}) AS STRING) AS late_revenue,
-  SUM(late_orders) AS late_orders, SUM(late_refunds) AS late_refunds, SUM(late_events) AS late_events,
-  SUM(duplicates) AS duplicates, SUM(malformed) AS malformed,
-  CAST(NULL AS BIGINT) AS max_event_ms, CAST(NULL AS STRING) AS wm_text
-FROM slices AS s
+  {money(KIND_VALID)} AS revenue,
+  {count(KIND_VALID, "is_purchase = 1")} AS orders,
+  {count(KIND_VALID, "is_purchase = 0")} AS refunds,
+  {count(KIND_VALID)} AS events,
+  {money(KIND_LATE)} AS late_revenue,
+  {count(KIND_LATE, "is_purchase = 1")} AS late_orders,
+  {count(KIND_LATE, "is_purchase = 0")} AS late_refunds,
+  {count(KIND_LATE)} AS late_events,
+  {count(KIND_DUPLICATE)} AS duplicates,
+  {count(KIND_MALFORMED)} AS malformed,
+  CAST(NULL AS BIGINT) AS max_event_ms
+FROM {CLASSIFIED_VIEW} AS s
 GROUP BY bucket_ms, region, category, currency, reason
 UNION ALL
 SELECT /*+ STATE_TTL('p' = '{ttl}') */
   '{UPDATE_PARTITION}', CAST(kpartition AS BIGINT), '', '', '', '',
   '0', CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), '0', CAST(0 AS BIGINT),
   CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT),
-  MAX(max_event_ms), CAST(MAX(wm) AS STRING)
-FROM (
-  SELECT kpartition, MAX(et_ms) AS max_event_ms, MAX(wm) AS wm
-  FROM {source}
-  GROUP BY {window}kpartition
-) AS p
+  MAX(CASE WHEN kind <> '{KIND_MALFORMED}' THEN et_ms END)
+FROM {CLASSIFIED_VIEW} AS p
 GROUP BY kpartition
 """  # noqa: S608 (contract constants and integer settings only)
 
@@ -311,11 +275,13 @@ def table_config(settings: Settings) -> dict[str, str]:
     """Planner and runtime options the SQL above relies on."""
     return {
         "table.local-time-zone": "UTC",
-        "table.exec.source.idle-timeout": f"{settings.idle_timeout_s} s",
-        # Default state TTL = the dedup horizon (the dedup and watermark-floor OVER states);
+        # Default state TTL = the dedup horizon (the dedup and partition-progress OVER states);
         # the totals override it with a STATE_TTL hint.
         "table.exec.state.ttl": f"{settings.dedup_ttl_s} s",
-        "pipeline.auto-watermark-interval": "200 ms",
+        # Aggregates emit once per key and batch, not once per event (early results within 2 s).
+        "table.exec.mini-batch.enabled": "true",
+        "table.exec.mini-batch.allow-latency": "500 ms",
+        "table.exec.mini-batch.size": "20000",
     }
 
 

@@ -36,7 +36,7 @@ from lambda_contract.events import (
 from lambda_contract.windows import HOUR_MS
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Python's json module accepts exactly these blanks around a document.
+# Python's json module accepts exactly these blanks around a document and its tokens.
 _JSON_BLANK: Final = r"[ \t\n\r]"
 # A complete JSON scalar document (number, true, false, null); objects, arrays and strings are
 # recognised by their closing character instead.
@@ -60,128 +60,6 @@ def _regexp(expr: str, pattern: str) -> str:
     return f"REGEXP({expr}, {sql_string(java_regex(pattern))})"
 
 
-@dataclass(frozen=True)
-class ColumnNames:
-    """Input column names the expressions refer to."""
-
-    payload: str = "payload"  # BYTES, the raw Kafka value (NULL for a tombstone)
-    text: str = "txt"  # STRING, CAST(payload AS STRING)
-
-
-def text_expr(cols: ColumnNames = ColumnNames()) -> str:
-    return f"CAST({cols.payload} AS STRING)"
-
-
-def value_expr(rule: FieldRule, cols: ColumnNames = ColumnNames()) -> str:
-    """The field's scalar text (a string's content, a number's canonical text), else NULL."""
-    return f"JSON_VALUE({cols.text}, {_path(rule.name)})"
-
-
-def wrapped_expr(rule: FieldRule, cols: ColumnNames = ColumnNames()) -> str:
-    """The field as JSON text inside `[...]`; NULL when absent or JSON null."""
-    return f"JSON_QUERY({cols.text}, {_path(rule.name)} WITH UNCONDITIONAL ARRAY WRAPPER)"
-
-
-def _json_type_char(rule: FieldRule, cols: ColumnNames) -> str:
-    return f"SUBSTRING({wrapped_expr(rule, cols)} FROM 2 FOR 1)"
-
-
-def is_string_expr(rule: FieldRule, cols: ColumnNames = ColumnNames()) -> str:
-    return f"({_json_type_char(rule, cols)} = '\"')"
-
-
-def is_number_expr(rule: FieldRule, cols: ColumnNames = ColumnNames()) -> str:
-    return f"({_json_type_char(rule, cols)} IN ('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'))"
-
-
-def amount_text_expr(rule: FieldRule, cols: ColumnNames = ColumnNames()) -> str:
-    """The amount's text as the contract defines it; NULL for any other JSON type.
-
-    A string gives its content. A number gives its literal as written in the payload: the last
-    `"name": <number>` occurrence (the last duplicate key wins, as in Python), used only if it
-    denotes the same value as Flink's parsed number, else Flink's canonical text.
-    """
-    value = value_expr(rule, cols)
-    literal_regex = rf"^[\s\S]*\"{re.escape(rule.name)}\"{_JSON_BLANK}*:{_JSON_BLANK}*({_NUMBER_LITERAL})"
-    literal = f"REGEXP_EXTRACT({cols.text}, {sql_string(literal_regex)}, 1)"
-    same_value = f"TRY_CAST({literal} AS DOUBLE) = TRY_CAST({value} AS DOUBLE)"
-    return (
-        f"(CASE WHEN {is_string_expr(rule, cols)} THEN {value} "
-        f"WHEN {is_number_expr(rule, cols)} THEN "
-        f"(CASE WHEN {literal} IS NOT NULL AND {same_value} THEN {literal} ELSE {value} END) "
-        "END)"
-    )
-
-
-# --- event time -------------------------------------------------------------------------------
-
-# Once the RFC 3339 pattern matched, every component sits at a fixed position:
-# yyyy-MM-ddTHH:mm:ss[.f{1,9}](Z|+hh:mm)
-
-
-def _num(value: str, start: int, length: int) -> str:
-    return f"TRY_CAST(SUBSTRING({value} FROM {start} FOR {length}) AS BIGINT)"
-
-
-def _components(value: str) -> tuple[str, str, str, str, str, str, str, str, str]:
-    y, mo, d, h, mi, s = (_num(value, a, n) for a, n in ((1, 4), (6, 2), (9, 2), (12, 2), (15, 2), (18, 2)))
-    zulu = f"(SUBSTRING({value} FROM CHAR_LENGTH({value})) = 'Z')"
-    offset = f"SUBSTRING({value} FROM CHAR_LENGTH({value}) - 5)"
-    return y, mo, d, h, mi, s, zulu, offset, f"(CASE WHEN {zulu} THEN 1 ELSE 6 END)"
-
-
-def _div(a: str, b: int) -> str:
-    """Division of a non-negative BIGINT: Flink truncates integer division, which is floor here."""
-    return f"(CAST({a} AS BIGINT) / {b})"
-
-
-def _calendar_ok(value: str) -> str:
-    y, mo, d, h, mi, s, zulu, offset, _ = _components(value)
-    off_h = f"TRY_CAST(SUBSTRING({offset} FROM 2 FOR 2) AS BIGINT)"
-    off_m = f"TRY_CAST(SUBSTRING({offset} FROM 5 FOR 2) AS BIGINT)"
-    leap = f"((MOD({y}, 4) = 0 AND MOD({y}, 100) <> 0) OR MOD({y}, 400) = 0)"
-    month_days = (
-        f"(CASE WHEN {mo} = 2 THEN (CASE WHEN {leap} THEN 29 ELSE 28 END) "
-        f"WHEN {mo} IN (4, 6, 9, 11) THEN 30 ELSE 31 END)"
-    )
-    offset_ok = f"({zulu} OR ({off_h} <= 23 AND {off_m} <= 59))"
-    return (
-        f"({_regexp(value, RFC3339_PATTERN)} AND {y} >= 1 AND {mo} BETWEEN 1 AND 12 "
-        f"AND {d} BETWEEN 1 AND {month_days} AND {h} <= 23 AND {mi} <= 59 AND {s} <= 59 AND {offset_ok})"
-    )
-
-
-def event_time_ms_expr(value: str) -> str:
-    """Epoch milliseconds (UTC) of an RFC 3339 text, NULL unless it is a real calendar instant.
-
-    The calendar is checked explicitly (Flink's parsers are lenient: Feb 30 would roll over) and
-    the instant is computed with integer arithmetic (days from the civil date, proleptic
-    Gregorian like Python), so an offset such as +05:30 is applied exactly. The fraction is
-    truncated to milliseconds.
-    """
-    y, mo, d, h, mi, s, zulu, offset, offset_len = _components(value)
-    digits = (
-        f"(CASE WHEN SUBSTRING({value} FROM 20 FOR 1) = '.' "
-        f"THEN SUBSTRING({value} FROM 21 FOR CHAR_LENGTH({value}) - 20 - {offset_len}) ELSE '' END)"
-    )
-    millis = f"TRY_CAST(SUBSTRING(CONCAT({digits}, '000') FROM 1 FOR 3) AS BIGINT)"
-    off_h = f"TRY_CAST(SUBSTRING({offset} FROM 2 FOR 2) AS BIGINT)"
-    off_m = f"TRY_CAST(SUBSTRING({offset} FROM 5 FOR 2) AS BIGINT)"
-    yy = f"({y} - (CASE WHEN {mo} <= 2 THEN 1 ELSE 0 END))"
-    era = _div(yy, 400)
-    yoe = f"({yy} - {era} * 400)"
-    doy = f"({_div(f'153 * MOD({mo} + 9, 12) + 2', 5)} + {d} - 1)"
-    doe = f"({yoe} * 365 + {_div(yoe, 4)} - {_div(yoe, 100)} + {doy})"
-    days = f"({era} * 146097 + {doe} - 719468)"
-    local_ms = f"((({days} * 24 + {h}) * 60 + {mi}) * 60 + {s}) * 1000 + {millis}"
-    offset_ms = (
-        f"(CASE WHEN {zulu} THEN 0 ELSE "
-        f"(CASE WHEN SUBSTRING({offset} FROM 1 FOR 1) = '-' THEN -1 ELSE 1 END) "
-        f"* ({off_h} * 60 + {off_m}) * 60000 END)"
-    )
-    return f"(CASE WHEN {_calendar_ok(value)} THEN CAST({local_ms} - {offset_ms} AS BIGINT) END)"
-
-
 def _rule(name: str) -> FieldRule:
     return next(r for r in RULES if r.name == name)
 
@@ -190,23 +68,174 @@ EVENT_TIME_RULE: Final = next(r for r in RULES if r.kind is FieldKind.TIMESTAMP)
 AMOUNT_RULE: Final = next(r for r in RULES if r.kind is FieldKind.AMOUNT)
 
 
-def event_time_field_ms_expr(cols: ColumnNames = ColumnNames()) -> str:
-    """The event_time field's instant when it passes the timestamp rule, else NULL.
+@dataclass(frozen=True)
+class Extracted:
+    """Column names of the two preparing steps, which the rules read.
 
-    Only a JSON string can match the RFC 3339 pattern (a number's text has no 'T'), so no type
-    check is needed. Cheap enough for the source's watermark, but it also reads a time from a
-    payload that is not a complete JSON object (see readable_event_time_ms_expr).
+    Flink does not share common subexpressions: an expression that names a column defined in a
+    sub-select is inlined, so a JSON function referenced ten times parses the document ten times.
+    The job therefore runs two steps behind DataStream boundaries (which the planner cannot
+    merge across): `extract_columns` evaluates each JSON call once, `part_columns` derives
+    each value the rules use several times (the amount's text, the event time's parts) once.
     """
-    return event_time_ms_expr(value_expr(EVENT_TIME_RULE, cols))
+
+    document: str = "doc_reason"  # the document-level reason (empty, not UTF-8, not JSON, ...)
+    amount_literal: str = "amount_literal"  # a number amount's literal text in the payload
+    amount_text: str = "amount_text"  # the amount's text as the contract defines it (parts step)
+
+    def time_parts(self) -> dict[str, str]:
+        """The event time's parts (parts step), by TIME_PARTS name."""
+        return {name: f"et_{name}" for name in TIME_PARTS}
+
+    def wrapped(self, rule: FieldRule) -> str:
+        """The field as JSON text inside `[...]` (NULL when absent or JSON null)."""
+        return f"w_{rule.name}"
+
+    def scalar(self, rule: FieldRule) -> str:
+        """JSON_VALUE of the field: a string's content or a number's canonical text, else NULL."""
+        return f"s_{rule.name}"
 
 
-def readable_event_time_ms_expr(cols: ColumnNames = ColumnNames()) -> str:
+def extract_columns(payload: str = "payload", x: Extracted = Extracted()) -> list[tuple[str, str]]:
+    """(expression, alias) pairs over the raw payload: every JSON parse and whole-text regex of the
+    validation, each once. Everything else is cheap string arithmetic on these columns."""
+    text = f"CAST({payload} AS STRING)"
+    out = [(_document_reason(payload, text), x.document)]
+    for rule in RULES:
+        path = _path(rule.name)
+        out.append((f"JSON_QUERY({text}, {path} WITH UNCONDITIONAL ARRAY WRAPPER)", x.wrapped(rule)))
+        out.append((f"JSON_VALUE({text}, {path})", x.scalar(rule)))
+    # A number amount's literal as written: the last `"amount": <number>` occurrence (the last
+    # duplicate key wins, as in Python); amount_text_expr checks it denotes the parsed value.
+    # Searched forwards from its literal start (fast), with a look-ahead for a later occurrence.
+    key = rf"\"{re.escape(AMOUNT_RULE.name)}\"{_JSON_BLANK}*:{_JSON_BLANK}*"
+    literal_regex = rf"{key}({_NUMBER_LITERAL})(?![\s\S]*{key}{_NUMBER_LITERAL})"
+    out.append((f"REGEXP_EXTRACT({text}, {sql_string(literal_regex)}, 1)", x.amount_literal))
+    return out
+
+
+def part_columns(x: Extracted = Extracted()) -> list[tuple[str, str]]:
+    """(expression, alias) pairs over the extraction step's columns: derived values, each once."""
+    out = [(amount_text_expr(AMOUNT_RULE, x), x.amount_text)]
+    # Only a JSON string can match the RFC 3339 pattern (a number's text has no 'T'): no type check.
+    parts = time_part_exprs(x.scalar(EVENT_TIME_RULE))
+    out += [(parts[name], column) for name, column in x.time_parts().items()]
+    return out
+
+
+def _json_type_char(rule: FieldRule, x: Extracted) -> str:
+    return f"SUBSTRING({x.wrapped(rule)} FROM 2 FOR 1)"
+
+
+def is_string_expr(rule: FieldRule, x: Extracted = Extracted()) -> str:
+    return f"({_json_type_char(rule, x)} = '\"')"
+
+
+def is_number_expr(rule: FieldRule, x: Extracted = Extracted()) -> str:
+    return f"({_json_type_char(rule, x)} IN ('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'))"
+
+
+def value_expr(rule: FieldRule, x: Extracted = Extracted()) -> str:
+    """A string field's content, NULL for any other JSON type."""
+    return f"(CASE WHEN {is_string_expr(rule, x)} THEN {x.scalar(rule)} END)"
+
+
+def amount_text_expr(rule: FieldRule, x: Extracted = Extracted()) -> str:
+    """The amount's text as the contract defines it; NULL for any other JSON type.
+
+    A string gives its content. A number gives its literal as written in the payload, used only
+    if it denotes the same value as the parsed number, else Flink's canonical text.
+    """
+    literal = x.amount_literal
+    same_value = f"TRY_CAST({literal} AS DOUBLE) = TRY_CAST({x.scalar(rule)} AS DOUBLE)"
+    return (
+        f"(CASE WHEN {is_string_expr(rule, x)} THEN {value_expr(rule, x)} "
+        f"WHEN {is_number_expr(rule, x)} THEN "
+        f"(CASE WHEN {literal} IS NOT NULL AND {same_value} THEN {literal} ELSE {x.scalar(rule)} END) "
+        "END)"
+    )
+
+
+# --- event time -------------------------------------------------------------------------------
+
+# Once the RFC 3339 pattern matched, every component sits at a fixed position:
+# yyyy-MM-ddTHH:mm:ss[.f{1,9}](Z|+hh:mm). The parts step cuts them out once (columns named
+# after TIME_PARTS); the checks and the instant are integer arithmetic on those columns.
+TIME_PARTS: Final = ("y", "mo", "d", "h", "mi", "s", "milli", "off_h", "off_m", "off_sign")
+
+
+def _num(value: str, start: int | str, length: int | str) -> str:
+    return f"TRY_CAST(SUBSTRING({value} FROM {start} FOR {length}) AS BIGINT)"
+
+
+def time_part_exprs(value: str) -> dict[str, str]:
+    """Each part of an RFC 3339 text as a BIGINT expression (NULL unless the pattern matched)."""
+    fields = dict(zip(TIME_PARTS[:6], ((1, 4), (6, 2), (9, 2), (12, 2), (15, 2), (18, 2)), strict=True))
+    parts = {name: _num(value, a, n) for name, (a, n) in fields.items()}
+    zulu = f"(RIGHT({value}, 1) = 'Z')"
+    offset_len = f"(CASE WHEN {zulu} THEN 1 ELSE 6 END)"
+    digits = (
+        f"(CASE WHEN SUBSTRING({value} FROM 20 FOR 1) = '.' "
+        f"THEN SUBSTRING({value} FROM 21 FOR CHAR_LENGTH({value}) - 20 - {offset_len}) ELSE '' END)"
+    )
+    parts["milli"] = f"TRY_CAST(SUBSTRING(CONCAT({digits}, '000') FROM 1 FOR 3) AS BIGINT)"
+    offset = f"RIGHT({value}, 6)"
+    parts["off_h"] = f"(CASE WHEN {zulu} THEN 0 ELSE {_num(offset, 2, 2)} END)"
+    parts["off_m"] = f"(CASE WHEN {zulu} THEN 0 ELSE {_num(offset, 5, 2)} END)"
+    parts["off_sign"] = f"(CASE WHEN LEFT({offset}, 1) = '-' THEN -1 ELSE 1 END)"
+    matched = _regexp(value, RFC3339_PATTERN)
+    return {name: f"(CASE WHEN {matched} THEN {expr} END)" for name, expr in parts.items()}
+
+
+def _div(a: str, b: int) -> str:
+    """Division of a non-negative BIGINT: Flink truncates integer division, which is floor here."""
+    return f"(CAST({a} AS BIGINT) / {b})"
+
+
+def calendar_ok_expr(part: dict[str, str]) -> str:
+    """The parts form a real calendar instant (Flink's parsers are lenient: Feb 30 would roll over).
+
+    `part` maps TIME_PARTS to column names (or expressions); a NULL year means no pattern match.
+    """
+    y, mo, d = part["y"], part["mo"], part["d"]
+    leap = f"((MOD({y}, 4) = 0 AND MOD({y}, 100) <> 0) OR MOD({y}, 400) = 0)"
+    month_days = (
+        f"(CASE WHEN {mo} = 2 THEN (CASE WHEN {leap} THEN 29 ELSE 28 END) "
+        f"WHEN {mo} IN (4, 6, 9, 11) THEN 30 ELSE 31 END)"
+    )
+    return (
+        f"({y} IS NOT NULL AND {y} >= 1 AND {mo} BETWEEN 1 AND 12 AND {d} BETWEEN 1 AND {month_days} "
+        f"AND {part['h']} <= 23 AND {part['mi']} <= 59 AND {part['s']} <= 59 "
+        f"AND {part['off_h']} <= 23 AND {part['off_m']} <= 59)"
+    )
+
+
+def event_time_ms_expr(part: dict[str, str]) -> str:
+    """Epoch milliseconds (UTC) of the parts, NULL unless they are a real calendar instant.
+
+    Integer arithmetic (days from the civil date, proleptic Gregorian like Python), so an offset
+    such as +05:30 is applied exactly. The fraction is truncated to milliseconds.
+    """
+    y, mo, d = part["y"], part["mo"], part["d"]
+    yy = f"({y} - (CASE WHEN {mo} <= 2 THEN 1 ELSE 0 END))"
+    era = _div(yy, 400)
+    yoe = f"({yy} - {era} * 400)"
+    doy = f"({_div(f'153 * MOD({mo} + 9, 12) + 2', 5)} + {d} - 1)"
+    doe = f"({yoe} * 365 + {_div(yoe, 4)} - {_div(yoe, 100)} + {doy})"
+    days = f"({era} * 146097 + {doe} - 719468)"
+    local_ms = (
+        f"((({days} * 24 + {part['h']}) * 60 + {part['mi']}) * 60 + {part['s']}) * 1000 + {part['milli']}"
+    )
+    offset_ms = f"{part['off_sign']} * ({part['off_h']} * 60 + {part['off_m']}) * 60000"
+    return f"(CASE WHEN {calendar_ok_expr(part)} THEN CAST({local_ms} - {offset_ms} AS BIGINT) END)"
+
+
+def readable_event_time_ms_expr(x: Extracted = Extracted()) -> str:
     """The event time as the reference validator reads it: only from a JSON object document.
 
     This is what malformed events are bucketed by (tables.event_date).
     """
-    document_ok = " AND ".join(f"NOT ({cond})" for cond, _ in _document_checks(cols))
-    return f"(CASE WHEN {document_ok} THEN {event_time_field_ms_expr(cols)} END)"
+    return f"(CASE WHEN {x.document} IS NULL THEN {event_time_ms_expr(x.time_parts())} END)"
 
 
 # --- reasons ----------------------------------------------------------------------------------
@@ -222,53 +251,65 @@ def _amount_checks(text: str) -> list[tuple[str, Reason]]:
     ]
 
 
-def _field_checks(rule: FieldRule, cols: ColumnNames) -> list[tuple[str, Reason]]:
+def _field_checks(rule: FieldRule, x: Extracted) -> list[tuple[str, Reason]]:
     """(failure condition, reason) pairs for one field, in the reference validator's order."""
-    checks = [(f"{wrapped_expr(rule, cols)} IS NULL", rule.missing)]
-    value = value_expr(rule, cols)
+    checks = [(f"{x.wrapped(rule)} IS NULL", rule.missing)]
+    value = x.scalar(rule)  # only reached once the string check below passed (CASE order)
     if rule.kind is FieldKind.AMOUNT:
-        text = amount_text_expr(rule, cols)
+        text = x.amount_text
         checks.append((f"{text} IS NULL", rule.invalid))
         checks.extend(_amount_checks(text))
         return checks
-    checks.append((f"NOT {is_string_expr(rule, cols)}", rule.invalid))
+    checks.append((f"NOT {is_string_expr(rule, x)}", rule.invalid))
     if rule.kind is FieldKind.ENUM:
         allowed = ", ".join(sql_string(v) for v in rule.allowed)
         checks.append((f"{value} NOT IN ({allowed})", rule.invalid))
     elif rule.kind is FieldKind.TIMESTAMP:
-        checks.append((f"NOT {_calendar_ok(value)}", rule.invalid))
+        checks.append((f"NOT {calendar_ok_expr(x.time_parts())}", rule.invalid))
     else:
         assert rule.pattern is not None
         checks.append((f"NOT {_regexp(value, rule.pattern)}", rule.invalid))
     return checks
 
 
-def _document_checks(cols: ColumnNames) -> list[tuple[str, Reason]]:
-    t, p = cols.text, cols.payload
-    blank = _JSON_BLANK
-    # What Flink's IS JSON accepts but Python's parser rejects: trailing tokens after the value.
-    document = rf"^{blank}*(\{{[\s\S]*\}}|\[[\s\S]*\]|\"[\s\S]*\"|{_JSON_SCALAR}){blank}*\z"
-    complete = f"REGEXP({t}, {sql_string(document)})"
-    return [
-        (f"{p} IS NULL OR CHAR_LENGTH({t}) = 0", Reason.EMPTY_PAYLOAD),
-        (f"NOT (CAST({t} AS BYTES) = {p})", Reason.NOT_UTF8),
-        (f"NOT ({t} IS JSON) OR NOT {complete}", Reason.NOT_JSON),
-        (f"NOT ({t} IS JSON OBJECT)", Reason.NOT_OBJECT),
+def _document_reason(payload: str, text: str) -> str:
+    """The first failing document-level check's reason, else NULL (part of the extraction step).
+
+    What Flink's IS JSON accepts but Python's parser rejects are trailing tokens after the value,
+    so the text without surrounding blanks must also have the shape of one complete value: an
+    object, array or string from its first to its last character, or a whole scalar.
+    """
+    blanks = "U&'" + "".join(f"\\{ord(c):04X}" for c in " \t\n\r") + "'"  # Python's JSON blanks
+    trimmed = f"TRIM(BOTH {blanks} FROM {text})"
+    ends = f"CONCAT(LEFT({trimmed}, 1), RIGHT({trimmed}, 1))"
+    complete = (
+        f"((CHAR_LENGTH({trimmed}) >= 2 AND {ends} IN ('{{}}', '[]', '\"\"')) "
+        f"OR REGEXP({trimmed}, {sql_string(java_regex(_JSON_SCALAR))}))"
+    )
+    checks = [
+        (f"{payload} IS NULL OR CHAR_LENGTH({text}) = 0", Reason.EMPTY_PAYLOAD),
+        (f"NOT (CAST({text} AS BYTES) = {payload})", Reason.NOT_UTF8),
+        (f"NOT ({text} IS JSON) OR NOT {complete}", Reason.NOT_JSON),
+        # A complete JSON document is an object exactly when its first character is '{'.
+        (f"LEFT({trimmed}, 1) <> '{{'", Reason.NOT_OBJECT),
     ]
+    return _first_failure(checks)
 
 
-def reason_expr(cols: ColumnNames = ColumnNames()) -> str:
-    """The first failing check's Reason value, or NULL for a valid event (CASE short-circuits)."""
-    checks = _document_checks(cols)
-    for rule in RULES:
-        checks.extend(_field_checks(rule, cols))
+def _first_failure(checks: list[tuple[str, Reason]]) -> str:
     branches = " ".join(f"WHEN {cond} THEN {sql_string(reason.value)}" for cond, reason in checks)
     return f"(CASE {branches} END)"
 
 
-def amount_expr(cols: ColumnNames = ColumnNames()) -> str:
+def reason_expr(x: Extracted = Extracted()) -> str:
+    """The first failing check's Reason value, or NULL for a valid event (CASE short-circuits)."""
+    checks = [check for rule in RULES for check in _field_checks(rule, x)]
+    return f"COALESCE({x.document}, {_first_failure(checks)})"
+
+
+def amount_expr(x: Extracted = Extracted()) -> str:
     """A valid event's amount as DECIMAL(16,4): exact, since the text passed the scale check."""
-    return f"CAST({amount_text_expr(AMOUNT_RULE, cols)} AS DECIMAL({AMOUNT_PRECISION}, {AMOUNT_SCALE}))"
+    return f"CAST({x.amount_text} AS DECIMAL({AMOUNT_PRECISION}, {AMOUNT_SCALE}))"
 
 
 def hour_start_ms_expr(ms: str) -> str:
@@ -276,5 +317,5 @@ def hour_start_ms_expr(ms: str) -> str:
     return f"({ms} - MOD(MOD({ms}, {HOUR_MS}) + {HOUR_MS}, {HOUR_MS}))"
 
 
-def field_value_expr(name: str, cols: ColumnNames = ColumnNames()) -> str:
-    return value_expr(_rule(name), cols)
+def field_value_expr(name: str, x: Extracted = Extracted()) -> str:
+    return value_expr(_rule(name), x)

@@ -1,7 +1,7 @@
 """What Redis must hold, derived from the job's aggregate changelog (pure: no I/O, no Flink).
 
-The sink feeds every update row and every watermark it sees into `SpeedView`; the view answers
-with Redis commands. All values are absolute (HSET of the running totals), so replaying the
+The sink feeds every update row into `SpeedView`; the view answers with Redis commands and
+derives the published watermark from the partitions' progress. All values are absolute (HSET of the running totals), so replaying the
 changelog after a restart converges to the same keys. Open hours are mirrored in memory and
 rewritten on every refresh, so a Redis that lost its data heals without a job restart.
 """
@@ -25,8 +25,8 @@ MAX_WATERMARK: Final = 2**63 - 1
 class Update:
     """One row of the updates changelog (an insert or the new value of an update)."""
 
-    kind: str  # "hour" | "dlq"
-    bucket_ms: int  # hour start (hour) or UTC day start (dlq)
+    kind: str  # "hour" | "dlq" | "partition"
+    bucket_ms: int  # hour start (hour), UTC day start (dlq) or the Kafka partition (partition)
     region: str = ""
     category: str = ""
     currency: str = ""
@@ -35,8 +35,7 @@ class Update:
     late: Metrics = field(default_factory=Metrics)
     duplicates: int = 0
     malformed: int = 0
-    max_event_ms: int | None = None  # partition updates: newest readable event time seen
-    watermark_ms: int | None = None  # the job's watermark as the classification saw it
+    max_event_ms: int | None = None  # partition updates: newest valid event time seen
 
     @property
     def key(self) -> GroupKey:
@@ -86,11 +85,22 @@ class SpeedView:
     """Turns absolute aggregate updates and watermarks into idempotent Redis commands."""
 
     def __init__(
-        self, layout: RedisLayout, allowed_lateness_s: int, retention_s: int, out_of_orderness_s: int = 0
+        self,
+        layout: RedisLayout,
+        allowed_lateness_s: int,
+        retention_s: int,
+        out_of_orderness_s: int = 0,
+        *,
+        partitions: int = 1,
+        idle_timeout_s: int = 30,
     ) -> None:
         self.layout = layout
         self.out_of_orderness_ms = out_of_orderness_s * 1000
+        self.partitions = partitions
+        self.idle_timeout_ms = idle_timeout_s * 1000
         self._partition_max: dict[int, int] = {}
+        self._advanced: set[int] = set()  # partitions whose progress moved since the last drain
+        self._advanced_at: dict[int, int] = {}  # processing time of each partition's last move
         self.lateness_ms = allowed_lateness_s * 1000
         self.retention_s = retention_s
         self.watermark_ms: int | None = None
@@ -123,19 +133,33 @@ class SpeedView:
             self._apply_hour(update)
 
     def _apply_partition(self, u: Update) -> None:
-        """Progress of one Kafka partition: the watermark the job reached after its last record.
+        """Progress of one Kafka partition: its newest valid event time."""
+        p = u.bucket_ms
+        if u.max_event_ms is not None and u.max_event_ms > self._partition_max.get(p, u.max_event_ms - 1):
+            self._partition_max[p] = u.max_event_ms
+            self._advanced.add(p)
 
-        Rows carry the watermark seen *before* them, so after the last record of a burst the job's
-        watermark is ahead of every row. It equals min over partitions of (newest event time -
-        out-of-orderness - 1 ms) for partitions that are not idle, which is at least the same
-        minimum over all partitions: that lower bound is published, never more.
+    def progress(self, now_ms: int) -> None:
+        """Publish the partitions' watermark: min over partitions that are not idle of (newest
+        event time - out-of-orderness - 1 ms), the bound lateness is judged by per partition.
+
+        A partition is idle once its progress has not moved for the idle timeout (a partition
+        that never had a record counts from the first call), so an idle partition cannot stall
+        the watermark; when every partition is idle the watermark stays where it is. With data
+        on every partition, the minimum over all of them is a bound no matter which are idle.
         """
-        if u.max_event_ms is not None:
-            p = u.bucket_ms
-            self._partition_max[p] = max(self._partition_max.get(p, u.max_event_ms), u.max_event_ms)
-            bound = min(self._partition_max.values()) - self.out_of_orderness_ms - 1
-            self.advance(bound)
-        self.advance(u.watermark_ms)
+        for p in self._advanced:
+            self._advanced_at[p] = now_ms
+        self._advanced.clear()
+        known = set(range(self.partitions)) | set(self._partition_max)
+        for p in known:
+            self._advanced_at.setdefault(p, now_ms)
+        lag = self.out_of_orderness_ms + 1
+        if known <= set(self._partition_max):
+            self.advance(min(self._partition_max[p] for p in known) - lag)
+        active = [p for p in known if now_ms - self._advanced_at[p] < self.idle_timeout_ms]
+        if active and all(p in self._partition_max for p in active):
+            self.advance(min(self._partition_max[p] for p in active) - lag)
 
     def advance(self, watermark_ms: int | None) -> None:
         """A new watermark: never moves back; closes the hours it passes."""
@@ -151,6 +175,7 @@ class SpeedView:
 
     def drain(self, now_ms: int) -> list[Command]:
         """Commands for everything that changed since the last drain, plus the heartbeat."""
+        self.progress(now_ms)
         by_key: dict[str, dict[str, str]] = {}
         for (key, fld), value in self._pending.items():
             by_key.setdefault(key, {})[fld] = value
