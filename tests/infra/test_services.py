@@ -114,3 +114,13 @@ def test_prometheus_is_ready_and_scrapes_the_pushgateway() -> None:
     targets = _prom("/api/v1/targets")["data"]["activeTargets"]  # type: ignore[index]
     jobs = {t["labels"]["job"] for t in targets}  # type: ignore[index]
     assert {"prometheus", "pushgateway", "speed", "serving"} <= jobs
+
+
+@pytest.mark.unit
+def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kafka-storage format -t -xyz` reads a leading dash as an option: such ids are skipped."""
+    dash_first = uuid.UUID(bytes=b"\xf8" + bytes(15))  # URL-safe base64 of 0xf8... begins with '-'
+    draws = iter([dash_first, uuid.UUID(int=1)])
+    monkeypatch.setattr(services.uuid, "uuid4", lambda: next(draws))
+    cluster_id = services._cluster_id()
+    assert cluster_id == "AAAAAAAAAAAAAAAAAAAAAQ" and len(cluster_id) == 22

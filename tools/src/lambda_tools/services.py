@@ -182,9 +182,14 @@ def start_kafka(settings: Settings, state: Path) -> None:
 
 
 def _cluster_id() -> str:
+    """A random KRaft cluster id (22 characters of URL-safe base64), never starting with `-`:
+    the storage tool would read `-t -xyz...` as an option (Kafka's own Uuid.randomUuid skips those too)."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _kafka_ready(settings: Settings) -> bool:
