@@ -47,6 +47,15 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--rate", type=int, default=20_000)
+    p.add_argument(
+        "--out", type=Path, default=REPO / "bench" / "results" / "speed_freshness.json", help="result JSON"
+    )
+    p.add_argument(
+        "--parallelism",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="LAMBDA_SPEED_PARALLELISM of the job (default: this machine's cores, as a deployment sizes it)",
+    )
     p.add_argument("--seconds", type=int, default=60)
     p.add_argument("--probes-per-s", type=int, default=4)
     args = p.parse_args()
@@ -58,7 +67,7 @@ def main() -> int:
     prefix = sb.settings().redis_prefix
     client = sb.redis()
     producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks=1, linger_ms=5, batch_size=256 * 1024)
-    job = Job(sb.env(), work / "job.log", "--fresh")
+    job = Job(sb.env(LAMBDA_SPEED_PARALLELISM=str(args.parallelism)), work / "job.log", "--fresh")
     try:
         # Warm-up: the job is ready once a first event shows in Redis.
         producer.send(topic, event(0, "warmup", time.time()), partition=0)
@@ -111,6 +120,7 @@ def main() -> int:
         stop.set()
         latencies = [seen[k] - sent[k][0] for k in sent if k in seen]
         result = {
+            "parallelism": args.parallelism,
             "target_rate": args.rate,
             "achieved_rate": round(achieved),
             "probes": len(sent),
@@ -122,9 +132,8 @@ def main() -> int:
             "load_average": os.getloadavg(),
         }
         print(json.dumps(result, indent=1))
-        out = REPO / "bench" / "results"
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "speed_freshness.json").write_text(json.dumps(result, indent=1) + "\n")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
         return 0
     finally:
         job.kill()

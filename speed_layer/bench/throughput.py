@@ -59,6 +59,15 @@ def consumer_performance(topic: str, messages: int) -> dict[str, float]:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--events", type=int, default=2_000_000)
+    p.add_argument(
+        "--out", type=Path, default=REPO / "bench" / "results" / "speed_throughput.json", help="result JSON"
+    )
+    p.add_argument(
+        "--parallelism",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="LAMBDA_SPEED_PARALLELISM of the job (default: this machine's cores, as a deployment sizes it)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the topic and its truth (see --reuse)")
     p.add_argument(
         "--reuse",
@@ -67,7 +76,11 @@ def main() -> int:
         help="drain the topic a --keep run pre-loaded into DIR again (profiling; skips the pre-load)",
     )
     args = p.parse_args()
-    result: dict[str, object] = {"events": args.events, "started": datetime.now(UTC).isoformat()}
+    result: dict[str, object] = {
+        "events": args.events,
+        "parallelism": args.parallelism,
+        "started": datetime.now(UTC).isoformat(),
+    }
     if args.reuse:
         work = args.reuse.resolve()
         tag, truth = pickle.loads((work / "preloaded.pickle").read_bytes())  # noqa: S301 (written by --keep)
@@ -106,7 +119,9 @@ def main() -> int:
 
         client = sb.redis()
         started = time.monotonic()
-        job = Job(sb.env(), work / "job.log", "--bounded", "--fresh")
+        job = Job(
+            sb.env(LAMBDA_SPEED_PARALLELISM=str(args.parallelism)), work / "job.log", "--bounded", "--fresh"
+        )
         first_write = None
         while job.alive():
             if first_write is None and client.exists(f"{prefix}:speed:meta"):
@@ -138,9 +153,8 @@ def main() -> int:
         result["ratio_processing"] = round(truth.records / processing / perf["records_per_s"], 3)
         result["load_average"] = os.getloadavg()
         print(json.dumps(result, indent=1, default=str))
-        out = REPO / "bench" / "results"
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "speed_throughput.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
         return 0 if exact else 1
     finally:
         if not keep:

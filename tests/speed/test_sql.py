@@ -9,7 +9,9 @@ from lambda_contract.events import (
     AMOUNT_RANGE_PATTERN,
     AMOUNT_SCALE_PATTERN,
     AMOUNT_SYNTAX_PATTERN,
+    ID_MAX_CHARS,
     RULES,
+    FieldKind,
     Reason,
     java_regex,
 )
@@ -61,7 +63,10 @@ def test_every_reason_of_the_contract_is_produced_in_rule_order() -> None:
 
 def test_patterns_come_from_the_contract_as_whole_value_java_regexes() -> None:
     expr = sql.parts_query() + v.reason_expr()
-    for pattern in [r.pattern for r in RULES if r.pattern] + [
+    for rule in RULES:
+        if rule.kind is FieldKind.ID:  # "any 1..ID_MAX_CHARS code points", checked as a length
+            assert f"CHAR_LENGTH(s_{rule.name}) BETWEEN 1 AND {ID_MAX_CHARS}" in expr
+    for pattern in [r.pattern for r in RULES if r.pattern and r.kind is not FieldKind.ID] + [
         AMOUNT_SYNTAX_PATTERN,
         AMOUNT_NOT_POSITIVE_PATTERN,
         AMOUNT_RANGE_PATTERN,

@@ -82,8 +82,9 @@ RFC3339_PATTERN: Final = (
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
     r"(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
 )
-# Identifiers: 1..64 Unicode code points, any characters.
-ID_PATTERN: Final = r"[\s\S]{1,64}"
+# Identifiers: 1..64 Unicode code points, any characters (an engine may check the length instead).
+ID_MAX_CHARS: Final = 64
+ID_PATTERN: Final = rf"[\s\S]{{1,{ID_MAX_CHARS}}}"
 REGION_PATTERN: Final = r"[a-z0-9-]{1,32}"
 CATEGORY_PATTERN: Final = r"[a-z0-9_-]{1,32}"
 # The ISO-4217 form: three upper-case letters. Whether a code has an FX rate is the serving

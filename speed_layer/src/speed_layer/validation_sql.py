@@ -16,7 +16,8 @@ Everything here is generated from `lambda_contract.events` (RULES, the *_PATTERN
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from lambda_contract.events import (
@@ -26,6 +27,7 @@ from lambda_contract.events import (
     AMOUNT_SCALE,
     AMOUNT_SCALE_PATTERN,
     AMOUNT_SYNTAX_PATTERN,
+    ID_MAX_CHARS,
     RFC3339_PATTERN,
     RULES,
     FieldKind,
@@ -91,20 +93,26 @@ class Extracted:
         """The field as JSON text inside `[...]` (NULL when absent or JSON null)."""
         return f"w_{rule.name}"
 
+    scalar_overrides: Mapping[str, str] = field(default_factory=dict)
+
     def scalar(self, rule: FieldRule) -> str:
         """JSON_VALUE of the field: a string's content or a number's canonical text, else NULL."""
-        return f"s_{rule.name}"
+        return self.scalar_overrides.get(rule.name, f"s_{rule.name}")
 
 
 def extract_columns(payload: str = "payload", x: Extracted = Extracted()) -> list[tuple[str, str]]:
-    """(expression, alias) pairs over the raw payload: every JSON parse and whole-text regex of the
-    validation, each once. Everything else is cheap string arithmetic on these columns."""
+    """(expression, alias) pairs over the raw payload: every parse of the whole document, once.
+
+    Each field's JSON_QUERY gives its presence, JSON type and JSON text; the event time's
+    JSON_VALUE is also taken here because the parts step reads it a dozen times.
+    """
     text = f"CAST({payload} AS STRING)"
     out = [(_document_reason(payload, text), x.document)]
     for rule in RULES:
-        path = _path(rule.name)
-        out.append((f"JSON_QUERY({text}, {path} WITH UNCONDITIONAL ARRAY WRAPPER)", x.wrapped(rule)))
-        out.append((f"JSON_VALUE({text}, {path})", x.scalar(rule)))
+        out.append(
+            (f"JSON_QUERY({text}, {_path(rule.name)} WITH UNCONDITIONAL ARRAY WRAPPER)", x.wrapped(rule))
+        )
+    out.append((f"JSON_VALUE({text}, {_path(EVENT_TIME_RULE.name)})", x.scalar(EVENT_TIME_RULE)))
     # A number amount's literal as written: the last `"amount": <number>` occurrence (the last
     # duplicate key wins, as in Python); amount_text_expr checks it denotes the parsed value.
     # Searched forwards from its literal start (fast), with a look-ahead for a later occurrence.
@@ -116,11 +124,28 @@ def extract_columns(payload: str = "payload", x: Extracted = Extracted()) -> lis
 
 def part_columns(x: Extracted = Extracted()) -> list[tuple[str, str]]:
     """(expression, alias) pairs over the extraction step's columns: derived values, each once."""
-    out = [(amount_text_expr(AMOUNT_RULE, x), x.amount_text)]
+    out = [(_scalar_of_wrapped(rule, x), x.scalar(rule)) for rule in RULES if rule is not EVENT_TIME_RULE]
+    # The amount text reads the amount's scalar: inline it here (a sibling alias is not visible).
+    amount = replace(x, scalar_overrides={AMOUNT_RULE.name: _scalar_of_wrapped(AMOUNT_RULE, x)})
+    out.append((amount_text_expr(AMOUNT_RULE, amount), x.amount_text))
     # Only a JSON string can match the RFC 3339 pattern (a number's text has no 'T'): no type check.
     parts = time_part_exprs(x.scalar(EVENT_TIME_RULE))
     out += [(parts[name], column) for name, column in x.time_parts().items()]
     return out
+
+
+def _scalar_of_wrapped(rule: FieldRule, x: Extracted) -> str:
+    r"""What JSON_VALUE gives for the field, from its small wrapped text instead of the document.
+
+    Jackson writes a string as `["..."]` escaping only `"`, `\` and control characters, so a
+    string without a backslash is its own content; anything else (escapes, numbers) is parsed
+    again, from the few bytes of the wrapped value.
+    """
+    w = x.wrapped(rule)
+    return (
+        f"(CASE WHEN SUBSTRING({w} FROM 1 FOR 2) = '[\"' AND POSITION('\\' IN {w}) = 0 "
+        f"THEN SUBSTRING({w} FROM 3 FOR CHAR_LENGTH({w}) - 4) ELSE JSON_VALUE({w}, '$[0]') END)"
+    )
 
 
 def _json_type_char(rule: FieldRule, x: Extracted) -> str:
@@ -149,7 +174,7 @@ def amount_text_expr(rule: FieldRule, x: Extracted = Extracted()) -> str:
     literal = x.amount_literal
     same_value = f"TRY_CAST({literal} AS DOUBLE) = TRY_CAST({x.scalar(rule)} AS DOUBLE)"
     return (
-        f"(CASE WHEN {is_string_expr(rule, x)} THEN {value_expr(rule, x)} "
+        f"(CASE WHEN {is_string_expr(rule, x)} THEN {x.scalar(rule)} "
         f"WHEN {is_number_expr(rule, x)} THEN "
         f"(CASE WHEN {literal} IS NOT NULL AND {same_value} THEN {literal} ELSE {x.scalar(rule)} END) "
         "END)"
@@ -161,7 +186,7 @@ def amount_text_expr(rule: FieldRule, x: Extracted = Extracted()) -> str:
 # Once the RFC 3339 pattern matched, every component sits at a fixed position:
 # yyyy-MM-ddTHH:mm:ss[.f{1,9}](Z|+hh:mm). The parts step cuts them out once (columns named
 # after TIME_PARTS); the checks and the instant are integer arithmetic on those columns.
-TIME_PARTS: Final = ("y", "mo", "d", "h", "mi", "s", "milli", "off_h", "off_m", "off_sign")
+TIME_PARTS: Final = ("ok", "y", "mo", "d", "h", "mi", "s", "milli", "off_h", "off_m", "off_sign")
 
 
 def _num(value: str, start: int | str, length: int | str) -> str:
@@ -169,9 +194,11 @@ def _num(value: str, start: int | str, length: int | str) -> str:
 
 
 def time_part_exprs(value: str) -> dict[str, str]:
-    """Each part of an RFC 3339 text as a BIGINT expression (NULL unless the pattern matched)."""
-    fields = dict(zip(TIME_PARTS[:6], ((1, 4), (6, 2), (9, 2), (12, 2), (15, 2), (18, 2)), strict=True))
-    parts = {name: _num(value, a, n) for name, (a, n) in fields.items()}
+    """`ok` (the text matches the RFC 3339 pattern) and each part as a BIGINT expression, which
+    means something only when `ok`."""
+    positions = dict(zip(TIME_PARTS[1:7], ((1, 4), (6, 2), (9, 2), (12, 2), (15, 2), (18, 2)), strict=True))
+    parts = {"ok": f"COALESCE({_regexp(value, RFC3339_PATTERN)}, FALSE)"}
+    parts.update({name: _num(value, a, n) for name, (a, n) in positions.items()})
     zulu = f"(RIGHT({value}, 1) = 'Z')"
     offset_len = f"(CASE WHEN {zulu} THEN 1 ELSE 6 END)"
     digits = (
@@ -183,8 +210,7 @@ def time_part_exprs(value: str) -> dict[str, str]:
     parts["off_h"] = f"(CASE WHEN {zulu} THEN 0 ELSE {_num(offset, 2, 2)} END)"
     parts["off_m"] = f"(CASE WHEN {zulu} THEN 0 ELSE {_num(offset, 5, 2)} END)"
     parts["off_sign"] = f"(CASE WHEN LEFT({offset}, 1) = '-' THEN -1 ELSE 1 END)"
-    matched = _regexp(value, RFC3339_PATTERN)
-    return {name: f"(CASE WHEN {matched} THEN {expr} END)" for name, expr in parts.items()}
+    return parts
 
 
 def _div(a: str, b: int) -> str:
@@ -195,7 +221,8 @@ def _div(a: str, b: int) -> str:
 def calendar_ok_expr(part: dict[str, str]) -> str:
     """The parts form a real calendar instant (Flink's parsers are lenient: Feb 30 would roll over).
 
-    `part` maps TIME_PARTS to column names (or expressions); a NULL year means no pattern match.
+    `part` maps TIME_PARTS to column names (or expressions). Never NULL: CASE evaluates the
+    calendar only once the pattern matched (then every part is a number).
     """
     y, mo, d = part["y"], part["mo"], part["d"]
     leap = f"((MOD({y}, 4) = 0 AND MOD({y}, 100) <> 0) OR MOD({y}, 400) = 0)"
@@ -204,9 +231,9 @@ def calendar_ok_expr(part: dict[str, str]) -> str:
         f"WHEN {mo} IN (4, 6, 9, 11) THEN 30 ELSE 31 END)"
     )
     return (
-        f"({y} IS NOT NULL AND {y} >= 1 AND {mo} BETWEEN 1 AND 12 AND {d} BETWEEN 1 AND {month_days} "
+        f"(CASE WHEN {part['ok']} THEN ({y} >= 1 AND {mo} BETWEEN 1 AND 12 AND {d} BETWEEN 1 AND {month_days} "
         f"AND {part['h']} <= 23 AND {part['mi']} <= 59 AND {part['s']} <= 59 "
-        f"AND {part['off_h']} <= 23 AND {part['off_m']} <= 59)"
+        f"AND {part['off_h']} <= 23 AND {part['off_m']} <= 59) ELSE FALSE END)"
     )
 
 
@@ -264,6 +291,9 @@ def _field_checks(rule: FieldRule, x: Extracted) -> list[tuple[str, Reason]]:
     if rule.kind is FieldKind.ENUM:
         allowed = ", ".join(sql_string(v) for v in rule.allowed)
         checks.append((f"{value} NOT IN ({allowed})", rule.invalid))
+    elif rule.kind is FieldKind.ID:
+        # ID_PATTERN is "any 1..ID_MAX_CHARS code points": a length check says the same, cheaper.
+        checks.append((f"NOT (CHAR_LENGTH({value}) BETWEEN 1 AND {ID_MAX_CHARS})", rule.invalid))
     elif rule.kind is FieldKind.TIMESTAMP:
         checks.append((f"NOT {calendar_ok_expr(x.time_parts())}", rule.invalid))
     else:
@@ -277,21 +307,20 @@ def _document_reason(payload: str, text: str) -> str:
 
     What Flink's IS JSON accepts but Python's parser rejects are trailing tokens after the value,
     so the text without surrounding blanks must also have the shape of one complete value: an
-    object, array or string from its first to its last character, or a whole scalar.
+    object, array or string from its first to its last character, or a whole scalar. Given that,
+    the document is an object exactly when those characters are `{` and `}`.
     """
     blanks = "U&'" + "".join(f"\\{ord(c):04X}" for c in " \t\n\r") + "'"  # Python's JSON blanks
-    trimmed = f"TRIM(BOTH {blanks} FROM {text})"
-    ends = f"CONCAT(LEFT({trimmed}, 1), RIGHT({trimmed}, 1))"
-    complete = (
-        f"((CHAR_LENGTH({trimmed}) >= 2 AND {ends} IN ('{{}}', '[]', '\"\"')) "
-        f"OR REGEXP({trimmed}, {sql_string(java_regex(_JSON_SCALAR))}))"
-    )
+    first = f"LEFT(TRIM(LEADING {blanks} FROM {text}), 1)"
+    last = f"RIGHT(TRIM(TRAILING {blanks} FROM {text}), 1)"
+    ends = f"CONCAT({first}, {last})"
+    scalar = f"REGEXP(TRIM(BOTH {blanks} FROM {text}), {sql_string(java_regex(_JSON_SCALAR))})"
+    complete = f"(CASE WHEN {ends} IN ('{{}}', '[]', '\"\"') THEN TRUE ELSE {scalar} END)"
     checks = [
         (f"{payload} IS NULL OR CHAR_LENGTH({text}) = 0", Reason.EMPTY_PAYLOAD),
         (f"NOT (CAST({text} AS BYTES) = {payload})", Reason.NOT_UTF8),
         (f"NOT ({text} IS JSON) OR NOT {complete}", Reason.NOT_JSON),
-        # A complete JSON document is an object exactly when its first character is '{'.
-        (f"LEFT({trimmed}, 1) <> '{{'", Reason.NOT_OBJECT),
+        (f"{ends} <> '{{}}'", Reason.NOT_OBJECT),
     ]
     return _first_failure(checks)
 

@@ -79,15 +79,15 @@ def _load(path: Path) -> dict[str, Any]:
         raise BenchError(f"{path} is missing or unreadable: {exc}") from None
 
 
-def run_speed(sizes: Sizes) -> dict[str, Any]:
+def run_speed(sizes: Sizes, results: Path) -> dict[str, Any]:
     py = str(VENVS / "speed" / "bin" / "python")
-    _run(
-        "speed throughput", [py, "speed_layer/bench/throughput.py", "--events", str(sizes.speed_events)], 3600
-    )
-    thr = _load(RESULTS / "speed_throughput.json")
+    thr_out, fresh_out = results / "speed_throughput.json", results / "speed_freshness.json"
+    _run("speed throughput", [py, "speed_layer/bench/throughput.py", "--events", str(sizes.speed_events),
+                              "--out", str(thr_out)], 3600)  # fmt: skip
+    thr = _load(thr_out)
     _run("speed freshness", [py, "speed_layer/bench/freshness.py", "--rate", str(sizes.freshness_rate),
-                             "--seconds", str(sizes.freshness_seconds)], 1800)  # fmt: skip
-    fresh = _load(RESULTS / "speed_freshness.json")
+                             "--seconds", str(sizes.freshness_seconds), "--out", str(fresh_out)], 1800)  # fmt: skip
+    fresh = _load(fresh_out)
     job = thr["speed_job"]
     return {
         "events": thr["events"],
@@ -103,8 +103,8 @@ def run_speed(sizes: Sizes) -> dict[str, Any]:
     }
 
 
-def run_batch(sizes: Sizes) -> dict[str, Any]:
-    out = RESULTS / "batch_recompute.json"
+def run_batch(sizes: Sizes, results: Path) -> dict[str, Any]:
+    out = results / "batch_recompute.json"
     _run("batch recompute", [str(VENVS / "batch" / "bin" / "python"), "batch_layer/bench/bench_recompute.py",
                              "--rows", str(sizes.batch_rows), "--out", str(out)], 3600)  # fmt: skip
     res = _load(out)
@@ -117,8 +117,8 @@ def run_batch(sizes: Sizes) -> dict[str, Any]:
     }
 
 
-def run_serving(sizes: Sizes) -> dict[str, Any]:
-    out = RESULTS / "serving_hourly.json"
+def run_serving(sizes: Sizes, results: Path) -> dict[str, Any]:
+    out = results / "serving_hourly.json"
     _run("serving hourly", [str(VENVS / "serving" / "bin" / "python"), "serving_layer/bench/bench_hourly.py",
                             "--seconds", str(sizes.serving_seconds), "--rounds", str(sizes.serving_rounds),
                             "--out", str(out)], 1800)  # fmt: skip
@@ -209,9 +209,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--quick", action="store_true", default=os.environ.get("QUICK") == "1")
     parser.add_argument("--only", choices=["speed", "batch", "serving"], action="append")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"output folder (default {RESULTS})")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results: Path = args.results
+    results.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "java": java_version()},
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -223,16 +225,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and name not in args.only:
             continue
         try:
-            summary[name] = runner(sizes)
+            summary[name] = runner(sizes, results)
         except (BenchError, subprocess.TimeoutExpired, KeyError) as exc:
             failed.append(name)
             summary[name] = {"error": f"{type(exc).__name__}: {exc}"}
     checks = verdicts(summary)
     summary["goals_met"] = checks
-    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (RESULTS / "summary.html").write_text(chart(summary, checks))
+    (results / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (results / "summary.html").write_text(chart(summary, checks))
     print("\n" + table(summary, checks))
-    print(f"\nwrote {RESULTS / 'summary.json'} and summary.html")
+    print(f"\nwrote {results / 'summary.json'} and summary.html")
     if failed:
         print(f"benchmarks that could not run: {', '.join(failed)}", file=sys.stderr)
         return 1
