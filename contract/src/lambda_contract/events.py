@@ -11,9 +11,11 @@ from __future__ import annotations
 import enum
 import json
 import re
+from _json import scanstring  # the C string scanner json.loads uses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import accumulate
 from typing import Final
 
 
@@ -106,6 +108,16 @@ AMOUNT_SCALE: Final = 4
 """Fractional digits of every stored amount and revenue: DECIMAL(16,4) per event, DECIMAL(38,4) sums."""
 AMOUNT_PRECISION: Final = 16
 SUM_PRECISION: Final = 38
+
+MAX_JSON_DEPTH: Final = 1000
+"""The deepest nesting of JSON objects and arrays a payload may have; deeper is `not_json`.
+
+Depth counts the containers open at once: the document's own object or array is level 1, so `{}`
+and `"x"` have depth 1 and 0, `{"a": [1]}` has depth 2. This is the limit the JVM engines'
+parser enforces: Jackson's `StreamReadConstraints` default `maxNestingDepth` (jackson-core 2.18
+shaded in Flink 2.2, 2.21 in Spark 4.2; tests/speed and tests/batch check the boundary). `validate`
+counts it itself, so its verdict does not depend on Python's recursion limit or the caller's stack.
+"""
 
 RULES: Final[tuple[FieldRule, ...]] = (
     FieldRule("event_id", FieldKind.ID, Reason.MISSING_EVENT_ID, Reason.INVALID_EVENT_ID, ID_PATTERN),
@@ -209,21 +221,133 @@ def _decode(payload: bytes | str | None) -> object | Reason:
             return Reason.NOT_UTF8
     else:
         text = payload
+    # Counting every bracket (inside strings too) bounds the depth from above: usually that is enough.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and json_depth(text) > MAX_JSON_DEPTH:
+        return Reason.NOT_JSON
     try:
-        doc: object = json.loads(
-            text,
-            parse_float=_Number,
-            parse_int=_Number,
-            parse_constant=_reject_constant,
-        )
+        try:
+            doc: object = json.loads(
+                text,
+                parse_float=_Number,
+                parse_int=_Number,
+                parse_constant=_reject_constant,
+            )
+        except RecursionError:
+            # At most MAX_JSON_DEPTH levels, but the caller's stack leaves json too little room.
+            doc = _loads_without_recursion(text)
         return doc
-    except (ValueError, RecursionError):
-        # RecursionError: nesting deeper than the parser allows is treated as unparseable.
+    except ValueError:
         return Reason.NOT_JSON
 
 
 def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
+
+
+# A JSON string literal from its opening quote; an unterminated one runs to the end of the text.
+# Possessive, so no input makes it backtrack.
+_JSON_STRING: Final = re.compile(r'"(?:[^"\\]++|\\[\s\S]?+)*+(?:"|\Z)')
+_NOT_BRACKET: Final = re.compile(r"[^\[\]{}]++")
+_BRACKET_STEP: Final = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of objects and arrays in JSON text (MAX_JSON_DEPTH explains depth).
+
+    A scan, not a parse: brackets inside string literals are skipped. Exact for well-formed JSON.
+    For malformed text it is at least the depth a parser reaches before it finds the first error
+    (up to there the text is well-formed), which is all `validate` needs: deeper text is
+    `not_json` either way.
+    """
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+
+
+_JSON_BLANKS: Final = re.compile(r"[ \t\n\r]*")
+# A JSON number as CPython's json scanner reads it (ASCII digits; an incomplete fraction or
+# exponent is left out of the number, and then fails as the next token).
+_JSON_NUMBER: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_JSON_LITERALS: Final[tuple[tuple[str, object], ...]] = (("null", None), ("true", True), ("false", False))
+
+
+def _loads_without_recursion(text: str) -> object:
+    """What `_decode`'s json.loads call returns for `text`, with an explicit stack of open
+    containers instead of recursion, so any depth fits in any caller's stack.
+
+    The same grammar as CPython's json scanner (blanks, number syntax, strict strings through
+    json's own C `scanstring`, NaN and Infinity rejected, the last of duplicate keys wins);
+    ValueError for malformed text. Used only when json.loads runs out of stack.
+    """
+
+    def blanks(i: int) -> int:
+        """The index after the blanks starting at i."""
+        found = _JSON_BLANKS.match(text, i)
+        return i if found is None else found.end()
+
+    open_: list[list[object] | dict[str, object]] = []
+    keys: list[str] = []  # the pending key of each open object
+
+    def key_at(i: int) -> int:
+        if not text.startswith('"', i):
+            raise ValueError(f"Expecting property name enclosed in double quotes at {i}")
+        key, i = scanstring(text, i + 1, True)
+        i = blanks(i)
+        if not text.startswith(":", i):
+            raise ValueError(f"Expecting ':' delimiter at {i}")
+        keys.append(key)
+        return blanks(i + 1)
+
+    i = blanks(0)
+    while True:
+        # A value starts at i.
+        value: object
+        char = text[i : i + 1]
+        if char == "{":
+            i = blanks(i + 1)
+            if not text.startswith("}", i):
+                open_.append({})
+                i = key_at(i)
+                continue
+            value, i = {}, i + 1
+        elif char == "[":
+            i = blanks(i + 1)
+            if not text.startswith("]", i):
+                open_.append([])
+                continue
+            value, i = [], i + 1
+        elif char == '"':
+            value, i = scanstring(text, i + 1, True)
+        elif number := _JSON_NUMBER.match(text, i):
+            value, i = _Number(number.group()), number.end()
+        else:
+            for literal, constant in _JSON_LITERALS:
+                if text.startswith(literal, i):
+                    value, i = constant, i + len(literal)
+                    break
+            else:
+                raise ValueError(f"Expecting value at {i}")
+        # A value ended at i: add it to its container, closing the containers that end here.
+        while True:
+            i = blanks(i)
+            if not open_:
+                if i != len(text):
+                    raise ValueError(f"Extra data at {i}")
+                return value
+            container = open_[-1]
+            if isinstance(container, list):
+                container.append(value)
+                close = "]"
+            else:
+                container[keys.pop()] = value
+                close = "}"
+            if text.startswith(",", i):
+                i = blanks(i + 1)
+                if isinstance(container, dict):
+                    i = key_at(i)
+                break
+            if not text.startswith(close, i):
+                raise ValueError(f"Expecting ',' delimiter at {i}")
+            value, i = open_.pop(), i + 1
 
 
 def java_regex(pattern: str) -> str:
@@ -274,7 +398,11 @@ def normalize_amount(text: str) -> Decimal:
 
 
 def validate(payload: bytes | str | None) -> Event | Invalid:
-    """Classify one raw orders.v1 value. Never raises: every malformed input gets a Reason."""
+    """Classify one raw orders.v1 value. Never raises: every malformed input gets a Reason.
+
+    Nesting deeper than MAX_JSON_DEPTH is `not_json` at any stack depth of the caller; the
+    process's recursion limit is neither read nor changed.
+    """
     doc = _decode(payload)
     if isinstance(doc, Reason):
         return Invalid(doc)
