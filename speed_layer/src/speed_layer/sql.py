@@ -280,7 +280,7 @@ def table_config(settings: Settings) -> dict[str, str]:
         "table.exec.state.ttl": f"{settings.dedup_ttl_s} s",
         # Aggregates emit once per key and batch, not once per event (early results within 2 s).
         "table.exec.mini-batch.enabled": "true",
-        "table.exec.mini-batch.allow-latency": "500 ms",
+        "table.exec.mini-batch.allow-latency": "200 ms",
         "table.exec.mini-batch.size": "20000",
     }
 
