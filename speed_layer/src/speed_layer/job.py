@@ -1,7 +1,8 @@
 """Wires the speed job: Flink configuration, Kafka tables, the SQL of `sql.py`, the Redis sink.
 
 SQL stages joined by DataStream boundaries, all in the JVM:
-  extract  reads Kafka once and evaluates the validation's JSON calls once per record;
+  decode   reads Kafka once and decodes each payload to text once;
+  extract  evaluates the validation's JSON calls once per record;
   parts    derives the values the rules read several times, once per record;
   classify validates, deduplicates and judges lateness;
   outputs  (DLQ topic, late topic, aggregate updates) share the classified stream, so each
@@ -113,6 +114,7 @@ def build(settings: Settings, options: JobOptions) -> StreamExecutionEnvironment
     t_env.create_temporary_table(sql.DLQ_TABLE, _sink(sql.dlq_columns(), sql.dlq_options(settings)))
     t_env.create_temporary_table(sql.LATE_TABLE, _sink(sql.late_columns(), sql.late_options(settings)))
 
+    _stage(t_env, sql.decode_query(), sql.DECODED_VIEW)
     _stage(t_env, sql.extract_query(), sql.EXTRACTED_VIEW)
     _stage(t_env, sql.parts_query(), sql.PARTS_VIEW, proctime=True)
     _stage(t_env, sql.classify_query(settings), sql.CLASSIFIED_VIEW, proctime=True)

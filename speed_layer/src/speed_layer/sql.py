@@ -3,6 +3,7 @@
 Data flow (every per-event step runs in the JVM):
 
   orders_src (Kafka, raw bytes and metadata)
+    -> decoded: plus the payload as text, decoded once
     -> extracted: each JSON parse and whole-text regex of the validation, once per record
     -> parts: values the rules use several times (amount text, event-time parts), once
        (DataStream boundaries separate the steps, so the planner cannot inline them again)
@@ -28,6 +29,7 @@ from lambda_contract.windows import HOUR_MS
 from speed_layer import validation_sql as v
 
 SOURCE_TABLE: Final = "orders_src"
+DECODED_VIEW: Final = "decoded"
 EXTRACTED_VIEW: Final = "extracted"
 PARTS_VIEW: Final = "parts"
 DLQ_TABLE: Final = "dlq_sink"
@@ -65,9 +67,14 @@ def source_columns() -> list[Column]:
     ]
 
 
+def decode_query() -> str:
+    """orders_src -> plus the payload as text, decoded once (UTF-8; invalid bytes replaced)."""
+    return f"SELECT *, CAST(payload AS STRING) AS txt FROM {SOURCE_TABLE}"  # noqa: S608
+
+
 def extract_query() -> str:
-    """orders_src -> the raw record plus the validation's expensive calls, each evaluated once."""
-    return f"SELECT *,\n  {_select_list(v.extract_columns('payload'))}\nFROM {SOURCE_TABLE}"
+    """decoded -> plus the validation's expensive calls, each evaluated once."""
+    return f"SELECT *,\n  {_select_list(v.extract_columns('payload', 'txt'))}\nFROM {DECODED_VIEW}"
 
 
 def parts_query() -> str:

@@ -100,13 +100,17 @@ class Extracted:
         return self.scalar_overrides.get(rule.name, f"s_{rule.name}")
 
 
-def extract_columns(payload: str = "payload", x: Extracted = Extracted()) -> list[tuple[str, str]]:
+def extract_columns(
+    payload: str = "payload", text: str | None = None, x: Extracted = Extracted()
+) -> list[tuple[str, str]]:
     """(expression, alias) pairs over the raw payload: every parse of the whole document, once.
 
     Each field's JSON_QUERY gives its presence, JSON type and JSON text; the event time's
-    JSON_VALUE is also taken here because the parts step reads it a dozen times.
+    JSON_VALUE is also taken here because the parts step reads it a dozen times. `text` names a
+    column holding CAST(payload AS STRING) when the caller decoded it once already (otherwise
+    every reference decodes the bytes again).
     """
-    text = f"CAST({payload} AS STRING)"
+    text = text or f"CAST({payload} AS STRING)"
     out = [(_document_reason(payload, text), x.document)]
     for rule in RULES:
         out.append(
