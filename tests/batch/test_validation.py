@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 
 from batch_layer import validation
 from lambda_contract.events import RULES, Event, validate
-from lambda_tools import golden
+from lambda_tools import golden, nesting
 
 pytestmark = pytest.mark.integration
 
@@ -149,6 +149,11 @@ def test_edge_cases_classify_like_the_reference(spark: SparkSession) -> None:
     payloads.append(json.dumps(valid_doc(region=None)).encode())
     payloads.append(json.dumps(valid_doc(extra={"amount": -5, "nested": [1, {"}": "{"}]})).encode())
     assert_same(spark, payloads)
+
+
+def test_the_nesting_depth_limit_classifies_like_the_reference(spark: SparkSession) -> None:
+    # MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH and MAX_JSON_DEPTH + 1 in every position (see nesting.py).
+    assert_same(spark, [case.value for case in nesting.boundary()])
 
 
 # --- generated payloads --------------------------------------------------------------------

@@ -11,6 +11,11 @@ How the JSON is read, and why (each point was checked on Spark 4.2, see tests/ba
   a number, boolean, object or null (`schema_of_variant`), and takes the last of duplicate keys
   like Python's `json` (needs `spark.sql.variant.allowDuplicateKeys=true`, set by `spark.py`).
   `get_json_object` and `from_json` would turn such numbers into doubles: never used for amounts.
+- Nesting deeper than the contract's MAX_JSON_DEPTH (1000) makes `try_parse_json` NULL: the
+  limit of the Jackson parser Spark uses (`StreamReadConstraints`' default), so no check of ours.
+  Up to that depth a field's value may be a deep object or array, and `schema_of_variant`
+  recurses through all of it (a StackOverflowError near 1000 levels that fails the task): a
+  field's type is therefore only asked of scalars, objects and arrays are told by casts.
 - `try_parse_json` accepts trailing data after the first value (`{"a":1} x`), which Python
   rejects, so a single-value check follows: a fast path for the usual flat object, and a
   bracket-depth scan with string literals blanked out for nested ones.
@@ -133,8 +138,18 @@ def parse(df: DataFrame, value_col: str = "value") -> DataFrame:
     return _add(df, {"_v_object": F.col("_v_json") & (first == "{")})
 
 
+_CONTAINER: Final = "CONTAINER"
+"""What `_type_of` says for a JSON object or array (any field of that type is invalid)."""
+
+
 def _type_of(value: Column) -> Column:
-    return F.schema_of_variant(value)
+    """`schema_of_variant` of a scalar (STRING, BIGINT, DECIMAL(p,s), DOUBLE, BOOLEAN, VOID...),
+    "CONTAINER" for an object or array: shallow casts, whose depth does not matter."""
+    container = (
+        F.try_variant_get(value, "$", "map<string,variant>").isNotNull()
+        | F.try_variant_get(value, "$", "array<variant>").isNotNull()
+    )
+    return F.when(container, F.lit(_CONTAINER)).otherwise(F.schema_of_variant(value))
 
 
 def add_event_ms(df: DataFrame, text_col: str) -> DataFrame:
