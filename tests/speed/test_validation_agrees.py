@@ -1,7 +1,9 @@
 """The generated Flink SQL validation agrees with the contract's reference `validate()`.
 
-Same payloads through both: the golden records and hypothesis-generated near-miss payloads
-(tricky number literals, calendar edge cases, offsets, types, trailing garbage, invalid UTF-8).
+Same payloads through both: the golden records, the nesting-depth boundary (MAX_JSON_DEPTH - 1,
+MAX_JSON_DEPTH and MAX_JSON_DEPTH + 1, from lambda_tools.nesting) and hypothesis-generated
+near-miss payloads (tricky number literals, calendar edge cases, offsets, types, trailing garbage,
+invalid UTF-8).
 Compared: the reason (or valid), the event time used for bucketing, and a valid amount exactly.
 """
 
@@ -15,7 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from lambda_contract.events import Event, validate
-from lambda_tools import golden
+from lambda_tools import golden, nesting
 from speed_layer import validation_sql as v
 
 pytestmark = pytest.mark.integration
@@ -158,10 +160,12 @@ def payload(draw: st.DrawFn) -> bytes | None:
 
 
 # One Flink query per example costs tens of seconds of planning (the expression is large), so
-# one large example, no shrinking: a failure prints every mismatching payload instead.
+# one large example, no shrinking: a failure prints every mismatching payload instead. The
+# nesting boundary rides in the same query for the same reason.
 @settings(max_examples=1, deadline=None, suppress_health_check=list(HealthCheck), phases=[Phase.generate])
 @given(st.lists(payload(), min_size=400, max_size=400))
 def test_golden_and_generated_payloads_get_the_reference_results(
     batch_tenv: Any, payloads: list[bytes | None]
 ) -> None:
-    check(batch_tenv, [r.value for r in golden.records()] + payloads)
+    deep = [case.value for case in nesting.boundary()]
+    check(batch_tenv, [r.value for r in golden.records()] + deep + payloads)
