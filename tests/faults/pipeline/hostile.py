@@ -17,7 +17,7 @@ from typing import Any, Final
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from lambda_contract.events import RULES, Event, validate
+from lambda_contract.events import MAX_JSON_DEPTH, RULES, Event, validate
 
 # Yesterday (UTC): a recent date, so broker retention (7 days) never removes the records mid-test.
 DAY: Final = datetime.now(UTC).date() - timedelta(days=1)
@@ -104,16 +104,16 @@ def invalid_utf8(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def deep_nesting(draw: st.DrawFn) -> bytes:
-    # Not ~1000: Python's json gives up near its recursion limit (about 995 levels, depending on the
-    # caller's stack) while Flink's and Spark's parsers accept 1000; the contract names no maximum
-    # depth, so that band has no single verdict (reported in docs/reliability.md).
-    depth = draw(st.sampled_from([64, 500, 10_000, 100_000]))
+    # The document's depth as MAX_JSON_DEPTH counts it, on both sides of the contract's limit.
+    limit = MAX_JSON_DEPTH
+    depth = draw(st.sampled_from([64, 500, limit - 1, limit, limit + 1, 10_000, 100_000]))
     kind = draw(st.sampled_from(["array", "object", "in_field", "unknown_field"]))
     if kind == "array":
         return b"[" * depth + b"]" * depth
     if kind == "object":
         return b'{"a":' * depth + b"1" + b"}" * depth
-    nested = '{"a":' * depth + "1" + "}" * depth
+    inner = depth - 1  # the event object is one level
+    nested = '{"a":' * inner + "1" + "}" * inner
     field = draw(fields) if kind == "in_field" else "extra"
     doc = dumps(event(f"deep-{depth}-{kind}", **{field: "__N__"}))
     return doc.replace(b'"__N__"', nested.encode())
