@@ -3,6 +3,7 @@ checkpoints), the layers' CLIs as subprocesses, and Kafka produce/read helpers."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from lambda_contract.settings import Settings
+from lambda_tools import services
 
 REPO: Final = Path(__file__).resolve().parents[3]
 LONG: Final = os.environ.get("LAMBDA_FAULTS_LONG", "") not in ("", "0")
@@ -52,8 +54,10 @@ class Sandbox:
 
 
 @contextmanager
-def sandbox_in(tmp_path: Path) -> Iterator[Sandbox]:
-    """Private topics (no retention limit), Redis prefix, Delta root and checkpoints; removed after."""
+def sandbox_in(tmp_path: Path, **overrides: str) -> Iterator[Sandbox]:
+    """Private topics (no retention limit), Redis prefix, Delta root and checkpoints; removed after.
+
+    `overrides` are further LAMBDA_* settings, e.g. the bootstrap of a private broker."""
     tag = uuid.uuid4().hex[:10]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDA_")}
     env.update(
@@ -76,6 +80,7 @@ def sandbox_in(tmp_path: Path) -> Iterator[Sandbox]:
         LAMBDA_SPARK_DRIVER_MEMORY="2g",
         LAMBDA_SPARK_SHUFFLE_PARTITIONS="2",
     )
+    env.update(overrides)
     box = Sandbox(tag, tmp_path, env)
     topics = [env["LAMBDA_TOPIC_ORDERS"], env["LAMBDA_TOPIC_DLQ"], env["LAMBDA_TOPIC_LATE"]]
     bootstrap = box.settings.kafka_bootstrap
@@ -152,8 +157,81 @@ class Proc:
         finally:
             self._fh.close()
 
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (the CLI, its JVM and Python workers) and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+        deadline = time.monotonic() + 30  # orphans of the group (the JVM) may outlive the leader
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        self._fh.close()
+
     def tail(self, n: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+
+def free_port_pair() -> int:
+    """A free port p whose p + 1 is free too (a Kafka broker and its KRaft controller)."""
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free ports")
+
+
+@dataclass
+class PrivateBroker:
+    """A Kafka broker of the test's own (own port and data directory), run by the same code as
+    `make up` (lambda_tools.services), so a test can restart it without disturbing anyone using
+    the shared broker."""
+
+    settings: Settings
+
+    @property
+    def bootstrap(self) -> str:
+        return self.settings.kafka_bootstrap
+
+    def start(self) -> None:
+        services.start_kafka(self.settings, self.settings.state_path)
+
+    def stop(self) -> None:
+        services.down(self.settings)  # only Kafka was started under this state directory
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextmanager
+def private_broker(state: Path) -> Iterator[PrivateBroker]:
+    port = free_port_pair()
+    broker = PrivateBroker(
+        Settings.from_env(
+            {
+                "LAMBDA_HOME": str(REPO),
+                "LAMBDA_STATE_DIR": str(state),
+                "LAMBDA_JARS_DIR": os.environ.get("LAMBDA_JARS_DIR", str(REPO / ".local/jars")),
+                "LAMBDA_KAFKA_BOOTSTRAP": f"localhost:{port}",
+            }
+        )
+    )
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()  # also after a start that failed half-way
 
 
 def read_topic(box: Sandbox, topic: str) -> list[dict[str, object]]:
