@@ -1,12 +1,14 @@
-"""Speed suite fixtures: a warm Flink table environment for SQL-only tests."""
+"""Speed suite fixtures: a warm Flink table environment for SQL-only tests, a private sandbox."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from support import Sandbox
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +23,13 @@ def batch_tenv() -> Iterator[Any]:
     conf.set("python.executable", sys.executable)
     conf.set("python.client.executable", sys.executable)
     yield t_env
+
+
+@pytest.fixture()
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    """Private topics, Redis prefix and checkpoint dir for one test; removed afterwards."""
+    sb = Sandbox(tmp_path)
+    sb.create_topics()
+    yield sb
+    sb.delete_topics()
+    sb.delete_keys()

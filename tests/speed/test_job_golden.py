@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,15 +32,6 @@ from lambda_tools import golden
 pytestmark = pytest.mark.integration
 
 START_TIMEOUT_S = 300  # a cold PyFlink start plans a large SQL job; slow on a busy 2-core machine
-
-
-@pytest.fixture()
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    sb = Sandbox(tmp_path)
-    sb.create_topics()
-    yield sb
-    sb.delete_topics()
-    sb.delete_keys()
 
 
 def consume_all(topic: str, expected: int, timeout_s: float = 60) -> list[tuple[int, bytes | None]]:
