@@ -24,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "speed"))
 
+from common import add_job_options  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 from support import BOOTSTRAP, Job, Sandbox, wait_until  # noqa: E402
 
@@ -47,15 +48,7 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--rate", type=int, default=20_000)
-    p.add_argument(
-        "--out", type=Path, default=REPO / "bench" / "results" / "speed_freshness.json", help="result JSON"
-    )
-    p.add_argument(
-        "--parallelism",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="LAMBDA_SPEED_PARALLELISM of the job (default: this machine's cores, as a deployment sizes it)",
-    )
+    add_job_options(p, "speed_freshness.json")
     p.add_argument("--seconds", type=int, default=60)
     p.add_argument("--probes-per-s", type=int, default=4)
     args = p.parse_args()

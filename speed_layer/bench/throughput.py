@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "speed"))
 
+from common import add_job_options  # noqa: E402
 from support import BOOTSTRAP, Job, Sandbox, read_view  # noqa: E402
 
 from lambda_tools.generator import GeneratorConfig, history  # noqa: E402
@@ -59,15 +60,7 @@ def consumer_performance(topic: str, messages: int) -> dict[str, float]:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--events", type=int, default=2_000_000)
-    p.add_argument(
-        "--out", type=Path, default=REPO / "bench" / "results" / "speed_throughput.json", help="result JSON"
-    )
-    p.add_argument(
-        "--parallelism",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="LAMBDA_SPEED_PARALLELISM of the job (default: this machine's cores, as a deployment sizes it)",
-    )
+    add_job_options(p, "speed_throughput.json")
     p.add_argument("--keep", action="store_true", help="keep the topic and its truth (see --reuse)")
     p.add_argument(
         "--reuse",
