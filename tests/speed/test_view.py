@@ -174,3 +174,122 @@ def test_counts_are_increments_of_the_totals() -> None:
     vw.apply(hour_update(5, late=1, dups=3))
     counts = vw.take_counts()
     assert (counts.events_in, counts.on_time, counts.late, counts.duplicates) == (5 + 1 + 3, 5, 1, 3)
+
+
+# --- checkpointed state: snapshot / snapshot_changes / restore --------------------------------
+
+
+def busy_view() -> SpeedView:
+    """A view with a closed hour (late and duplicate counters after closing), an open hour, a DLQ
+    counter and the progress of two partitions."""
+    vw = SpeedView(L, LATENESS_S, retention_s=7200, out_of_orderness_s=30, partitions=2, idle_timeout_s=10)
+    vw.apply(hour_update(3, "4.5", dups=1))
+    vw.apply(Update("partition", 0, max_event_ms=H13_MS + 2 * HOUR_MS))
+    vw.apply(Update("partition", 1, max_event_ms=H13_MS + HOUR_MS + 10 * 60_000))
+    vw.drain(now_ms=1_000)  # the watermark closes 13:00
+    vw.apply(hour_update(3, "4.5", late=2, dups=4))  # late events for the closed hour
+    vw.apply(
+        Update(
+            "hour", H13_MS + HOUR_MS, "us-east", "toys", "USD",
+            speed=Metrics(Decimal("-2.5"), 1, 1, 2), late=Metrics(), duplicates=2,
+        )
+    )  # fmt: skip
+    vw.apply(Update("dlq", to_epoch_ms(datetime(2026, 11, 20, tzinfo=UTC)), reason="not_json", malformed=3))
+    vw.drain(now_ms=1_100)
+    return vw
+
+
+def restored(vw: SpeedView) -> SpeedView:
+    copy = SpeedView(L, LATENESS_S, retention_s=7200, out_of_orderness_s=30, partitions=2, idle_timeout_s=10)
+    copy.restore(vw.snapshot())
+    return copy
+
+
+def test_restore_rebuilds_an_equal_view() -> None:
+    vw = busy_view()
+    assert vw.open_hours() == [H13_MS + HOUR_MS]
+    copy = restored(vw)
+    assert copy.snapshot() == vw.snapshot()
+    assert copy.watermark_ms == vw.watermark_ms
+    assert copy.open_hours() == vw.open_hours()
+    assert hsets(copy.refresh(5_000)) == hsets(vw.refresh(5_000))
+
+
+def test_a_restored_view_writes_its_open_hours_and_watermark_on_the_first_refresh() -> None:
+    copy = restored(busy_view())
+    written = hsets(copy.drain(5_000) + copy.refresh(5_000))
+    h14 = datetime(2026, 11, 20, 14, tzinfo=UTC)
+    assert written[L.hour(h14)] == {"us-east|toys|USD": "-2.5000|1|1|2"}
+    assert written[L.duplicates(h14)] == {"us-east|toys|USD": "2"}
+    assert written[L.hours()] == {"2026-11-20T14": HOUR_OPEN}
+    assert written[L.meta()]["watermark_ms"] == str(H13_MS + HOUR_MS + 10 * 60_000 - 30_000 - 1)
+    assert L.hour(H13) not in written  # closed hours are not part of the refresh
+
+
+def test_a_restored_view_continues_the_metric_deltas_and_the_watermark() -> None:
+    vw, copy = busy_view(), restored(busy_view())
+    vw.take_counts()
+    for v in (vw, copy):
+        v.apply(hour_update(5, "6", late=2, dups=4))  # +2 on-time events in the closed hour's key
+        v.apply(
+            Update("dlq", to_epoch_ms(datetime(2026, 11, 20, tzinfo=UTC)), reason="not_json", malformed=4)
+        )
+    assert copy.take_counts() == vw.take_counts()
+    # Progress below what the checkpoint held moves nothing; the partitions are known.
+    copy.apply(Update("partition", 0, max_event_ms=H13_MS))
+    before = copy.watermark_ms
+    copy.drain(6_000)
+    assert copy.watermark_ms == before
+    copy.apply(Update("partition", 1, max_event_ms=H13_MS + 3 * HOUR_MS))
+    copy.drain(7_000)
+    assert copy.watermark_ms == H13_MS + 2 * HOUR_MS - 30_000 - 1
+
+
+def test_snapshot_changes_keep_a_stored_copy_equal_to_the_snapshot() -> None:
+    vw = SpeedView(L, LATENESS_S, retention_s=7200, out_of_orderness_s=30)
+    stored: dict[str, str] = {}
+
+    def sync() -> dict[str, str | None]:
+        changes = vw.snapshot_changes()
+        for name, value in changes.items():
+            if value is None:
+                stored.pop(name, None)
+            else:
+                stored[name] = value
+        assert stored == vw.snapshot()
+        return changes
+
+    vw.apply(hour_update(1))
+    assert set(sync()) == {"hour:" + str(H13_MS) + ":eu-west|books|EUR", "meta"}
+    vw.drain(1)
+    assert sync() == {}  # a tick that changed nothing costs nothing
+    vw.apply(hour_update(2, dups=1))
+    assert set(sync()) == {f"hour:{H13_MS}:eu-west|books|EUR"}  # one entry per changelog row
+    vw.advance(H13_MS + HOUR_MS + LATENESS_S * 1000)  # closes the hour: its entry drops the values
+    assert set(sync()) == {f"hour:{H13_MS}:eu-west|books|EUR", "meta"}
+    vw.advance(H13_MS + 10 * HOUR_MS)
+    sync()
+    vw.refresh(2)  # prunes the old closed hour: its entry is removed
+    assert sync()[f"hour:{H13_MS}:eu-west|books|EUR"] is None
+    assert set(stored) == {"meta"}
+
+
+def test_restore_refuses_another_state_version() -> None:
+    vw = view()
+    snapshot = view().snapshot()
+    snapshot["meta"] = snapshot["meta"].replace('"v":1', '"v":99')
+    with pytest.raises(ValueError, match="version 99"):
+        vw.restore(snapshot)
+
+
+def test_seeded_hours_are_part_of_the_snapshot_and_the_base_of_deltas() -> None:
+    vw = view()
+    vw.seed(
+        H13_MS, {H13_MS: {"speed": {"eu-west|books|EUR": "1.0000|1|0|1"}, "dups": {"eu-west|books|EUR": "2"}}}
+    )
+    copy = view()
+    copy.restore({k: v for k, v in vw.snapshot_changes().items() if v is not None})
+    assert hsets(copy.refresh(1))[L.hour(H13)] == {"eu-west|books|EUR": "1.0000|1|0|1"}
+    copy.apply(hour_update(3, dups=2))
+    counts = copy.take_counts()
+    assert (counts.on_time, counts.duplicates) == (2, 0)

@@ -4,10 +4,17 @@ The sink feeds every update row into `SpeedView`; the view answers with Redis co
 derives the published watermark from the partitions' progress. All values are absolute (HSET of the running totals), so replaying the
 changelog after a restart converges to the same keys. Open hours are mirrored in memory and
 rewritten on every refresh, so a Redis that lost its data heals without a job restart.
+
+The view's durable part (open hours' values, closed hours, watermark, partition progress and the
+last totals metric deltas are taken from) is also kept as flat text entries for the job's
+checkpointed state: `snapshot_changes()` gives the entries touched since its last call (one per
+hour and key, per date and reason, plus one `meta`), so each changelog row costs one small entry,
+and `restore()` rebuilds an equal view from them after a restart.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -19,6 +26,10 @@ from lambda_contract.windows import HOUR_MS, format_instant, from_epoch_ms, hour
 
 MAX_WATERMARK: Final = 2**63 - 1
 """Flink's end-of-input watermark: not a time, so never published or used to close hours."""
+
+STATE_VERSION: Final = 1
+"""Format of the snapshot entries; `restore` refuses any other (a checkpoint of another format)."""
+META_ENTRY: Final = "meta"
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,9 @@ class SpeedView:
         self._pending: dict[tuple[str, str], str] = {}
         self._expire: dict[str, int] = {}
         self._last: dict[tuple[str, int, str], tuple[int, ...]] = {}
+        # Snapshot entries changed since the last snapshot_changes(): keys of _last, and meta.
+        self._dirty: set[tuple[str, int, str]] = set()
+        self._meta_dirty = False
         self.counts = Counts()
 
     # --- inputs ----------------------------------------------------------------------------
@@ -116,13 +130,24 @@ class SpeedView:
     def seed(
         self, watermark_ms: int | None, open_hours: Mapping[int, Mapping[str, Mapping[str, str]]]
     ) -> None:
-        """Start from what Redis holds (after a restart): the published watermark and open hours."""
+        """Start from what Redis holds: the published watermark and open hours (the sink's fallback
+        when its checkpointed state is empty). Seeded totals are also the base of metric deltas."""
         if watermark_ms is not None:
             self.watermark_ms = max(self.watermark_ms or watermark_ms, watermark_ms)
         for hour_ms, parts in open_hours.items():
-            self._open[hour_ms] = _Hour(
+            data = _Hour(
                 dict(parts.get("speed", {})), dict(parts.get("late", {})), dict(parts.get("dups", {}))
             )
+            self._open[hour_ms] = data
+            for fld in data.speed.keys() | data.late.keys() | data.dups.keys():
+                key = ("hour", hour_ms, fld)
+                self._last[key] = (
+                    _events(data.speed.get(fld)),
+                    _events(data.late.get(fld)),
+                    int(data.dups.get(fld, "0")),
+                )
+                self._dirty.add(key)
+        self._meta_dirty = True
 
     def apply(self, update: Update) -> None:
         if update.kind == "dlq":
@@ -138,6 +163,7 @@ class SpeedView:
         if u.max_event_ms is not None and u.max_event_ms > self._partition_max.get(p, u.max_event_ms - 1):
             self._partition_max[p] = u.max_event_ms
             self._advanced.add(p)
+            self._meta_dirty = True
 
     def progress(self, now_ms: int) -> None:
         """Publish the partitions' watermark: min over partitions that are not idle of (newest
@@ -168,6 +194,7 @@ class SpeedView:
         if self.watermark_ms is not None and watermark_ms <= self.watermark_ms:
             return
         self.watermark_ms = watermark_ms
+        self._meta_dirty = True
         for hour_ms in [h for h in self._open if self._is_closed(h)]:
             self._close(hour_ms)
 
@@ -209,12 +236,93 @@ class SpeedView:
                 commands.append(HDel(self.layout.hours(), tuple(hour_id(from_epoch_ms(h)) for h in old)))
                 for h in old:
                     self._closed.discard(h)
-                self._last = {k: v for k, v in self._last.items() if k[0] != "hour" or k[1] not in old}
+                pruned = {k for k in self._last if k[0] == "hour" and k[1] in old}
+                self._last = {k: v for k, v in self._last.items() if k not in pruned}
+                self._dirty |= pruned
+                self._meta_dirty = True
         commands.append(self._meta(now_ms))
         return commands
 
     def open_hours(self) -> list[int]:
         return sorted(self._open)
+
+    # --- checkpointed state ----------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, str]:
+        """Every entry of the view's durable state (what `restore` needs to rebuild it)."""
+        entries = {_entry_key(k): self._entry(k) for k in self._last}
+        entries[META_ENTRY] = self._meta_entry()
+        return {k: v for k, v in entries.items() if v is not None}
+
+    def snapshot_changes(self) -> dict[str, str | None]:
+        """The entries changed since the last call (None: the entry is gone), to keep a stored
+        snapshot equal to `snapshot()` at the cost of what changed, not of the whole view."""
+        changes: dict[str, str | None] = {_entry_key(k): self._entry(k) for k in self._dirty}
+        if self._meta_dirty:
+            changes[META_ENTRY] = self._meta_entry()
+        self._dirty.clear()
+        self._meta_dirty = False
+        return changes
+
+    def restore(self, entries: Mapping[str, str]) -> None:
+        """Rebuild the durable state from `snapshot()` entries, replacing what the view held.
+
+        Not restored: Redis writes not yet drained (the first refresh rewrites the open hours),
+        counts not yet taken, and when each partition last moved (every partition gets a fresh
+        idle timeout, which can only hold the watermark where it is)."""
+        meta = json.loads(entries[META_ENTRY])
+        if meta.get("v") != STATE_VERSION:
+            raise ValueError(f"speed view state of version {meta.get('v')!r}, expected {STATE_VERSION}")
+        self.watermark_ms = meta["watermark"]
+        self._partition_max = {int(p): int(ms) for p, ms in meta["partitions"].items()}
+        self._open = {int(h): _Hour() for h in meta["open"]}
+        self._closed = {int(h) for h in meta["closed"]}
+        self._last = {}
+        for name, value in entries.items():
+            if name == META_ENTRY:
+                continue
+            kind, bucket, fld = name.split(":", 2)
+            key = (kind, int(bucket), fld)
+            if kind == "dlq":
+                self._last[key] = (int(value),)
+                continue
+            doc = json.loads(value)
+            self._last[key] = tuple(int(n) for n in doc["n"])
+            data = self._open.get(key[1])
+            if data is not None:
+                for part, short in (("speed", "s"), ("late", "l"), ("dups", "d")):
+                    if short in doc:
+                        getattr(data, part)[fld] = doc[short]
+        self._advanced, self._advanced_at = set(), {}
+        self._pending, self._expire = {}, {}
+        self._dirty, self._meta_dirty = set(), False
+        self.counts = Counts()
+
+    def _entry(self, key: tuple[str, int, str]) -> str | None:
+        last = self._last.get(key)
+        if last is None:
+            return None
+        if key[0] == "dlq":
+            return str(last[0])
+        doc: dict[str, object] = {"n": list(last)}
+        data = self._open.get(key[1])
+        if data is not None:
+            for mapping, short in ((data.speed, "s"), (data.late, "l"), (data.dups, "d")):
+                if key[2] in mapping:
+                    doc[short] = mapping[key[2]]
+        return json.dumps(doc, separators=(",", ":"))
+
+    def _meta_entry(self) -> str:
+        return json.dumps(
+            {
+                "v": STATE_VERSION,
+                "watermark": self.watermark_ms,
+                "partitions": {str(p): ms for p, ms in sorted(self._partition_max.items())},
+                "open": sorted(self._open),
+                "closed": sorted(self._closed),
+            },
+            separators=(",", ":"),
+        )
 
     # --- internals -------------------------------------------------------------------------
 
@@ -228,7 +336,10 @@ class SpeedView:
         start = from_epoch_ms(u.bucket_ms)
         fld = u.key.field()
         self._count(("hour", u.bucket_ms, fld), (u.speed.events, u.late.events, u.duplicates))
+        self._dirty.add(("hour", u.bucket_ms, fld))
         closed = self._is_closed(u.bucket_ms)
+        if not closed and u.bucket_ms not in self._open:
+            self._meta_dirty = True
         data = None if closed else self._open.setdefault(u.bucket_ms, _Hour())
         parts = (
             (self.layout.hour(start), u.speed.events > 0, u.speed.encode(), "speed"),
@@ -248,6 +359,7 @@ class SpeedView:
 
     def _apply_dlq(self, u: Update) -> None:
         self._count(("dlq", u.bucket_ms, u.reason), (u.malformed,))
+        self._dirty.add(("dlq", u.bucket_ms, u.reason))
         day: date = from_epoch_ms(u.bucket_ms).date()
         key = self.layout.malformed(day)
         self._pending[(key, u.reason)] = str(u.malformed)
@@ -257,6 +369,10 @@ class SpeedView:
         start = from_epoch_ms(hour_ms)
         data = self._open.pop(hour_ms)
         self._closed.add(hour_ms)
+        # The hour's entries lose their open values (the meta entry is marked by advance).
+        self._dirty.update(
+            ("hour", hour_ms, f) for f in data.speed.keys() | data.late.keys() | data.dups.keys()
+        )
         self._pending[(self.layout.hours(), hour_id(start))] = HOUR_CLOSED
         for key, mapping in (
             (self.layout.hour(start), data.speed),
@@ -291,6 +407,16 @@ class SpeedView:
     def take_counts(self) -> Counts:
         counts, self.counts = self.counts, Counts()
         return counts
+
+
+def _entry_key(key: tuple[str, int, str]) -> str:
+    """`hour:{hour start ms}:{field}` or `dlq:{day start ms}:{reason}` (the field comes last: it
+    may hold anything but is split off by position)."""
+    return f"{key[0]}:{key[1]}:{key[2]}"
+
+
+def _events(value: str | None) -> int:
+    return Metrics.decode(value).events if value else 0
 
 
 def metrics_of(revenue: Decimal, orders: int, refunds: int, events: int) -> Metrics:
