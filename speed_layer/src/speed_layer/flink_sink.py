@@ -5,6 +5,21 @@ event), hands each row to the pure `SpeedView`, and writes the resulting command
 short processing-time tick. The same tick publishes the watermark (derived by the view from the
 partitions' progress rows) and, every refresh interval, rewrites the open hours so a Redis that
 lost its data heals.
+
+The view's durable part is Flink keyed state (one MapState of text entries, `SpeedView.snapshot`),
+so a job resumed from a checkpoint rebuilds exactly the view that matches the checkpoint's Kafka
+offsets and aggregates, whatever Redis holds: Redis may have lost data while the job was down,
+and the restored aggregates re-emit only keys that get new events. The entries a callback changed
+are written before it returns (one small entry per changelog row, nothing on a tick that changed
+nothing): PyFlink offers no hook before a checkpoint barrier, and the barrier may come between
+any two callbacks. The tick is a processing-time timer, which is keyed state too: the timer
+pending at the checkpoint is restored and fires at once, so the restored job rewrites the open
+hours and `speed:meta` on its first tick without waiting for a record.
+
+Redis is read back only when the state is empty: on a first start (harmless: the job reads the
+topic from the earliest offset and overwrites every total) and when resuming a checkpoint taken
+before the sink kept state, where Redis is the only record of the open hours that get no new
+events (without them they would be neither refreshed nor ever marked closed).
 """
 
 from __future__ import annotations
@@ -16,7 +31,9 @@ from decimal import Decimal
 from typing import Any
 
 from pyflink.common import Row, RowKind
-from pyflink.datastream import KeyedProcessFunction, RuntimeContext
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import KeyedProcessFunction, RuntimeContext, TimerService
+from pyflink.datastream.state import MapStateDescriptor
 
 from lambda_contract.settings import Settings
 from speed_layer import checkpoints, redis_io
@@ -24,6 +41,8 @@ from speed_layer.metrics import SpeedMetrics
 from speed_layer.view import MAX_WATERMARK, HSet, SpeedView, Update, metrics_of
 
 log = logging.getLogger(__name__)
+
+STATE_NAME = "speed-view"
 
 
 def update_of(row: Row) -> Update:
@@ -54,9 +73,11 @@ class RedisSink(KeyedProcessFunction):  # type: ignore[misc]
         self.refresh_ms = refresh_s * 1000
         self._client: Any = None
         self._view: SpeedView | None = None
+        self._state: Any = None
+        self._loaded = False
         self._metrics: SpeedMetrics | None = None
         self._next_refresh = 0
-        self._ticking = False
+        self._next_tick = 0  # this run's pending tick timer; 0 until the first is registered
         self._retry: list[Any] = []
         self._next_checkpoint_check = 0
 
@@ -71,35 +92,83 @@ class RedisSink(KeyedProcessFunction):  # type: ignore[misc]
             partitions=s.topic_partitions,
             idle_timeout_s=s.idle_timeout_s,
         )
+        # Keyed state can be read only inside a callback (the key is set there): see _load.
+        self._state = runtime_context.get_map_state(
+            MapStateDescriptor(STATE_NAME, Types.STRING(), Types.STRING())
+        )
         self._metrics = SpeedMetrics()
         self._metrics.serve(s.speed_metrics_port + 1)
-        try:
-            watermark, open_hours = redis_io.read_state(self._client, s.redis_layout)
-            self._view.seed(watermark, open_hours)
-        except Exception:  # a Redis that is down now is retried by every tick
-            log.exception("could not read the speed view back from Redis")
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[None]:
         # PyFlink iterates over what the callbacks return: they are generators that emit nothing.
         yield from ()
-        assert self._view is not None
-        if value.get_row_kind() in (RowKind.UPDATE_BEFORE, RowKind.DELETE):
-            return
-        self._view.apply(update_of(value))
-        if not self._ticking:
-            self._ticking = True
-            now = ctx.timer_service().current_processing_time()
-            ctx.timer_service().register_processing_time_timer(now + self.tick_ms)
+        view = self._load()
+        if value.get_row_kind() not in (RowKind.UPDATE_BEFORE, RowKind.DELETE):
+            view.apply(update_of(value))
+        self._save()
+        if not self._next_tick:
+            timers = ctx.timer_service()
+            self._schedule(timers, timers.current_processing_time())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[None]:
         yield from ()
-        self._flush(timestamp)
-        ctx.timer_service().register_processing_time_timer(timestamp + self.tick_ms)
+        self._load()
+        if timestamp < self._next_tick:
+            return  # the previous run's timer, restored after this run's tick had started
+        if not self._next_tick:
+            log.info("the tick resumes from a timer restored with the checkpoint")
+        timers = ctx.timer_service()
+        now = max(timestamp, timers.current_processing_time())
+        self._flush(now)
+        self._save()
+        self._schedule(timers, now)
 
     def close(self) -> None:
-        if self._view is not None and self._client is not None:
+        if self._loaded and self._view is not None and self._client is not None:
             self._flush(int(time.time() * 1000), final=True)
+        if self._client is not None:
             self._client.close()
+
+    def _schedule(self, timers: TimerService, now_ms: int) -> None:
+        self._next_tick = now_ms + self.tick_ms
+        timers.register_processing_time_timer(self._next_tick)
+
+    def _load(self) -> SpeedView:
+        """The view, rebuilt from the keyed state on the first callback (Redis if that is empty)."""
+        assert self._view is not None
+        if self._loaded:
+            return self._view
+        self._loaded = True
+        entries = dict(self._state.items())
+        if entries:
+            self._view.restore(entries)
+            log.info(
+                "speed view restored from checkpointed state: %d entries (%d bytes), open hours %s, "
+                "watermark %s",
+                len(entries),
+                sum(len(k) + len(v) for k, v in entries.items()),
+                self._view.open_hours(),
+                self._view.watermark_ms,
+            )
+            return self._view
+        try:
+            watermark, open_hours = redis_io.read_state(self._client, self.settings.redis_layout)
+        except Exception:  # a Redis that is down now: start from nothing, the topic is replayed
+            log.exception("could not read the speed view back from Redis")
+            return self._view
+        self._view.seed(watermark, open_hours)
+        log.info("no checkpointed speed view: seeded %d open hours from Redis", len(open_hours))
+        return self._view
+
+    def _save(self) -> None:
+        """Write the state entries the view changed since the last call (keyed state: inside a
+        callback only)."""
+        assert self._view is not None
+        for name, entry in self._view.snapshot_changes().items():
+            if entry is None:
+                self._state.remove(name)
+            else:
+                self._state.put(name, entry)
 
     def _flush(self, now_ms: int, final: bool = False) -> None:
         assert self._view is not None and self._metrics is not None
