@@ -267,9 +267,11 @@ class SpeedView:
     def restore(self, entries: Mapping[str, str]) -> None:
         """Rebuild the durable state from `snapshot()` entries, replacing what the view held.
 
-        Not restored: Redis writes not yet drained (the first refresh rewrites the open hours),
-        counts not yet taken, and when each partition last moved (every partition gets a fresh
-        idle timeout, which can only hold the watermark where it is)."""
+        Not restored: Redis writes not yet drained, counts not yet taken, and when each partition
+        last moved (every partition gets a fresh idle timeout, which can only hold the watermark
+        where it is). The first refresh rewrites the open hours; the first drain writes the status
+        of every retained closed hour again, since a `closed` the previous run had not written
+        (Redis down, then the kill) would otherwise leave the hour `open` in Redis for good."""
         meta = json.loads(entries[META_ENTRY])
         if meta.get("v") != STATE_VERSION:
             raise ValueError(f"speed view state of version {meta.get('v')!r}, expected {STATE_VERSION}")
@@ -294,7 +296,8 @@ class SpeedView:
                     if short in doc:
                         getattr(data, part)[fld] = doc[short]
         self._advanced, self._advanced_at = set(), {}
-        self._pending, self._expire = {}, {}
+        self._pending = {(self.layout.hours(), hour_id(from_epoch_ms(h))): HOUR_CLOSED for h in self._closed}
+        self._expire = {}
         self._dirty, self._meta_dirty = set(), False
         self.counts = Counts()
 
