@@ -148,6 +148,28 @@ def test_edge_cases_classify_like_the_reference(spark: SparkSession) -> None:
     payloads.append(json.dumps(valid_doc(region="eu-west\n")).encode())
     payloads.append(json.dumps(valid_doc(region=None)).encode())
     payloads.append(json.dumps(valid_doc(extra={"amount": -5, "nested": [1, {"}": "{"}]})).encode())
+    # The flat-object fast path: brackets inside strings, blanks around and after, trailing data,
+    # a container member, escapes spelling a bracket, a nested duplicate of a checked field.
+    flat = json.dumps(valid_doc())
+    payloads += [
+        f" \t\n{flat}\r\n ".encode(),
+        f"{flat}\x0b".encode(),
+        f"{flat} 1".encode(),
+        f"{flat},".encode(),
+        f"{flat}}}".encode(),
+        json.dumps(valid_doc(category="{books}")).encode(),
+        json.dumps(valid_doc(order_id="o[1]")).encode(),
+        json.dumps(valid_doc(region={"a": 1})).encode(),
+        json.dumps(valid_doc(currency=["EUR"])).encode(),
+        json.dumps(valid_doc(order_id="\u007b")).encode(),
+        flat.replace('"o-1"', '"\\u007b"').encode(),
+        flat.replace('"e-1"', '"e-1", "extra": {"event_id": 5}').encode(),
+        json.dumps(valid_doc(event_id="")).encode(),
+        json.dumps(valid_doc(customer_id="c" * 65)).encode(),
+    ]
+    payloads += [
+        json.dumps(valid_doc(amount=a)).encode() for a in ("0012.5000", "-0.5", "00", "1.23456", "1.")
+    ]
     assert_same(spark, payloads)
 
 

@@ -47,6 +47,7 @@ from lambda_contract.events import (
     AMOUNT_SCALE,
     AMOUNT_SCALE_PATTERN,
     AMOUNT_SYNTAX_PATTERN,
+    ID_MAX_CHARS,
     RULES,
     FieldKind,
     Reason,
@@ -69,6 +70,7 @@ _TIME_FIELD: Final = next(r.name for r in RULES if r.kind is FieldKind.TIMESTAMP
 _STRING_LITERAL: Final = r'"(?:[^"\\]++|\\.)*+"'
 _SCALAR_VALUE: Final = r'""|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null'
 _NUMBER_TYPES: Final = ("BIGINT", "INT", "SMALLINT", "TINYINT")
+_FLAT_OBJECT: Final = r"\A[ \t\n\r]*+\{[^\[\]{}]*+\}[ \t\n\r]*+\z"
 
 
 def _lit(value: str) -> Column:
@@ -93,8 +95,6 @@ def _single_value(text: Column) -> Column:
     trimmed = _trim_ws(text)
     first = F.substring(trimmed, 1, 1)
     last = F.substring(trimmed, -1, 1)
-    # Fast path: the only '}' is the last non-blank character, so the object ends the text.
-    fast = (first == "{") & (F.instr(text, "}") == F.length(_rtrim_ws(text)))
     blanked = _trim_ws(F.regexp_replace(text, _STRING_LITERAL, '""'))
     brackets = F.regexp_replace(blanked, r"[^\[\]{}]", "")
     # Depth after each bracket; the first value ends at the text's end iff depth returns to zero
@@ -111,7 +111,7 @@ def _single_value(text: Column) -> Column:
     )
     container = F.substring(blanked, -1, 1).isin("}", "]") & (scan["d"] == 0) & (scan["z"] == 1)
     scalar = blanked.rlike(java_regex(_SCALAR_VALUE))
-    return F.when(fast, True).when(first.isin("{", "["), container).otherwise(scalar) & last.isNotNull()
+    return F.when(first.isin("{", "["), container).otherwise(scalar) & last.isNotNull()
 
 
 def _field(doc: Column, name: str) -> Column:
@@ -133,23 +133,33 @@ def parse(df: DataFrame, value_col: str = "value") -> DataFrame:
         {"_v_utf8": F.when(F.col("_v_empty"), F.lit(False)).otherwise(F.is_valid_utf8("_v_text"))},
     )
     df = _add(df, {"_v_doc": F.when(F.col("_v_utf8"), F.try_parse_json("_v_text"))})
-    df = _add(df, {"_v_json": F.col("_v_doc").isNotNull() & _single_value(F.col("_v_text"))})
-    first = F.substring(F.ltrim(F.col("_v_text"), F.lit(JSON_WS)), 1, 1)
-    return _add(df, {"_v_object": F.col("_v_json") & (first == "{")})
+    # Flat: one object holding no bracket at all (so no member is an object or array, and the
+    # text ends with it) -- the usual event, told by one linear regex. Any other text, including
+    # a flat object with a bracket inside a string, takes the slower, equally exact checks.
+    text = F.col("_v_text")
+    df = _add(df, {"_v_flat": F.col("_v_doc").isNotNull() & text.rlike(_FLAT_OBJECT)})
+    flat = F.col("_v_flat")
+    first = F.substring(F.ltrim(text, F.lit(JSON_WS)), 1, 1)
+    df = _add(df, {"_v_json": flat | (F.col("_v_doc").isNotNull() & _single_value(text))})
+    return _add(df, {"_v_object": flat | (F.col("_v_json") & (first == "{"))})
 
 
 _CONTAINER: Final = "CONTAINER"
 """What `_type_of` says for a JSON object or array (any field of that type is invalid)."""
 
 
-def _type_of(value: Column) -> Column:
+def _type_of(value: Column, flat: Column) -> Column:
     """`schema_of_variant` of a scalar (STRING, BIGINT, DECIMAL(p,s), DOUBLE, BOOLEAN, VOID...),
-    "CONTAINER" for an object or array: shallow casts, whose depth does not matter."""
+    "CONTAINER" for an object or array: shallow casts, whose depth does not matter.
+
+    The casts fail (and a failing cast costs Spark an exception, several microseconds) for every
+    scalar, so they are asked only of members of documents that are not `flat`.
+    """
     container = (
         F.try_variant_get(value, "$", "map<string,variant>").isNotNull()
         | F.try_variant_get(value, "$", "array<variant>").isNotNull()
     )
-    return F.when(container, F.lit(_CONTAINER)).otherwise(F.schema_of_variant(value))
+    return F.when(flat | ~container, F.schema_of_variant(value)).otherwise(F.lit(_CONTAINER))
 
 
 def add_event_ms(df: DataFrame, text_col: str) -> DataFrame:
@@ -160,13 +170,17 @@ def add_event_ms(df: DataFrame, text_col: str) -> DataFrame:
     text = F.col(text_col)
     parts = ["y", "mo", "d", "h", "mi", "s"]
     # One regex match per row; once the contract's pattern matched, every group sits at the
-    # position `_TIME_GROUPS` found for it (checked at import), so substrings extract them.
+    # position `_TIME_GROUPS` found for it (checked at import), so substrings extract them, and
+    # plain casts of those digits cannot fail. (Nothing here may depend on a failing try_cast:
+    # Spark pays an exception for each, several microseconds a row.)
+    df = _add(df, {"_t_ok": F.coalesce(text.rlike(_TIME_REGEX), F.lit(False))})
+    ok = F.col("_t_ok")
     rest = F.substring(text, _TIME_REST_START, 1000)
     offset_len = F.when(F.substring(text, -1, 1) == "Z", 1).otherwise(_TIME_OFFSET_LEN)
     df = _add(
         df,
         {
-            f"_t_{p}": F.substring(text, start + 1, end - start).try_cast("bigint")
+            f"_t_{p}": F.when(ok, F.substring(text, start + 1, end - start).cast("bigint"))
             for p, (start, end) in zip(parts, _TIME_GROUPS, strict=True)
         }
         | {
@@ -174,17 +188,17 @@ def add_event_ms(df: DataFrame, text_col: str) -> DataFrame:
             "_t_off": F.when(offset_len == 1, F.lit("Z")).otherwise(
                 F.substring(text, -_TIME_OFFSET_LEN, _TIME_OFFSET_LEN)
             ),
-            "_t_ok": text.rlike(_TIME_REGEX),
         },
     )
     y, mo, d, h, mi, s = (F.col(f"_t_{p}") for p in parts)
     fraction, offset = F.col("_t_frac"), F.col("_t_off")
+    numeric_offset = ok & (offset != "Z")
     df = _add(
         df,
         {
             "_t_leap": ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0),
-            "_t_oh": F.substring(offset, 2, 2).try_cast("bigint"),
-            "_t_om": F.substring(offset, 5, 2).try_cast("bigint"),
+            "_t_oh": F.when(numeric_offset, F.substring(offset, 2, 2).cast("bigint")),
+            "_t_om": F.when(numeric_offset, F.substring(offset, 5, 2).cast("bigint")),
             "_t_y2": y - F.when(mo <= 2, 1).otherwise(0),
         },
     )
@@ -208,9 +222,7 @@ def add_event_ms(df: DataFrame, text_col: str) -> DataFrame:
     doy = F.floor((153 * (mo + F.when(mo > 2, -3).otherwise(9)) + 2) / 5) + d - 1
     doe = yoe * 365 + F.floor(yoe / 4) - F.floor(yoe / 100) + doy
     days = F.col("_t_era") * 146097 + doe - 719468
-    millis = F.when(fraction == "", 0).otherwise(
-        F.rpad(F.substring(fraction, 2, 3), 3, "0").try_cast("bigint")
-    )
+    millis = F.when(fraction == "", 0).otherwise(F.rpad(F.substring(fraction, 2, 3), 3, "0").cast("bigint"))
     offset_ms = F.when(offset == "Z", 0).otherwise(
         F.when(F.substring(offset, 1, 1) == "-", -1).otherwise(1) * (off_h * 3_600_000 + off_m * 60_000)
     )
@@ -247,10 +259,18 @@ def _amount_literal_from_raw(text: Column, name: str) -> Column:
     return F.try_element_at(found, F.lit(-1))
 
 
+_AMOUNT_VALID: Final = (
+    rf"\A(?=(?:{AMOUNT_SYNTAX_PATTERN})\z)(?!(?:{AMOUNT_NOT_POSITIVE_PATTERN})\z)"
+    rf"(?=(?:{AMOUNT_RANGE_PATTERN})\z)(?=(?:{AMOUNT_SCALE_PATTERN})\z)"
+)
+"""All four amount patterns as one regex (lookaheads): a valid amount costs one match, not four."""
+
+
 def _check_amount(text: Column) -> Column:
     """The amount patterns in contract order, as a reason (NULL when valid)."""
     return (
-        F.when(~_full_match(text, AMOUNT_SYNTAX_PATTERN), _lit(Reason.INVALID_AMOUNT.value))
+        F.when(text.rlike(_AMOUNT_VALID), F.lit(None).cast("string"))
+        .when(~_full_match(text, AMOUNT_SYNTAX_PATTERN), _lit(Reason.INVALID_AMOUNT.value))
         .when(_full_match(text, AMOUNT_NOT_POSITIVE_PATTERN), _lit(Reason.AMOUNT_NOT_POSITIVE.value))
         .when(~_full_match(text, AMOUNT_RANGE_PATTERN), _lit(Reason.AMOUNT_OUT_OF_RANGE.value))
         .when(~_full_match(text, AMOUNT_SCALE_PATTERN), _lit(Reason.AMOUNT_TOO_PRECISE.value))
@@ -263,7 +283,7 @@ def _field_stages(df: DataFrame) -> DataFrame:
         df,
         {f"_v_{r.name}_var": F.when(F.col("_v_object"), _field(F.col("_v_doc"), r.name)) for r in RULES},
     )
-    df = _add(df, {f"_v_{r.name}_type": _type_of(F.col(f"_v_{r.name}_var")) for r in RULES})
+    df = _add(df, {f"_v_{r.name}_type": _type_of(F.col(f"_v_{r.name}_var"), F.col("_v_flat")) for r in RULES})
     texts: dict[str, Column] = {}
     for rule in RULES:
         var, kind = F.col(f"_v_{rule.name}_var"), F.col(f"_v_{rule.name}_type")
@@ -288,6 +308,8 @@ def _field_stages(df: DataFrame) -> DataFrame:
             continue
         if rule.kind is FieldKind.ENUM:
             ok = value.isin(*rule.allowed)
+        elif rule.kind is FieldKind.ID:  # ID_PATTERN's 1..ID_MAX_CHARS code points, without a regex
+            ok = F.length(value).between(1, ID_MAX_CHARS)
         else:
             assert rule.pattern is not None
             ok = _full_match(value, rule.pattern)
@@ -333,7 +355,14 @@ def event_ms_only(df: DataFrame, value_col: str = "value") -> DataFrame:
     df = parse(df, value_col)
     rule = next(r for r in RULES if r.kind is FieldKind.TIMESTAMP)
     df = _add(df, {"_v_var": F.when(F.col("_v_object"), _field(F.col("_v_doc"), rule.name))})
-    df = _add(df, {"_v_time": F.when(_type_of(F.col("_v_var")) == "STRING", F.col("_v_var").cast("string"))})
+    df = _add(
+        df,
+        {
+            "_v_time": F.when(
+                _type_of(F.col("_v_var"), F.col("_v_flat")) == "STRING", F.col("_v_var").cast("string")
+            )
+        },
+    )
     return add_event_ms(df, "_v_time").select(*keep, EVENT_MS)
 
 
