@@ -196,14 +196,16 @@ def recompute_date(
         total = sum(c.input_rows for c in counts.values())
         progress(f"{day}: {total} rows read; writing quarantine")
         quarantine = delta_tables.conform(rows.where(F.col(validation.REASON).isNotNull()), QUARANTINE)
+        # One file per date, but repartition, not coalesce: coalesce(1) would also run the scan
+        # and filter of every row of the date (or gold's dedup) in that one task, on one core.
         (
-            quarantine.coalesce(1)
+            quarantine.repartition(1)
             .write.format("delta")
             .mode("overwrite")
             .option("replaceWhere", f"event_date = {_date_literal(day)}")
             .save(delta_tables.url(settings, QUARANTINE))
         )
-        gold = gold_of(rows.where(F.col(validation.REASON).isNull()), day).coalesce(1).cache()
+        gold = gold_of(rows.where(F.col(validation.REASON).isNull()), day).repartition(1).cache()
         # One small job for everything the manifest and summary need from gold.
         stats = (
             gold.groupBy("hour", "currency")

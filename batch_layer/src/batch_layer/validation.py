@@ -134,14 +134,19 @@ def parse(df: DataFrame, value_col: str = "value") -> DataFrame:
     )
     df = _add(df, {"_v_doc": F.when(F.col("_v_utf8"), F.try_parse_json("_v_text"))})
     # Flat: one object holding no bracket at all (so no member is an object or array, and the
-    # text ends with it) -- the usual event, told by one linear regex. Any other text, including
-    # a flat object with a bracket inside a string, takes the slower, equally exact checks.
+    # text ends with it) -- the usual event, told by one linear regex (cheaper here than Spark's
+    # string searches). Any other text, including a flat object with a bracket inside a string,
+    # takes the slower, equally exact checks.
     text = F.col("_v_text")
     df = _add(df, {"_v_flat": F.col("_v_doc").isNotNull() & text.rlike(_FLAT_OBJECT)})
     flat = F.col("_v_flat")
     first = F.substring(F.ltrim(text, F.lit(JSON_WS)), 1, 1)
-    df = _add(df, {"_v_json": flat | (F.col("_v_doc").isNotNull() & _single_value(text))})
-    return _add(df, {"_v_object": flat | (F.col("_v_json") & (first == "{"))})
+    # CASE, not OR: Spark hoists subexpressions out of both sides of an OR (evaluating the slow
+    # checks for every row), but never out of a single CASE branch.
+    df = _add(
+        df, {"_v_json": F.when(flat, True).otherwise(F.col("_v_doc").isNotNull() & _single_value(text))}
+    )
+    return _add(df, {"_v_object": F.when(flat, True).otherwise(F.col("_v_json") & (first == "{"))})
 
 
 _CONTAINER: Final = "CONTAINER"
@@ -290,8 +295,11 @@ def _field_stages(df: DataFrame) -> DataFrame:
         texts[f"_v_{rule.name}_missing"] = var.isNull() | (kind == "VOID")
         if rule.kind is FieldKind.AMOUNT:
             number = kind.isin(*_NUMBER_TYPES) | kind.startswith("DECIMAL")
-            texts[f"_v_{rule.name}"] = F.when((kind == "STRING") | number, var.cast("string")).when(
-                kind == "DOUBLE", _amount_literal_from_raw(F.col("_v_text"), rule.name)
+            # A number's text by to_json: a cast would build a Catalyst Cast for every row.
+            texts[f"_v_{rule.name}"] = (
+                F.when(kind == "STRING", var.cast("string"))
+                .when(number, F.to_json(var))
+                .when(kind == "DOUBLE", _amount_literal_from_raw(F.col("_v_text"), rule.name))
             )
         else:
             texts[f"_v_{rule.name}"] = F.when(kind == "STRING", var.cast("string"))
