@@ -41,6 +41,7 @@ def session_config(settings: Settings, extra: Mapping[str, str] | None = None) -
         "spark.jars": ",".join(spark_jars(settings)),
         "spark.driver.memory": settings.spark_driver_memory,
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.databricks.delta.snapshotPartitions": str(settings.spark_delta_snapshot_partitions),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         # All bucketing is UTC; the recompute never depends on the machine's zone.

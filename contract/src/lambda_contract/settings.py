@@ -184,6 +184,14 @@ class Settings:
     spark_shuffle_partitions: int = _setting(
         "LAMBDA_SPARK_SHUFFLE_PARTITIONS", "8", _int(1), "spark.sql.shuffle.partitions for the recompute."
     )
+    spark_delta_snapshot_partitions: int = _setting(
+        "LAMBDA_SPARK_DELTA_SNAPSHOT_PARTITIONS",
+        "1",
+        _int(1),
+        "spark.databricks.delta.snapshotPartitions: tasks that rebuild a Delta table's state from "
+        "its log at every read and commit. Delta's 50 costs seconds per commit on a small "
+        "machine; raise it for tables with long logs on a cluster.",
+    )
     spark_driver_memory: str = _setting(
         "LAMBDA_SPARK_DRIVER_MEMORY",
         "4g",
