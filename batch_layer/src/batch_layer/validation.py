@@ -17,8 +17,11 @@ How the JSON is read, and why (each point was checked on Spark 4.2, see tests/ba
   recurses through all of it (a StackOverflowError near 1000 levels that fails the task): a
   field's type is therefore only asked of scalars, objects and arrays are told by casts.
 - `try_parse_json` accepts trailing data after the first value (`{"a":1} x`), which Python
-  rejects, so a single-value check follows: a fast path for the usual flat object, and a
-  bracket-depth scan with string literals blanked out for nested ones.
+  rejects, so a single-value check follows: one regex recognises the usual flat object (no
+  bracket anywhere), a bracket-depth scan with string literals blanked out handles the rest.
+- Speed (batch_layer/README.md has the list): the usual row never takes a path that fails on
+  purpose (a failing try_cast costs Spark an exception), slow checks sit in CASE branches (Spark
+  hoists subexpressions out of OR), ids are checked by length, a valid amount by one regex.
 - A JSON number the VARIANT stores as DOUBLE (an exponent, or more than 38 digits) has lost its
   literal text; that text is taken from the raw payload (the last top-level-looking `"amount":`),
   so such amounts still get the contract's reason. A nested object with its own "amount" key, or
