@@ -12,9 +12,12 @@ from lambda_contract.settings import Settings
 REQUIRED_JARS = ("delta-spark_", "delta-storage-", "spark-sql-kafka-0-10_", "kafka-clients-")
 
 
-JIT_OPTIONS = "-XX:-DontCompileHugeMethods"
+JVM_OPTIONS = "-XX:-DontCompileHugeMethods -Xss8m"
 """HotSpot never compiles a method over 8,000 bytes of bytecode, and the whole-stage code Spark
-generates for the contract's checks is larger: without this it runs interpreted, 2x slower."""
+generates for the contract's checks is larger: without the first option it runs interpreted, 2x
+slower. Spark copies a VARIANT value recursively, three frames per level, and the contract lets a
+payload nest 1,000 levels (MAX_JSON_DEPTH): in interpreted frames that needs about 1 MB, the
+default thread stack (a 768 KB stack overflows in tests/batch, killing the JVM), hence 8 MB."""
 
 
 class JarsMissingError(RuntimeError):
@@ -51,8 +54,8 @@ def session_config(settings: Settings, extra: Mapping[str, str] | None = None) -
         "spark.sql.adaptive.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
         "spark.ui.enabled": "false",
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.level=warn {JIT_OPTIONS}",
-        "spark.executor.extraJavaOptions": JIT_OPTIONS,
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.level=warn {JVM_OPTIONS}",
+        "spark.executor.extraJavaOptions": JVM_OPTIONS,
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
     }
     for key, value in (extra or {}).items():
