@@ -20,6 +20,9 @@ payload nest 1,000 levels (MAX_JSON_DEPTH): in interpreted frames that needs abo
 default thread stack (a 768 KB stack overflows in tests/batch, killing the JVM), hence 8 MB."""
 
 
+ROW_GROUP_BYTES = 32 * 1024 * 1024
+
+
 class JarsMissingError(RuntimeError):
     """The jar folder `make setup` fills is absent or incomplete."""
 
@@ -49,6 +52,11 @@ def session_config(settings: Settings, extra: Mapping[str, str] | None = None) -
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         # All bucketing is UTC; the recompute never depends on the machine's zone.
         "spark.sql.session.timeZone": "UTC",
+        # Parquet splits a file for reading only at row-group boundaries: 32 MB row groups and
+        # read splits (not 128) cut a day of bronze into enough tasks to keep every core busy
+        # to the end (10 M events were 5 tasks on 2 cores: the last ran alone).
+        "spark.hadoop.parquet.block.size": str(ROW_GROUP_BYTES),
+        "spark.sql.files.maxPartitionBytes": str(ROW_GROUP_BYTES),
         # Python's json keeps the last of duplicate keys; the VARIANT parser must do the same.
         "spark.sql.variant.allowDuplicateKeys": "true",
         "spark.sql.adaptive.enabled": "true",
