@@ -300,12 +300,12 @@ def _field_stages(df: DataFrame) -> DataFrame:
             number = kind.isin(*_NUMBER_TYPES) | kind.startswith("DECIMAL")
             # A number's text by to_json: a cast would build a Catalyst Cast for every row.
             texts[f"_v_{rule.name}"] = (
-                F.when(kind == "STRING", var.cast("string"))
+                F.when(kind == "STRING", F.try_variant_get(var, "$", "string"))
                 .when(number, F.to_json(var))
                 .when(kind == "DOUBLE", _amount_literal_from_raw(F.col("_v_text"), rule.name))
             )
         else:
-            texts[f"_v_{rule.name}"] = F.when(kind == "STRING", var.cast("string"))
+            texts[f"_v_{rule.name}"] = F.when(kind == "STRING", F.try_variant_get(var, "$", "string"))
     df = _add(df, texts)
     checks: dict[str, Column] = {}
     for rule in RULES:
