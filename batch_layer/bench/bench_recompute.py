@@ -206,7 +206,10 @@ def main() -> int:
     )
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
-    root = args.root / f"rows-{args.rows}"
+    # The data set is cached per size and Parquet layout (a new row-group size regenerates it).
+    from batch_layer.spark import ROW_GROUP_BYTES
+
+    root = args.root / f"rows-{args.rows}-rg{ROW_GROUP_BYTES >> 20}m"
     if not (root / "delta" / "bronze" / "_delta_log").exists():
         print(f"generating {args.rows} bronze rows under {root} ...", flush=True)
         generate(root, args.rows)
