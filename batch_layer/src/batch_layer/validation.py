@@ -89,10 +89,6 @@ def _trim_ws(col: Column) -> Column:
     return F.btrim(col, F.lit(JSON_WS))
 
 
-def _rtrim_ws(col: Column) -> Column:
-    return F.rtrim(col, F.lit(JSON_WS))
-
-
 def _single_value(text: Column) -> Column:
     """True when `text` (already accepted by try_parse_json) holds nothing after its first value."""
     trimmed = _trim_ws(text)
@@ -115,6 +111,11 @@ def _single_value(text: Column) -> Column:
     container = F.substring(blanked, -1, 1).isin("}", "]") & (scan["d"] == 0) & (scan["z"] == 1)
     scalar = blanked.rlike(java_regex(_SCALAR_VALUE))
     return F.when(first.isin("{", "["), container).otherwise(scalar) & last.isNotNull()
+
+
+def _string_of(value: Column) -> Column:
+    """The text of a VARIANT holding a JSON string (cheaper than a cast of the VARIANT)."""
+    return F.try_variant_get(value, "$", "string")
 
 
 def _field(doc: Column, name: str) -> Column:
@@ -300,12 +301,12 @@ def _field_stages(df: DataFrame) -> DataFrame:
             number = kind.isin(*_NUMBER_TYPES) | kind.startswith("DECIMAL")
             # A number's text by to_json: a cast would build a Catalyst Cast for every row.
             texts[f"_v_{rule.name}"] = (
-                F.when(kind == "STRING", F.try_variant_get(var, "$", "string"))
+                F.when(kind == "STRING", _string_of(var))
                 .when(number, F.to_json(var))
                 .when(kind == "DOUBLE", _amount_literal_from_raw(F.col("_v_text"), rule.name))
             )
         else:
-            texts[f"_v_{rule.name}"] = F.when(kind == "STRING", F.try_variant_get(var, "$", "string"))
+            texts[f"_v_{rule.name}"] = F.when(kind == "STRING", _string_of(var))
     df = _add(df, texts)
     checks: dict[str, Column] = {}
     for rule in RULES:
@@ -370,7 +371,7 @@ def event_ms_only(df: DataFrame, value_col: str = "value") -> DataFrame:
         df,
         {
             "_v_time": F.when(
-                _type_of(F.col("_v_var"), F.col("_v_flat")) == "STRING", F.col("_v_var").cast("string")
+                _type_of(F.col("_v_var"), F.col("_v_flat")) == "STRING", _string_of(F.col("_v_var"))
             )
         },
     )
