@@ -339,7 +339,6 @@ class SpeedView:
         start = from_epoch_ms(u.bucket_ms)
         fld = u.key.field()
         self._count(("hour", u.bucket_ms, fld), (u.speed.events, u.late.events, u.duplicates))
-        self._dirty.add(("hour", u.bucket_ms, fld))
         closed = self._is_closed(u.bucket_ms)
         if not closed and u.bucket_ms not in self._open:
             self._meta_dirty = True
@@ -362,7 +361,6 @@ class SpeedView:
 
     def _apply_dlq(self, u: Update) -> None:
         self._count(("dlq", u.bucket_ms, u.reason), (u.malformed,))
-        self._dirty.add(("dlq", u.bucket_ms, u.reason))
         day: date = from_epoch_ms(u.bucket_ms).date()
         key = self.layout.malformed(day)
         self._pending[(key, u.reason)] = str(u.malformed)
@@ -390,6 +388,7 @@ class SpeedView:
     def _count(self, key: tuple[str, int, str], values: tuple[int, ...]) -> None:
         before = self._last.get(key, (0,) * len(values))
         self._last[key] = values
+        self._dirty.add(key)  # every total kept here is a state entry
         deltas = [max(0, a - b) for a, b in zip(values, before, strict=True)]
         if key[0] == "dlq":
             self.counts.malformed[key[2]] = self.counts.malformed.get(key[2], 0) + deltas[0]
