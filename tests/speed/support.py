@@ -7,19 +7,22 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
+from process_support import reap_group
 
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
 from lambda_contract.windows import parse_hour_id
+from lambda_tools.generator import GeneratedRecord, GeneratorConfig, history
+from lambda_tools.truth import SentRecord, Truth, compute_truth
 
 REPO = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("LAMBDA_KAFKA_BOOTSTRAP", "localhost:9092")
@@ -115,6 +118,18 @@ def produce(topic: str, records: Iterable[tuple[int, bytes | None, bytes | None,
     return n
 
 
+def preload_history(
+    topic: str, config: GeneratorConfig, start: datetime, end: datetime, events: int
+) -> tuple[list[GeneratedRecord], Truth]:
+    """Generated history from `start` to `end` produced into `topic`, and its truth."""
+    records = list(history(config, start, end, events))
+    truth = compute_truth(
+        SentRecord(r.value, datetime.fromtimestamp(r.timestamp_ms / 1000, UTC)) for r in records
+    )
+    produce(topic, [(r.partition, r.key, r.value, r.timestamp_ms) for r in records])
+    return records, truth
+
+
 class Job:
     """The speed job (`python -m speed_layer.main`) as a child process with its log in a file."""
 
@@ -142,18 +157,7 @@ class Job:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(30)
-        # Orphans of the group (the JVM) may outlive the leader for a moment.
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(self.proc.pid, 0)
-            except ProcessLookupError:
-                break
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
+        reap_group(self.proc, 20)
         self._fh.close()
 
     def wait(self, timeout: float) -> int:
@@ -163,15 +167,6 @@ class Job:
 
     def tail(self, n: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-
-
-def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return check()
 
 
 def read_view(client: redis.Redis, prefix: str, kind: str) -> dict[tuple[object, GroupKey], Metrics]:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer
-from support import BOOTSTRAP, Job, Sandbox, produce, read_view, wait_until, watermark_ms
+from process_support import wait_until
+from support import BOOTSTRAP, Job, Sandbox, produce, read_view, watermark_ms
 
 from lambda_contract.windows import closes_at, hour_id, to_epoch_ms
 from lambda_tools import golden

@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support import Job, Sandbox, produce, read_view, wait_until
+from process_support import wait_until
+from support import Job, Sandbox, preload_history, read_view
 
 from lambda_contract.windows import to_epoch_ms
-from lambda_tools.generator import GeneratorConfig, history
-from lambda_tools.truth import SentRecord, compute_truth
+from lambda_tools.generator import GeneratorConfig
 
 pytestmark = pytest.mark.integration
 
@@ -33,13 +33,8 @@ START_TIMEOUT_S = 420
 def test_sigkill_mid_stream_then_resume_converges_exactly(sandbox: Sandbox, tmp_path: Path) -> None:
     config = GeneratorConfig(seed=3, late_rate=0.0, duplicate_rate=0.02, malformed_rate=0.01)
     start = datetime(2026, 11, 19, 0, tzinfo=UTC)
-    records = list(history(config, start, datetime(2026, 11, 19, 4, tzinfo=UTC), EVENTS))
-    truth = compute_truth(
-        SentRecord(r.value, datetime.fromtimestamp(r.timestamp_ms / 1000, UTC)) for r in records
-    )
-    produce(
-        sandbox.topics["LAMBDA_TOPIC_ORDERS"],
-        [(r.partition, r.key, r.value, r.timestamp_ms) for r in records],
+    records, truth = preload_history(
+        sandbox.topics["LAMBDA_TOPIC_ORDERS"], config, start, datetime(2026, 11, 19, 4, tzinfo=UTC), EVENTS
     )
     assert to_epoch_ms(start) < records[-1].timestamp_ms
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from support import Job, Sandbox, produce, read_view, wait_until, watermark_ms
+from process_support import wait_until
+from support import Job, Sandbox, preload_history, read_view, watermark_ms
 
 from lambda_contract.redis_layout import HOUR_OPEN
 from lambda_contract.windows import HOUR_MS, hour_id
-from lambda_tools.generator import GeneratorConfig, history
-from lambda_tools.truth import SentRecord, compute_truth
+from lambda_tools.generator import GeneratorConfig
 
 pytestmark = pytest.mark.integration
 
@@ -49,13 +49,8 @@ def test_a_job_restarted_after_redis_lost_its_data_writes_the_open_hours_back(
 ) -> None:
     config = GeneratorConfig(seed=11, late_rate=0.0, duplicate_rate=0.02, malformed_rate=0.01)
     start = datetime(2026, 11, 21, 10, tzinfo=UTC)
-    records = list(history(config, start, datetime(2026, 11, 21, 13, tzinfo=UTC), EVENTS))
-    truth = compute_truth(
-        SentRecord(r.value, datetime.fromtimestamp(r.timestamp_ms / 1000, UTC)) for r in records
-    )
-    produce(
-        sandbox.topics["LAMBDA_TOPIC_ORDERS"],
-        [(r.partition, r.key, r.value, r.timestamp_ms) for r in records],
+    _, truth = preload_history(
+        sandbox.topics["LAMBDA_TOPIC_ORDERS"], config, start, datetime(2026, 11, 21, 13, tzinfo=UTC), EVENTS
     )
     client = sandbox.redis()
     settings = sandbox.settings()

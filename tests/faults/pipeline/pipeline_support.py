@@ -20,6 +20,7 @@ from typing import Final
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
+from process_support import reap_group
 
 from lambda_contract.settings import Settings
 from lambda_tools import services
@@ -165,13 +166,7 @@ class Proc:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
-        deadline = time.monotonic() + 30  # orphans of the group (the JVM) may outlive the leader
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
+        reap_group(self.proc, 30)
         self._fh.close()
 
     def tail(self, n: int = 40) -> str:

@@ -74,6 +74,7 @@ from pipeline_support import (
     private_broker,
     sandbox_in,
 )
+from process_support import wait_until
 
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.windows import hour_id, parse_hour_id
@@ -94,15 +95,6 @@ START_TIMEOUT_S: Final = 420  # a cold PyFlink start plans a large SQL job; slow
 CONVERGE_TIMEOUT_S: Final = 600
 
 View = dict[tuple[datetime, GroupKey], Metrics]
-
-
-def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return check()
 
 
 # --- the traffic ------------------------------------------------------------------------------------
@@ -334,7 +326,7 @@ class Run:
 
     def wait(self, check: Callable[[], bool], what: str, timeout: float = START_TIMEOUT_S) -> None:
         job = self.alive_job()
-        ok = wait_until(lambda: check() or not job.alive(), timeout)
+        ok = wait_until(lambda: check() or not job.alive(), timeout, 0.5)
         assert job.alive(), f"the speed job died {what}:\n{job.tail()}"
         assert ok, f"the speed job did not recover within {timeout:.0f} s {what}:\n{job.tail()}"
 
