@@ -22,11 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "speed"))
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "speed")]  # the tests' support modules
 
 from common import add_job_options  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
-from support import BOOTSTRAP, Job, Sandbox, wait_until  # noqa: E402
+from process_support import wait_until  # noqa: E402
+from support import BOOTSTRAP, Job, Sandbox  # noqa: E402
 
 from lambda_contract.windows import hour_id  # noqa: E402
 

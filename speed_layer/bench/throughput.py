@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "speed"))
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "speed")]  # the tests' support modules
 
 from common import add_job_options  # noqa: E402
 from support import BOOTSTRAP, Job, Sandbox, read_view  # noqa: E402
