@@ -21,26 +21,38 @@ pytestmark = pytest.mark.integration
 FIELDS = tuple(rule.name for rule in RULES)
 
 
-def spark_classify(
-    spark: SparkSession, payloads: Sequence[bytes | None]
-) -> list[tuple[str | None, int | None, str | None]]:
-    """(reason, event_ms, amount text) per payload, in order."""
+Outcome = tuple[str | None, int | None, str | None, tuple[str | None, ...]]
+"""(reason, event_ms, amount text, the valid fields' texts) of one payload."""
+
+
+def spark_classify(spark: SparkSession, payloads: Sequence[bytes | None]) -> list[Outcome]:
+    """The outcome of each payload, in order."""
     df = spark.createDataFrame([(i, p) for i, p in enumerate(payloads)], "i int, value binary")
-    out = validation.classify(df).select("i", "reason", "event_ms", "amount").orderBy("i").collect()
-    return [(r["reason"], r["event_ms"], None if r["amount"] is None else str(r["amount"])) for r in out]
+    columns = ["i", "reason", "event_ms", "amount", *validation.VALID_FIELDS]
+    out = validation.classify(df).select(*columns).orderBy("i").collect()
+    return [
+        (
+            r["reason"],
+            r["event_ms"],
+            None if r["amount"] is None else str(r["amount"]),
+            tuple(r[name] for name in validation.VALID_FIELDS),
+        )
+        for r in out
+    ]
 
 
-def expected(payload: bytes | None) -> tuple[str | None, int | None, str | None]:
+def expected(payload: bytes | None) -> Outcome:
     result = validate(payload)
     if isinstance(result, Event):
-        return (None, result.event_time_ms, str(result.amount))
+        texts = tuple(getattr(result, name) for name in validation.VALID_FIELDS)
+        return (None, result.event_time_ms, str(result.amount), texts)
     ms = None
     if result.event_time is not None:
         ms = int(result.event_time.timestamp() * 1000)
         from lambda_contract.windows import to_epoch_ms
 
         ms = to_epoch_ms(result.event_time)
-    return (result.reason.value, ms, None)
+    return (result.reason.value, ms, None, (None,) * len(validation.VALID_FIELDS))
 
 
 def assert_same(spark: SparkSession, payloads: Sequence[bytes | None]) -> None:
@@ -169,6 +181,18 @@ def test_edge_cases_classify_like_the_reference(spark: SparkSession) -> None:
     ]
     payloads += [
         json.dumps(valid_doc(amount=a)).encode() for a in ("0012.5000", "-0.5", "00", "1.23456", "1.")
+    ]
+    # A member's text: duplicates (the last wins, a null too), keys differing in case only, keys
+    # and values spelled with escapes, non-ASCII text, a duplicate after a container.
+    payloads += [
+        flat.replace('"e-1"', '"x-0", "event_id": "e-1"', 1).encode(),
+        flat[:-1].encode() + b', "region": "us-east"}',
+        flat[:-1].encode() + b', "region": null}',
+        flat[:-1].encode() + b', "region": "us-east", "Region": "ap-south", "REGION": 1}',
+        flat[:-1].encode() + b', "regi\\u006fn": "sa-east", "categ\\u006Fry": "a\\u002db"}',
+        json.dumps(valid_doc(order_id='\u00e9\u20ac"q\\\\', customer_id="\U0001f600 \\n")).encode(),
+        flat[:-1].encode() + b', "x": {"region": "af-south"}, "currency": "GBP"}',
+        flat[:-1].encode() + b', "currency": ["GBP"], "currency": "JPY"}',
     ]
     assert_same(spark, payloads)
 
