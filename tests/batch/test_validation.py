@@ -153,6 +153,17 @@ def test_edge_cases_classify_like_the_reference(spark: SparkSession) -> None:
         "2026-04-31T00:00:00Z",
         "2026-11-20T13:00:00.Z",
         "2026-11-20T13:00:00Z\n",
+        # Spark's cast answers the usual time; these must take (or be refused by) the exact path.
+        "0000-12-31T23:30:00-01:00",
+        "0001-01-01T00:00:00+00:01",
+        "9999-12-31T23:59:59.999-00:01",
+        "2026-11-20T13:00:00+19:00",
+        "2026-11-20T13:00:00-18:00",
+        "2026-11-20T13:00:00+05:60",
+        "1969-12-31T23:59:59.9995Z",
+        "1900-02-29T00:00:00Z",
+        "2000-02-29T00:00:00.1234567+01:00",
+        "2026-11-20T13:00:00.123456789Z",
     ]:
         payloads.append(json.dumps(valid_doc(event_time=t)).encode())
     payloads.append(json.dumps(valid_doc(event_id="\U0001f600" * 64)).encode())

@@ -197,16 +197,29 @@ def _type_of(value: Column, flat: Column) -> Column:
 def add_event_ms(df: DataFrame, text_col: str) -> DataFrame:
     """Add `event_ms`: RFC 3339 text to UTC epoch ms, NULL when the pattern or calendar rejects it.
 
-    Staged projections keep the expression trees small (each regex group is extracted once).
+    Once the contract's pattern matched, Spark's own string-to-timestamp cast answers the usual
+    time (it truncates the fraction to microseconds, so `unix_millis` floors to the contract's
+    milliseconds). It cannot answer every time the contract accepts: it knows no offset beyond
+    +-18:00 and no calendar mistakes (NULL for both), and it accepts year 0 (the contract's
+    calendar starts at year 1, so year 0000 skips it). Any time the cast leaves NULL takes the
+    exact path: integer arithmetic on the pattern's groups, with a calendar check (staged
+    projections keep those expression trees small). Nothing here depends on a failing try_cast
+    for a valid time: Spark pays an exception for each, several microseconds a row.
     """
     text = F.col(text_col)
     parts = ["y", "mo", "d", "h", "mi", "s"]
-    # One regex match per row; once the contract's pattern matched, every group sits at the
-    # position `_TIME_GROUPS` found for it (checked at import), so substrings extract them, and
-    # plain casts of those digits cannot fail. (Nothing here may depend on a failing try_cast:
-    # Spark pays an exception for each, several microseconds a row.)
-    df = _add(df, {"_t_ok": F.coalesce(text.rlike(_TIME_REGEX), F.lit(False))})
-    ok = F.col("_t_ok")
+    matched = F.coalesce(text.rlike(_TIME_REGEX), F.lit(False))
+    df = _add(
+        df,
+        {
+            "_t_ok": matched,
+            "_t_fast": F.when(matched & ~text.startswith("0000"), F.unix_millis(text.try_cast("timestamp"))),
+        },
+    )
+    # The exact path, for rows the cast left NULL: every group sits at the position
+    # `_TIME_GROUPS` found for it (checked at import), so substrings extract them, and plain casts
+    # of those digits cannot fail.
+    ok = F.col("_t_ok") & F.col("_t_fast").isNull()
     rest = F.substring(text, _TIME_REST_START, 1000)
     offset_len = F.when(F.substring(text, -1, 1) == "Z", 1).otherwise(_TIME_OFFSET_LEN)
     df = _add(
@@ -216,9 +229,12 @@ def add_event_ms(df: DataFrame, text_col: str) -> DataFrame:
             for p, (start, end) in zip(parts, _TIME_GROUPS, strict=True)
         }
         | {
-            "_t_frac": F.substring(rest, F.lit(1), F.length(rest) - offset_len),
-            "_t_off": F.when(offset_len == 1, F.lit("Z")).otherwise(
-                F.substring(text, -_TIME_OFFSET_LEN, _TIME_OFFSET_LEN)
+            "_t_frac": F.when(ok, F.substring(rest, F.lit(1), F.length(rest) - offset_len)),
+            "_t_off": F.when(
+                ok,
+                F.when(offset_len == 1, F.lit("Z")).otherwise(
+                    F.substring(text, -_TIME_OFFSET_LEN, _TIME_OFFSET_LEN)
+                ),
             ),
         },
     )
@@ -259,7 +275,7 @@ def add_event_ms(df: DataFrame, text_col: str) -> DataFrame:
         F.when(F.substring(offset, 1, 1) == "-", -1).otherwise(1) * (off_h * 3_600_000 + off_m * 60_000)
     )
     utc_ms = days * 86_400_000 + h * 3_600_000 + mi * 60_000 + s * 1000 + millis - offset_ms
-    df = _add(df, {"_t_ms": F.when(F.col("_t_cal"), utc_ms)})
+    df = _add(df, {"_t_ms": F.coalesce(F.col("_t_fast"), F.when(F.col("_t_cal"), utc_ms))})
     # Python's datetime cannot leave years 1..9999 after applying the offset: invalid there too.
     ms = F.col("_t_ms")
     keep = [c for c in df.columns if not c.startswith("_t_")]
