@@ -109,3 +109,22 @@ def test_metrics_have_units_and_keep_last_success_only_on_success() -> None:
     failed = generate_latest(build_registry([], ["2026-11-25"], 1.0, 0, False, 1000.0)).decode()
     assert "lambda_batch_last_success_timestamp_seconds" not in failed
     assert 'lambda_batch_date_status{date="2026-11-25"} 0.0' in failed
+
+
+def test_jvm_options_from_the_command_line_add_to_ours_and_may_replace_the_collector(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from batch_layer.spark import GC_OPTION, REQUIRED_JARS, session_config
+    from lambda_contract.settings import Settings
+
+    (tmp_path / "spark").mkdir()
+    for prefix in REQUIRED_JARS:
+        (tmp_path / "spark" / f"{prefix}1.0.jar").touch()
+    settings = replace(Settings.from_env(), jars_dir=str(tmp_path))
+    key = "spark.driver.extraJavaOptions"
+    ours = session_config(settings)[key]
+    assert "-XX:-DontCompileHugeMethods" in ours and GC_OPTION in ours
+    profiled = session_config(settings, {key: "-XX:StartFlightRecording=filename=x.jfr"})[key]
+    assert profiled.startswith(ours) and profiled.endswith("-XX:StartFlightRecording=filename=x.jfr")
+    g1 = session_config(settings, {key: "-XX:+UseG1GC"})[key].split()
+    assert "-XX:+UseG1GC" in g1 and GC_OPTION not in g1 and "-Xss8m" in g1
