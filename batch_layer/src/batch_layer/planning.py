@@ -25,8 +25,6 @@ class Why(enum.StrEnum):
 class PlannedDate:
     day: date
     why: Why
-    bronze_rows: int
-    previously_read: int | None  # input rows of the last computation; None if never computed
 
 
 class BadDatesError(ValueError):
@@ -69,14 +67,14 @@ def plan(
     """Named dates plus (when `auto`) every past date whose bronze rows outgrew its last run."""
     out: dict[date, PlannedDate] = {}
     for day in named:
-        out[day] = PlannedDate(day, Why.NAMED, bronze_counts.get(day, 0), computed_counts.get(day))
+        out[day] = PlannedDate(day, Why.NAMED)
     if auto:
         for day, rows in bronze_counts.items():
             if day in out or day >= today:
                 continue
             previous = computed_counts.get(day)
             if previous is None:
-                out[day] = PlannedDate(day, Why.NEVER_COMPUTED, rows, None)
+                out[day] = PlannedDate(day, Why.NEVER_COMPUTED)
             elif rows > previous:
-                out[day] = PlannedDate(day, Why.NEW_ROWS, rows, previous)
+                out[day] = PlannedDate(day, Why.NEW_ROWS)
     return sorted(out.values(), key=lambda p: p.day)

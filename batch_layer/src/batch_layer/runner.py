@@ -71,10 +71,11 @@ def run(
         recompute.ensure_tables(spark, settings)
         version = delta_tables.version(spark, settings, BRONZE)
         report.bronze_version = version
+        # Only automatic pick-up needs the rows per date (two Spark jobs, seconds on a cold JVM).
         plan = planning.plan(
             named,
-            recompute.bronze_counts(spark, settings, version),
-            recompute.computed_counts(spark, settings),
+            recompute.bronze_counts(spark, settings, version) if auto else {},
+            recompute.computed_counts(spark, settings) if auto else {},
             today,
             auto=auto,
         )
