@@ -5,7 +5,9 @@ from `RULES` and the `*_PATTERN` constants, and patterns are applied with `java_
 value). The Python reference `validate()` is the oracle the tests compare this module against.
 
 How the JSON is read, and why (each point was checked on Spark 4.2, see tests/batch):
-- The payload is parsed once with `try_parse_json` into a VARIANT. It keeps a JSON number as an
+- The payload is parsed with `try_parse_json` into a VARIANT, which says what type each member
+  is (and gives a number's text), and with `from_json` into the members' texts (see
+  `_string_text`: the VARIANT's string casts cost far more). The VARIANT keeps a JSON number as an
   exact DECIMAL when it has at most 38 digits and no exponent (999999999999.9999 stays exact;
   only trailing fractional zeros are dropped, which changes no reason), tells a JSON string from
   a number, boolean, object or null (`schema_of_variant`), and takes the last of duplicate keys
@@ -21,7 +23,8 @@ How the JSON is read, and why (each point was checked on Spark 4.2, see tests/ba
   bracket anywhere), a bracket-depth scan with string literals blanked out handles the rest.
 - Speed (batch_layer/README.md has the list): the usual row never takes a path that fails on
   purpose (a failing try_cast costs Spark an exception), slow checks sit in CASE branches (Spark
-  hoists subexpressions out of OR), ids are checked by length, a valid amount by one regex.
+  hoists subexpressions out of OR), ids are checked by length, a valid amount by one regex, a
+  matched event time by Spark's timestamp cast (exact arithmetic only where the cast cannot say).
 - A JSON number the VARIANT stores as DOUBLE (an exponent, or more than 38 digits) has lost its
   literal text; that text is taken from the raw payload (the last top-level-looking `"amount":`),
   so such amounts still get the contract's reason. A nested object with its own "amount" key, or
