@@ -1,4 +1,4 @@
-"""The Redis sink as a PyFlink keyed process function: the only Python on the job's data path.
+"""The Redis sink as a PyFlink keyed co-process function: the only Python on the job's data path.
 
 It receives the aggregate changelog (a few hundred rows per second at most, never one row per
 event), hands each row to the pure `SpeedView`, and writes the resulting commands pipelined on a
@@ -12,9 +12,17 @@ offsets and aggregates, whatever Redis holds: Redis may have lost data while the
 and the restored aggregates re-emit only keys that get new events. The entries a callback changed
 are written before it returns (one small entry per changelog row, nothing on a tick that changed
 nothing): PyFlink offers no hook before a checkpoint barrier, and the barrier may come between
-any two callbacks. The tick is a processing-time timer, which is keyed state too: the timer
-pending at the checkpoint is restored and fires at once, so the restored job rewrites the open
-hours and `speed:meta` on its first tick without waiting for a record.
+any two callbacks.
+
+The tick is a processing-time timer, started by the first callback of a run. A resumed job may
+get no changelog row for a long time (no new events), so the sink has a second input: a
+heartbeat of one row a second (job.heartbeat) that loads the view and starts the tick if it is
+not running, so the resumed sink rewrites the open hours and `speed:meta` within about a second
+of starting, without waiting for a record. The timer pending at the checkpoint is keyed state
+too and is restored; if it fires first it starts the tick instead, and whichever comes second
+finds the tick running (a restored timer older than this run's tick is ignored). Relying on the
+restored timer alone is not enough: once in about six CI runs it never fired. The heartbeat also
+restarts a tick that is overdue by far (a lost timer) instead of waiting for the next row.
 
 Redis is read back only when the state is empty: on a first start (harmless: the job reads the
 topic from the earliest offset and overwrites every total) and when resuming a checkpoint taken
@@ -32,7 +40,7 @@ from typing import Any
 
 from pyflink.common import Row, RowKind
 from pyflink.common.typeinfo import Types
-from pyflink.datastream import KeyedProcessFunction, RuntimeContext, TimerService
+from pyflink.datastream import KeyedCoProcessFunction, RuntimeContext, TimerService
 from pyflink.datastream.state import MapStateDescriptor
 
 from lambda_contract.settings import Settings
@@ -64,8 +72,10 @@ def update_of(row: Row) -> Update:
     )
 
 
-class RedisSink(KeyedProcessFunction):  # type: ignore[misc]
-    """Keyed by a constant: one instance sees every update and owns the whole speed view."""
+class RedisSink(KeyedCoProcessFunction):  # type: ignore[misc]
+    """Keyed by a constant: one instance sees every update and owns the whole speed view.
+
+    Input 1 is the aggregate changelog, input 2 the heartbeat (its rows carry nothing)."""
 
     def __init__(self, settings: Settings, tick_ms: int = 200, refresh_s: int = 10) -> None:
         self.settings = settings
@@ -78,6 +88,9 @@ class RedisSink(KeyedProcessFunction):  # type: ignore[misc]
         self._metrics: SpeedMetrics | None = None
         self._next_refresh = 0
         self._next_tick = 0  # this run's pending tick timer; 0 until the first is registered
+        # A heartbeat finding the tick's timer this late restarts the tick (normally a timer fires
+        # within milliseconds; a busy worker delays heartbeats as much as timers).
+        self.overdue_ms = max(10_000, 20 * tick_ms)
         self._retry: list[Any] = []
         self._next_checkpoint_check = 0
 
@@ -99,7 +112,8 @@ class RedisSink(KeyedProcessFunction):  # type: ignore[misc]
         self._metrics = SpeedMetrics()
         self._metrics.serve(s.speed_metrics_port + 1)
 
-    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[None]:
+    def process_element1(self, value: Row, ctx: KeyedCoProcessFunction.Context) -> Iterator[None]:
+        """A changelog row."""
         # PyFlink iterates over what the callbacks return: they are generators that emit nothing.
         yield from ()
         view = self._load()
@@ -110,7 +124,22 @@ class RedisSink(KeyedProcessFunction):  # type: ignore[misc]
             timers = ctx.timer_service()
             self._schedule(timers, timers.current_processing_time())
 
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[None]:
+    def process_element2(self, value: Any, ctx: KeyedCoProcessFunction.Context) -> Iterator[None]:
+        """A heartbeat: start the tick if nothing else has (a resumed job that gets no rows), or
+        restart it if its timer is overdue by far."""
+        yield from ()
+        self._load()
+        timers = ctx.timer_service()
+        now = timers.current_processing_time()
+        if not self._next_tick:
+            log.info("the tick starts on a heartbeat")
+        elif now > self._next_tick + self.overdue_ms:
+            log.warning("the tick's timer is %d ms overdue: restarting the tick", now - self._next_tick)
+        else:
+            return
+        self._schedule(timers, now)
+
+    def on_timer(self, timestamp: int, ctx: KeyedCoProcessFunction.OnTimerContext) -> Iterator[None]:
         yield from ()
         self._load()
         if timestamp < self._next_tick:
