@@ -122,39 +122,30 @@ def classified(bronze_of_date: DataFrame) -> DataFrame:
 
 
 def gold_of(valid: DataFrame, day: date) -> DataFrame:
-    """Deduplicate by event_id (the first by kafka timestamp, partition, offset) and aggregate.
+    """Gold's groups: the first copy of each event_id (by kafka timestamp, partition, offset)
+    aggregated per (hour, region, category, currency), plus `valid_rows`, every valid copy of the
+    group, duplicates included (the manifest's valid count, without another pass over the rows).
 
-    A window's row_number, not min(struct): Spark aggregates a struct only by sorting, so the
-    min(struct) cost a partial sort before the shuffle and a full one after it; the window needs
-    the one sort after the shuffle.
+    A group holding only later copies has `events` 0 and is not written. A window's row_number,
+    not min(struct): Spark aggregates a struct only by sorting, so min(struct) cost a partial sort
+    before the shuffle and a full one after it; the window needs the one sort after the shuffle.
     """
     # The gold fields break (impossible) ties of the Kafka position, so a rerun is identical.
     order = Window.partitionBy("event_id").orderBy(
         *_FIRST_ORDER, "hour", *_GOLD_INPUTS[1:], validation.AMOUNT
     )
-    first = valid.select("*", F.row_number().over(order).alias("_copy")).where(F.col("_copy") == 1)
+    copies = valid.select("*", (F.row_number().over(order) == 1).alias("_first"))
+    first = F.col("_first")
     purchase = F.col("event_type") == _PURCHASE
     signed = F.when(purchase, F.col(validation.AMOUNT)).otherwise(-F.col(validation.AMOUNT))
-    agg = first.groupBy("hour", "region", "category", "currency").agg(
-        F.sum(signed).cast(REVENUE_TYPE).alias("revenue"),
-        F.count(F.when(purchase, 1)).alias("orders"),
-        F.count(F.when(~purchase, 1)).alias("refunds"),
-        F.count(F.lit(1)).alias("events"),
+    agg = copies.groupBy("hour", "region", "category", "currency").agg(
+        F.sum(F.when(first, signed)).cast(REVENUE_TYPE).alias("revenue"),
+        F.count(F.when(first & purchase, 1)).alias("orders"),
+        F.count(F.when(first & ~purchase, 1)).alias("refunds"),
+        F.count(F.when(first, 1)).alias("events"),
+        F.count(F.lit(1)).alias("valid_rows"),
     )
-    return delta_tables.conform(agg.withColumn("date", F.lit(day)), GOLD)
-
-
-def _hour_counts(rows: DataFrame) -> dict[datetime, HourCounts]:
-    bad = F.col(validation.REASON).isNotNull()
-    stats = rows.groupBy("hour").agg(
-        F.count(F.lit(1)).alias("input_rows"),
-        F.count(F.when(~bad, 1)).alias("valid"),
-        F.count(F.when(bad, 1)).alias("quarantined"),
-    )
-    return {
-        _aware(r["hour"]): HourCounts(int(r["input_rows"]), int(r["valid"]), int(r["quarantined"]))
-        for r in stats.collect()
-    }
+    return agg.withColumn("date", F.lit(day))
 
 
 def _aware(value: datetime) -> datetime:
@@ -193,11 +184,12 @@ def recompute_date(
     # Trade-off: losing an executor fails the date (the next run retries it), not recomputes it.
     rows = classified(bronze).localCheckpoint(eager=True, storageLevel=StorageLevel.MEMORY_AND_DISK)
     try:
-        counts = _hour_counts(rows)
-        total = sum(c.input_rows for c in counts.values())
-        progress(f"{day}: {total} rows read; writing quarantine")
-        bad_rows = rows.where(F.col(validation.REASON).isNotNull()).withColumn("event_date", F.lit(day))
-        quarantine = delta_tables.conform(bad_rows, QUARANTINE)
+        # Two passes over the rows: the bad ones (counted per hour while cached, then written),
+        # and gold's, which also counts the valid rows per hour (`valid_rows`).
+        bad_rows = rows.where(F.col(validation.REASON).isNotNull()).cache()
+        quarantined = {_aware(r["hour"]): int(r["count"]) for r in bad_rows.groupBy("hour").count().collect()}
+        progress(f"{day}: writing quarantine ({sum(quarantined.values())} rows)")
+        quarantine = delta_tables.conform(bad_rows.withColumn("event_date", F.lit(day)), QUARANTINE)
         # One file per date, but repartition, not coalesce: coalesce(1) would also run the scan
         # and filter of every row of the date (or gold's dedup) in that one task, on one core.
         (
@@ -207,33 +199,48 @@ def recompute_date(
             .option("replaceWhere", f"event_date = {_date_literal(day)}")
             .save(delta_tables.url(settings, QUARANTINE))
         )
-        gold = gold_of(rows.where(F.col(validation.REASON).isNull()), day).repartition(1).cache()
+        bad_rows.unpersist()
+        groups = gold_of(rows.where(F.col(validation.REASON).isNull()), day).repartition(1).cache()
         # One small job for everything the manifest and summary need from gold.
+        has_events = F.col("events") > 0
         stats = (
-            gold.groupBy("hour", "currency")
+            groups.groupBy("hour", "currency")
             .agg(
-                F.sum("events").alias("kept"), F.sum("revenue").alias("revenue"), F.count(F.lit(1)).alias("n")
+                F.sum("events").alias("kept"),
+                F.sum("valid_rows").alias("valid"),
+                F.sum("revenue").alias("revenue"),
+                F.count(F.when(has_events, 1)).alias("n"),
             )
             .collect()
         )
+        valid: dict[datetime, int] = {}
         kept: dict[datetime, int] = {}
         revenue: dict[str, Decimal] = {}
         for r in stats:
             hour = _aware(r["hour"])
+            valid[hour] = valid.get(hour, 0) + int(r["valid"])
             kept[hour] = kept.get(hour, 0) + int(r["kept"])
-            revenue[r["currency"]] = revenue.get(r["currency"], Decimal(0)) + r["revenue"]
+            if r["revenue"] is not None:  # None: the groups hold only later copies
+                revenue[r["currency"]] = revenue.get(r["currency"], Decimal(0)) + r["revenue"]
         gold_rows = sum(int(r["n"]) for r in stats)
-        progress(f"{day}: writing gold ({gold_rows} rows, one commit)")
+        progress(f"{day}: {sum(valid.values())} valid rows; writing gold ({gold_rows} rows, one commit)")
         (
-            gold.write.format("delta")
+            delta_tables.conform(groups.where(has_events), GOLD)
+            .write.format("delta")
             .mode("overwrite")
             .option("replaceWhere", f"date = {_date_literal(day)}")
             .save(delta_tables.url(settings, GOLD))
         )
         progress(f"{day}: gold committed")
-        gold.unpersist()
+        groups.unpersist()
     finally:
         rows.unpersist()
+    counts = {
+        hour: HourCounts(
+            valid.get(hour, 0) + quarantined.get(hour, 0), valid.get(hour, 0), quarantined.get(hour, 0)
+        )
+        for hour in set(valid) | set(quarantined)
+    }
     previous = _previous_inputs(spark, settings, day)
     computed_at = datetime.now(UTC)
     manifest_rows = []
