@@ -88,6 +88,21 @@ EDGE_CASES: list[bytes | None] = [
     b'\xef\xbb\xbf{"a":1}',
     b'{"a":"x\x01"}',
     b'{"event_id": "e1", "event_id": 5}',
+    # What Spark's JSON reader would accept unless told to be strict, and other near-JSON.
+    b'{"a":Infinity}',
+    b'{"a":-Infinity}',
+    b'{"a":012}',
+    b'{"a":+1}',
+    b'{"a":1,}',
+    b'{a:1}',
+    b'{"a":1 /* c */}',
+    b'{"a":"\\q"}',
+    b'{"a":\'x\'}',
+    b'{"a":1} ]',
+    b"{}",
+    b" \n{}",
+    b"{",
+    b'{"a":[1,{"b":[2,',
 ]
 
 

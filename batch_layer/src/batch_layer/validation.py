@@ -5,20 +5,21 @@ from `RULES` and the `*_PATTERN` constants, and patterns are applied with `java_
 value). The Python reference `validate()` is the oracle the tests compare this module against.
 
 How the JSON is read, and why (each point was checked on Spark 4.2, see tests/batch):
-- The payload is parsed with `try_parse_json` into a VARIANT, which says what type each member
-  is (and gives a number's text), and with `from_json` into the members' texts (see
-  `_string_text`: the VARIANT's string casts cost far more). The VARIANT keeps a JSON number as an
-  exact DECIMAL when it has at most 38 digits and no exponent (999999999999.9999 stays exact;
-  only trailing fractional zeros are dropped, which changes no reason), tells a JSON string from
-  a number, boolean, object or null (`schema_of_variant`), and takes the last of duplicate keys
-  like Python's `json` (needs `spark.sql.variant.allowDuplicateKeys=true`, set by `spark.py`).
-  `get_json_object` and `from_json` would turn such numbers into doubles: never used for amounts.
-- Nesting deeper than the contract's MAX_JSON_DEPTH (1000) makes `try_parse_json` NULL: the
+- An object's members are read by one strict `from_json` into a VARIANT each (`_MEMBERS`; any
+  other text is parsed by `try_parse_json` only to tell JSON from not JSON), and by one more
+  `from_json` into the members' texts (see `_string_text`: the VARIANT's string casts cost far
+  more). A VARIANT keeps a JSON number as an exact DECIMAL when it has at most 38 digits and no
+  exponent (999999999999.9999 stays exact; only trailing fractional zeros are dropped, which
+  changes no reason), and tells a JSON string from a number, boolean, object or null
+  (`schema_of_variant`). Duplicate keys: the last wins, like Python's `json` (nested objects need
+  `spark.sql.variant.allowDuplicateKeys=true`, set by `spark.py`). A number's text is never read
+  from the strings' `from_json`: it went through a double there.
+- Nesting deeper than the contract's MAX_JSON_DEPTH (1000) is not JSON to Spark's parsers: the
   limit of the Jackson parser Spark uses (`StreamReadConstraints`' default), so no check of ours.
   Up to that depth a field's value may be a deep object or array, and `schema_of_variant`
   recurses through all of it (a StackOverflowError near 1000 levels that fails the task): a
   field's type is therefore only asked of scalars, objects and arrays are told by casts.
-- `try_parse_json` accepts trailing data after the first value (`{"a":1} x`), which Python
+- Both parsers accept trailing data after the first value (`{"a":1} x`), which Python
   rejects, so a single-value check follows: one regex recognises the usual flat object (no
   bracket anywhere), a bracket-depth scan with string literals blanked out handles the rest.
 - Speed (batch_layer/README.md has the list): the usual row never takes a path that fails on
@@ -45,7 +46,7 @@ from typing import Final
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import StringType, StructField, StructType, VariantType
 
 from lambda_contract.events import (
     AMOUNT_NOT_POSITIVE_PATTERN,
@@ -122,45 +123,80 @@ def _string_of(value: Column) -> Column:
     return F.try_variant_get(value, "$", "string")
 
 
-def _field(doc: Column, name: str) -> Column:
-    """A top-level member as VARIANT; SQL NULL when absent (a JSON null stays a VARIANT null)."""
-    return F.try_variant_get(doc, f"$.{name}", "variant")
-
-
 def _add(df: DataFrame, columns: dict[str, Column]) -> DataFrame:
     """One projection per stage: a long withColumn chain makes Spark's planning crawl."""
     return df.select("*", *[c.alias(name) for name, c in columns.items()])
 
 
 def parse(df: DataFrame, value_col: str = "value") -> DataFrame:
-    """Add the decoding helper columns: emptiness, UTF-8, the VARIANT document, object-ness."""
+    """Add the decoding helper columns: emptiness, UTF-8, the members, JSON-ness, object-ness."""
     value = F.col(value_col)
     df = _add(df, {"_v_empty": value.isNull() | (F.length(value) == 0), "_v_text": value.cast("string")})
+    text = F.col("_v_text")
+    # An object is the only JSON value whose first character (after blanks) is "{".
+    brace = F.when(text.startswith("{"), True).otherwise(
+        F.substring(F.ltrim(text, F.lit(JSON_WS)), 1, 1) == "{"
+    )
     df = _add(
         df,
-        {"_v_utf8": F.when(F.col("_v_empty"), F.lit(False)).otherwise(F.is_valid_utf8("_v_text"))},
+        {
+            "_v_utf8": F.when(F.col("_v_empty"), F.lit(False)).otherwise(F.is_valid_utf8("_v_text")),
+            "_v_brace": F.coalesce(brace, F.lit(False)),
+        },
     )
-    df = _add(df, {"_v_doc": F.when(F.col("_v_utf8"), F.try_parse_json("_v_text"))})
+    utf8, brace = F.col("_v_utf8"), F.col("_v_brace")
+    # An object's members come from one strict from_json (see _MEMBERS); any other text is
+    # parsed into a VARIANT only to tell JSON (not_object) from not JSON.
+    df = _add(
+        df,
+        {
+            "_v_members": F.when(utf8 & brace, F.from_json(text, _MEMBERS, _STRICT_JSON)),
+            "_v_doc": F.when(utf8 & ~brace, F.try_parse_json(text)),
+        },
+    )
+    members = F.col("_v_members")
+    parsed = F.when(brace, members.isNotNull() & members[_CORRUPT].isNull()).otherwise(
+        F.col("_v_doc").isNotNull()
+    )
     # Flat: one object holding no bracket at all (so no member is an object or array, and the
     # text ends with it) -- the usual event, told by one linear regex (cheaper here than Spark's
     # string searches). Any other text, including a flat object with a bracket inside a string,
     # takes the slower, equally exact checks.
-    text = F.col("_v_text")
-    df = _add(df, {"_v_flat": F.col("_v_doc").isNotNull() & text.rlike(_FLAT_OBJECT)})
-    flat = F.col("_v_flat")
-    first = F.substring(F.ltrim(text, F.lit(JSON_WS)), 1, 1)
+    df = _add(df, {"_v_parsed": parsed, "_v_flat": brace & parsed & text.rlike(_FLAT_OBJECT)})
+    flat, parsed = F.col("_v_flat"), F.col("_v_parsed")
     # CASE, not OR: Spark hoists subexpressions out of both sides of an OR (evaluating the slow
     # checks for every row), but never out of a single CASE branch.
     df = _add(
         df,
         {
-            "_v_json": F.when(flat, True).otherwise(F.col("_v_doc").isNotNull() & _single_value(text)),
+            "_v_json": F.when(flat, True).otherwise(parsed & _single_value(text)),
             # Here, not with the fields: from_json cannot be compiled into Spark's whole-stage code,
             # so its projection copies every row; the HOF above already costs that copy, once.
-            "_v_strings": F.when(F.col("_v_doc").isNotNull(), F.from_json(text, _STRINGS)),
+            "_v_strings": F.when(brace & parsed, F.from_json(text, _STRINGS)),
         },
     )
-    return _add(df, {"_v_object": F.when(flat, True).otherwise(F.col("_v_json") & (first == "{"))})
+    return _add(df, {"_v_object": F.when(flat, True).otherwise(F.col("_v_json") & brace)})
+
+
+_CORRUPT: Final = "_v_corrupt"
+
+_MEMBERS: Final = StructType(
+    [StructField(r.name, VariantType()) for r in RULES] + [StructField(_CORRUPT, StringType())]
+)
+"""Every rule's member of an object as a VARIANT, by one `from_json`: a JSON null is a VARIANT null,
+an absent member SQL NULL, the last of duplicate keys wins, names match exactly. Cheaper than
+parsing the whole document into a VARIANT and copying each member out of it (Spark builds a new
+Jackson factory for every `try_parse_json`)."""
+
+_STRICT_JSON: Final = {
+    "mode": "PERMISSIVE",
+    "columnNameOfCorruptRecord": _CORRUPT,
+    # Spark's JSON reader accepts 'single quotes' and NaN/Infinity unless told not to; everything
+    # else it would allow (comments, unquoted names, leading zeros, any escaped character,
+    # control characters in strings) is off by default. Strict JSON, as Python's json reads it.
+    "allowSingleQuotes": "false",
+    "allowNonNumericNumbers": "false",
+}
 
 
 _STRINGS: Final = StructType([StructField(r.name, StringType()) for r in RULES])
@@ -332,7 +368,7 @@ def _field_stages(df: DataFrame) -> DataFrame:
     """Per rule: `_v_<name>_var` (VARIANT), `_type`, `_missing`, `_v_<name>` (text), `_bad`."""
     df = _add(
         df,
-        {f"_v_{r.name}_var": F.when(F.col("_v_object"), _field(F.col("_v_doc"), r.name)) for r in RULES},
+        {f"_v_{r.name}_var": F.when(F.col("_v_object"), F.col("_v_members")[r.name]) for r in RULES},
     )
     df = _add(df, {f"_v_{r.name}_type": _type_of(F.col(f"_v_{r.name}_var"), F.col("_v_flat")) for r in RULES})
     texts: dict[str, Column] = {}
@@ -408,7 +444,7 @@ def event_ms_only(df: DataFrame, value_col: str = "value") -> DataFrame:
     keep = list(df.columns)
     df = parse(df, value_col)
     rule = next(r for r in RULES if r.kind is FieldKind.TIMESTAMP)
-    df = _add(df, {"_v_var": F.when(F.col("_v_object"), _field(F.col("_v_doc"), rule.name))})
+    df = _add(df, {"_v_var": F.when(F.col("_v_object"), F.col("_v_members")[rule.name])})
     df = _add(
         df,
         {
