@@ -94,10 +94,10 @@ EDGE_CASES: list[bytes | None] = [
     b'{"a":012}',
     b'{"a":+1}',
     b'{"a":1,}',
-    b'{a:1}',
+    b"{a:1}",
     b'{"a":1 /* c */}',
     b'{"a":"\\q"}',
-    b'{"a":\'x\'}',
+    b"{\"a\":'x'}",
     b'{"a":1} ]',
     b"{}",
     b" \n{}",
@@ -326,3 +326,12 @@ def test_instants_outside_years_1_to_9999_are_invalid_event_times(spark: SparkSe
 def test_amounts_stay_exact_at_the_top_of_the_range(spark: SparkSession) -> None:
     got = spark_classify(spark, [with_number_amount("999999999999.9999"), with_number_amount('"0.0001"')])
     assert [g[2] for g in got] == [str(Decimal("999999999999.9999")), "0.0001"]
+
+
+def test_the_raw_value_comes_back_byte_for_byte(spark: SparkSession) -> None:
+    """classify carries the payload as text and rebuilds the value column from it: the bytes
+    quarantine keeps must be the bytes that arrived, invalid UTF-8 included."""
+    payloads = [*EDGE_CASES, b"\x00\x80{", "é\u2028".encode(), *[r.value for r in golden.records()[:50]]]
+    df = spark.createDataFrame([(i, p) for i, p in enumerate(payloads)], "i int, value binary")
+    got = [r["value"] for r in validation.classify(df).orderBy("i").collect()]
+    assert [None if v is None else bytes(v) for v in got] == payloads

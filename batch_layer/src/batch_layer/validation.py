@@ -123,15 +123,30 @@ def _string_of(value: Column) -> Column:
     return F.try_variant_get(value, "$", "string")
 
 
+def _raw(column: str, value_col: str) -> Column:
+    """A column of the input as it came in: the raw value is rebuilt from `_v_text` (see parse)."""
+    return F.col("_v_text").cast("binary").alias(column) if column == value_col else F.col(column)
+
+
 def _add(df: DataFrame, columns: dict[str, Column]) -> DataFrame:
     """One projection per stage: a long withColumn chain makes Spark's planning crawl."""
     return df.select("*", *[c.alias(name) for name, c in columns.items()])
 
 
 def parse(df: DataFrame, value_col: str = "value") -> DataFrame:
-    """Add the decoding helper columns: emptiness, UTF-8, the members, JSON-ness, object-ness."""
+    """Add the decoding helper columns: emptiness, UTF-8, the members, JSON-ness, object-ness.
+
+    The raw value column is replaced by its text `_v_text` (the same bytes: a cast between binary
+    and string never changes them), so each projection carries the payload once, not twice;
+    `_raw` gives the value back.
+    """
     value = F.col(value_col)
-    df = _add(df, {"_v_empty": value.isNull() | (F.length(value) == 0), "_v_text": value.cast("string")})
+    others = [c for c in df.columns if c != value_col]
+    df = df.select(
+        *others,
+        (value.isNull() | (F.length(value) == 0)).alias("_v_empty"),
+        value.cast("string").alias("_v_text"),
+    )
     text = F.col("_v_text")
     # An object is the only JSON value whose first character (after blanks) is "{".
     brace = F.when(text.startswith("{"), True).otherwise(
@@ -436,7 +451,7 @@ def classify(df: DataFrame, value_col: str = "value") -> DataFrame:
     valid = F.col(REASON).isNull()
     out = [F.when(valid, F.col(f"_v_{name}")).alias(name) for name in VALID_FIELDS]
     amount = F.when(valid, F.col(f"_v_{AMOUNT}").try_cast(AMOUNT_TYPE)).alias(AMOUNT)
-    return df.select(*keep, REASON, EVENT_MS, *out, amount)
+    return df.select(*[_raw(c, value_col) for c in keep], REASON, EVENT_MS, *out, amount)
 
 
 def event_ms_only(df: DataFrame, value_col: str = "value") -> DataFrame:
@@ -453,7 +468,7 @@ def event_ms_only(df: DataFrame, value_col: str = "value") -> DataFrame:
             )
         },
     )
-    return add_event_ms(df, "_v_time").select(*keep, EVENT_MS)
+    return add_event_ms(df, "_v_time").select(*[_raw(c, value_col) for c in keep], EVENT_MS)
 
 
 def date_of_ms(ms: Column) -> Column:
