@@ -95,7 +95,7 @@ def _trim_ws(col: Column) -> Column:
 
 
 def _single_value(text: Column) -> Column:
-    """True when `text` (already accepted by try_parse_json) holds nothing after its first value."""
+    """True when `text` (whose first value a JSON parser already accepted) holds nothing after it."""
     trimmed = _trim_ws(text)
     first = F.substring(trimmed, 1, 1)
     last = F.substring(trimmed, -1, 1)
