@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 from serving_support import hours_from, k, m, utc
 
-from serving_layer.merge import BatchView, MergedHour, Source, SpeedView, Status, merge, merge_hour
+from serving_layer.merge import BatchView, MergedHour, Source, SpeedSnapshot, Status, merge, merge_hour
 
 pytestmark = pytest.mark.unit
 
@@ -17,10 +17,10 @@ H = hours_from(utc("2026-11-20T09:00:00Z"), 7)  # 09..15, 15 is the current hour
 
 
 NO_BATCH = BatchView()
-NO_SPEED = SpeedView()
+NO_SPEED = SpeedSnapshot()
 
 
-def one(hour: datetime, batch: BatchView = NO_BATCH, speed: SpeedView = NO_SPEED) -> MergedHour:
+def one(hour: datetime, batch: BatchView = NO_BATCH, speed: SpeedSnapshot = NO_SPEED) -> MergedHour:
     return merge_hour(hour, batch, speed, NOW, LATENESS)
 
 
@@ -38,7 +38,7 @@ def test_batch_covered_hour_without_gold_rows_is_a_final_zero_hour() -> None:
 
 def test_speed_only_hour_before_watermark_closes_it_is_open() -> None:
     # watermark 15:04:59.999: hour 14 closes at 15:05:00 -> still open
-    speed = SpeedView(
+    speed = SpeedSnapshot(
         watermark=utc("2026-11-20T15:04:59.999Z"), held={H[5]: "open"}, hours={H[5]: {k(): m("3.0000")}}
     )
     got = one(H[5], speed=speed)
@@ -47,14 +47,14 @@ def test_speed_only_hour_before_watermark_closes_it_is_open() -> None:
 
 
 def test_speed_hour_is_closed_once_watermark_reaches_end_plus_lateness() -> None:
-    speed = SpeedView(
+    speed = SpeedSnapshot(
         watermark=utc("2026-11-20T15:05:00Z"), held={H[5]: "open"}, hours={H[5]: {k(): m("3.0000")}}
     )
     assert one(H[5], speed=speed).status is Status.CLOSED
 
 
 def test_speed_hour_marked_closed_by_the_speed_layer_is_closed() -> None:
-    speed = SpeedView(
+    speed = SpeedSnapshot(
         watermark=utc("2026-11-20T14:10:00Z"), held={H[4]: "closed"}, hours={H[4]: {k(): m("1")}}
     )
     assert one(H[4], speed=speed).status is Status.CLOSED
@@ -64,7 +64,7 @@ def test_gap_in_batch_coverage_between_covered_hours_comes_from_speed_not_hidden
     batch = BatchView(
         computed=frozenset({H[0], H[2]}), hours={H[0]: {k(): m("1.0000")}, H[2]: {k(): m("3.0000")}}
     )
-    speed = SpeedView(
+    speed = SpeedSnapshot(
         watermark=utc("2026-11-20T15:10:00Z"),
         held=dict.fromkeys(H[:3], "closed"),
         hours={H[0]: {k(): m("100.0000")}, H[1]: {k(): m("2.0000")}, H[2]: {k(): m("300.0000")}},
@@ -80,7 +80,7 @@ def test_gap_in_batch_coverage_between_covered_hours_comes_from_speed_not_hidden
 
 def test_gap_in_batch_coverage_that_speed_lacks_too_is_missing() -> None:
     batch = BatchView(computed=frozenset({H[0], H[2]}))
-    got = merge(H[:3], batch, SpeedView(), NOW, LATENESS)
+    got = merge(H[:3], batch, SpeedSnapshot(), NOW, LATENESS)
     assert [(g.source, g.status) for g in got] == [
         (Source.BATCH, Status.FINAL),
         (Source.NONE, Status.MISSING),
@@ -94,26 +94,28 @@ def test_past_hour_neither_view_has_is_missing() -> None:
 
 
 def test_before_the_speed_layer_wrote_anything_every_past_hour_is_missing() -> None:
-    assert {g.status for g in merge(H, BatchView(), SpeedView(), NOW, LATENESS)} == {Status.MISSING}
+    assert {g.status for g in merge(H, BatchView(), SpeedSnapshot(), NOW, LATENESS)} == {Status.MISSING}
 
 
 def test_hour_in_both_views_comes_from_batch() -> None:
     batch = BatchView(computed=frozenset({H[3]}), hours={H[3]: {k(): m("5.0000")}})
-    speed = SpeedView(watermark=NOW, held={H[3]: "closed"}, hours={H[3]: {k(): m("4.0000"), k("us"): m("1")}})
+    speed = SpeedSnapshot(
+        watermark=NOW, held={H[3]: "closed"}, hours={H[3]: {k(): m("4.0000"), k("us"): m("1")}}
+    )
     got = one(H[3], batch, speed)
     assert (got.source, got.status, dict(got.groups)) == (Source.BATCH, Status.FINAL, {k(): m("5.0000")})
 
 
 def test_manifest_not_computed_hour_with_gold_rows_still_comes_from_speed() -> None:
     batch = BatchView(computed=frozenset(), hours={H[3]: {k(): m("5.0000")}})
-    speed = SpeedView(watermark=NOW, held={H[3]: "closed"}, hours={H[3]: {k(): m("4.0000")}})
+    speed = SpeedSnapshot(watermark=NOW, held={H[3]: "closed"}, hours={H[3]: {k(): m("4.0000")}})
     got = one(H[3], batch, speed)
     assert (got.source, got.groups[k()].revenue) == (Source.SPEED, 4)
 
 
 def test_hour_without_events_inside_the_speed_span_is_a_zero_speed_hour() -> None:
     # Speed holds 09 and its watermark is 13:30: it processed 09..13, so 10..13 had no events.
-    speed = SpeedView(
+    speed = SpeedSnapshot(
         watermark=utc("2026-11-20T13:30:00Z"), held={H[0]: "closed"}, hours={H[0]: {k(): m("1")}}
     )
     got = merge(H, BatchView(), speed, NOW, LATENESS)
@@ -136,10 +138,12 @@ def test_hours_after_now_are_future_zeros() -> None:
 
 
 def test_current_hour_the_speed_layer_holds_is_open() -> None:
-    speed = SpeedView(watermark=utc("2026-11-20T15:19:00Z"), held={H[6]: "open"}, hours={H[6]: {k(): m("2")}})
+    speed = SpeedSnapshot(
+        watermark=utc("2026-11-20T15:19:00Z"), held={H[6]: "open"}, hours={H[6]: {k(): m("2")}}
+    )
     assert (one(H[6], speed=speed).source, one(H[6], speed=speed).status) == (Source.SPEED, Status.OPEN)
 
 
 def test_every_hour_of_the_range_appears_once_in_order() -> None:
-    got = merge(H, BatchView(computed=frozenset({H[2]})), SpeedView(), NOW, LATENESS)
+    got = merge(H, BatchView(computed=frozenset({H[2]})), SpeedSnapshot(), NOW, LATENESS)
     assert [g.hour for g in got] == H

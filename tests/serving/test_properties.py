@@ -13,7 +13,7 @@ from serving_support import utc
 
 from lambda_contract.redis_layout import GroupKey, Metrics
 from serving_layer.fx import FxTable
-from serving_layer.merge import BatchView, SpeedView, merge
+from serving_layer.merge import BatchView, SpeedSnapshot, merge
 from serving_layer.params import HourlyQuery
 from serving_layer.rows import render
 
@@ -51,13 +51,15 @@ def hour_data(cents_only: bool, usd_only: bool = False) -> st.SearchStrategy[dic
 
 
 @st.composite
-def views(draw: st.DrawFn, cents_only: bool = False, usd_only: bool = False) -> tuple[BatchView, SpeedView]:
+def views(
+    draw: st.DrawFn, cents_only: bool = False, usd_only: bool = False
+) -> tuple[BatchView, SpeedSnapshot]:
     data = st.dictionaries(st.sampled_from(HOURS), hour_data(cents_only, usd_only), max_size=12)
     computed = draw(st.frozensets(st.sampled_from(HOURS)))
     batch = BatchView(computed=computed, hours=draw(data), token=1)
     held_hours = draw(st.lists(st.sampled_from(HOURS), unique=True))
     watermark = draw(st.none() | st.sampled_from(HOURS).map(lambda h: h + timedelta(minutes=7)))
-    speed = SpeedView(watermark=watermark, held=dict.fromkeys(held_hours, "open"), hours=draw(data))
+    speed = SpeedSnapshot(watermark=watermark, held=dict.fromkeys(held_hours, "open"), hours=draw(data))
     return batch, speed
 
 
@@ -68,7 +70,7 @@ def query(start: datetime, end: datetime, group_by: tuple[str, ...] = ()) -> Hou
 @settings(max_examples=150, deadline=None)
 @given(views(cents_only=True, usd_only=True), st.integers(1, 11))
 def test_a_range_is_the_concatenation_of_its_parts_and_its_total_the_sum_of_its_hours(
-    v: tuple[BatchView, SpeedView], cut: int
+    v: tuple[BatchView, SpeedSnapshot], cut: int
 ) -> None:
     batch, speed = v
     merged = merge(HOURS, batch, speed, NOW, LATENESS)
@@ -90,7 +92,7 @@ def test_a_range_is_the_concatenation_of_its_parts_and_its_total_the_sum_of_its_
 
 @settings(max_examples=150, deadline=None)
 @given(views(cents_only=True, usd_only=True))
-def test_the_sum_over_regions_equals_the_ungrouped_total_per_hour(v: tuple[BatchView, SpeedView]) -> None:
+def test_the_sum_over_regions_equals_the_ungrouped_total_per_hour(v: tuple[BatchView, SpeedSnapshot]) -> None:
     batch, speed = v
     merged = merge(HOURS, batch, speed, NOW, LATENESS)
     end = HOURS[-1] + timedelta(hours=1)
@@ -109,7 +111,7 @@ def test_the_sum_over_regions_equals_the_ungrouped_total_per_hour(v: tuple[Batch
 @settings(max_examples=100, deadline=None)
 @given(views())
 def test_native_amounts_by_currency_add_up_to_the_merged_views_exactly(
-    v: tuple[BatchView, SpeedView],
+    v: tuple[BatchView, SpeedSnapshot],
 ) -> None:
     batch, speed = v
     merged = merge(HOURS, batch, speed, NOW, LATENESS)
@@ -127,7 +129,7 @@ def test_native_amounts_by_currency_add_up_to_the_merged_views_exactly(
 
 @settings(max_examples=100, deadline=None)
 @given(views())
-def test_every_hour_appears_once_and_batch_wins_where_computed(v: tuple[BatchView, SpeedView]) -> None:
+def test_every_hour_appears_once_and_batch_wins_where_computed(v: tuple[BatchView, SpeedSnapshot]) -> None:
     batch, speed = v
     merged = merge(HOURS, batch, speed, NOW, LATENESS)
     assert [m.hour for m in merged] == HOURS

@@ -41,7 +41,7 @@ from lambda_contract.windows import format_instant, hour_label
 from serving_layer.cache import ByteBoundedLru
 from serving_layer.fx import SHIPPED_RATES, FxTable, load_rates
 from serving_layer.logs import request_id
-from serving_layer.merge import MergedHour, SpeedView, Status, merge
+from serving_layer.merge import MergedHour, SpeedSnapshot, Status, merge
 from serving_layer.metrics import ServingMetrics
 from serving_layer.params import GROUP_FIELDS, HourlyQuery, ParamError, parse_hourly_params
 from serving_layer.reconciliation import reconcile, to_json
@@ -465,11 +465,11 @@ def create_app(
         state = await services.batch.ensure_fresh()
         hours = query.hours
         computed = state.view.computed
-        snapshot = await services.speed.read([h for h in hours if h not in computed])
-        if snapshot.bad_entries:
-            services.metrics.bad_redis_entries.inc(snapshot.bad_entries)
-        merged = merge(hours, state.view, snapshot.view, now, lateness)
-        body = _body(services, query, merged, snapshot.meta.watermark, batch_complete_through(state))
+        read = await services.speed.read([h for h in hours if h not in computed])
+        if read.bad_entries:
+            services.metrics.bad_redis_entries.inc(read.bad_entries)
+        merged = merge(hours, state.view, read.snapshot, now, lateness)
+        body = _body(services, query, merged, read.meta.watermark, batch_complete_through(state))
         services.metrics.count_response(body.rows_by_source, body.hours_by_status)
         if "gzip" in request.headers.get("accept-encoding", "") and len(body.raw) >= GZIP_MIN_BYTES:
             return Response(body.gzipped(), media_type="application/json", headers=GZIP_HEADERS)
@@ -489,7 +489,7 @@ def create_app(
         speed: dict[str, Any] = {"reachable": False, "healthy": False}
         try:
             meta, held = await services.speed.read_meta()
-            view = SpeedView(watermark=meta.watermark, held=held)
+            snapshot = SpeedSnapshot(watermark=meta.watermark, held=held)
             wm, beat = meta.watermark, meta.updated
             beat_age = (now - beat).total_seconds() if beat else None
             speed = {
@@ -501,7 +501,7 @@ def create_app(
                 "heartbeat_age_s": round(beat_age, 3) if beat_age is not None else None,
                 "hours_held": len(held),
                 # the merge rule's notion: closed by the hours hash or by the watermark
-                "open_hours": sum(1 for h in held if view.status(h, lateness) is Status.OPEN),
+                "open_hours": sum(1 for h in held if snapshot.status(h, lateness) is Status.OPEN),
             }
         except (aioredis.RedisError, OSError) as exc:
             speed["error"] = f"{type(exc).__name__}"

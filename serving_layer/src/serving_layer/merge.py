@@ -53,8 +53,9 @@ class BatchView:
 
 
 @dataclass(frozen=True)
-class SpeedView:
-    """What Redis says: the watermark, the hours hash (hour -> open|closed), and hour data read."""
+class SpeedSnapshot:
+    """The speed view as the serving layer read it from Redis: the watermark, the hours hash
+    (hour -> open|closed) and the hours' data (not the speed layer's own `speed_layer.view`)."""
 
     watermark: datetime | None = None
     held: Mapping[datetime, str] = field(default_factory=dict)
@@ -110,7 +111,7 @@ _EMPTY: HourData = {}
 
 
 def merge_hour(
-    hour: datetime, batch: BatchView, speed: SpeedView, now: datetime, allowed_lateness: timedelta
+    hour: datetime, batch: BatchView, speed: SpeedSnapshot, now: datetime, allowed_lateness: timedelta
 ) -> MergedHour:
     """One hour's source, status and rows by the rule in the module docstring."""
     if hour in batch.computed:
@@ -126,7 +127,7 @@ def merge_hour(
 def merge(
     hours: Iterable[datetime],
     batch: BatchView,
-    speed: SpeedView,
+    speed: SpeedSnapshot,
     now: datetime,
     allowed_lateness: timedelta,
 ) -> list[MergedHour]:

@@ -32,7 +32,7 @@ from lambda_contract.redis_layout import GroupKey, Metrics, RedisLayout
 from lambda_contract.settings import Settings
 from lambda_contract.tables import GOLD, MANIFEST
 from lambda_contract.windows import HOUR, from_epoch_ms, parse_hour_id
-from serving_layer.merge import BatchView, HourData, SpeedView, speed_closed
+from serving_layer.merge import BatchView, HourData, SpeedSnapshot, speed_closed
 
 log = logging.getLogger("serving_layer.stores")
 
@@ -62,8 +62,10 @@ class SpeedMeta:
 
 
 @dataclass(frozen=True)
-class SpeedSnapshot:
-    view: SpeedView
+class SpeedRead:
+    """What one `SpeedStore.read` returned: the snapshot, the meta, and the entries skipped."""
+
+    snapshot: SpeedSnapshot
     meta: SpeedMeta
     tokens: dict[datetime, int]
     bad_entries: int = 0
@@ -139,7 +141,7 @@ class SpeedStore:
             self._held = (raw, _decode_held(raw))
         return self._held[1]
 
-    async def read(self, hours: Sequence[datetime]) -> SpeedSnapshot:
+    async def read(self, hours: Sequence[datetime]) -> SpeedRead:
         """The view of `hours`; what is due is read in one pipelined round trip, or none."""
         now = time.monotonic()
         decoded = self._decoded
@@ -181,8 +183,8 @@ class SpeedStore:
             if entry is not None and entry[2] is not None:
                 data[hour] = entry[1]
                 tokens[hour] = entry[2]
-        view = SpeedView(watermark=meta.watermark, held=held, hours=data, tokens=tokens)
-        return SpeedSnapshot(view=view, meta=meta, tokens=tokens, bad_entries=bad)
+        snapshot = SpeedSnapshot(watermark=meta.watermark, held=held, hours=data, tokens=tokens)
+        return SpeedRead(snapshot=snapshot, meta=meta, tokens=tokens, bad_entries=bad)
 
     async def read_meta(self) -> tuple[SpeedMeta, dict[datetime, str]]:
         async with self.client.pipeline(transaction=False) as pipe:
