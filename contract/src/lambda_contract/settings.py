@@ -204,6 +204,9 @@ class Settings:
         _str,
         "Prometheus Pushgateway for batch metrics; empty disables pushing.",
     )
+    prometheus_port: int = _setting(
+        "LAMBDA_PROMETHEUS_PORT", "9090", _port, "Port of the local Prometheus that `make up` starts."
+    )
     api_host: str = _setting("LAMBDA_API_HOST", "127.0.0.1", _nonempty, "Serving layer bind address.")
     api_port: int = _setting("LAMBDA_API_PORT", "8000", _port, "Serving layer port.")
     api_tokens: tuple[str, ...] = _setting(

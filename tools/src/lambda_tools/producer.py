@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 from kafka.errors import KafkaError, NoBrokersAvailable
 
 from lambda_contract.windows import from_epoch_ms
+from lambda_tools import kafka_calls
 from lambda_tools.generator import GeneratedRecord
 from lambda_tools.truth import SentRecord
 
@@ -38,13 +39,12 @@ class ProducerTuning:
 def topic_partitions(bootstrap: str, topic: str) -> int:
     """Partition count of an existing topic; a clear error when Kafka or the topic is missing."""
     try:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        with kafka_calls.consumer_client(bootstrap) as consumer:
+            partitions = kafka_calls.partitions(consumer, topic)
     except NoBrokersAvailable:
         raise ProducerError(f"no Kafka broker reachable at {bootstrap} (start it with `make up`)") from None
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-    finally:
-        consumer.close()
+    except kafka_calls.KafkaUnavailableError as exc:
+        raise ProducerError(str(exc)) from exc
     if not partitions:
         raise ProducerError(f"topic {topic!r} does not exist on {bootstrap} (`make up` creates orders.v1)")
     return len(partitions)

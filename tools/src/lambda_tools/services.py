@@ -9,7 +9,6 @@ exactly what `up` started. `up` is idempotent and returns only once every servic
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import secrets
 import shutil
@@ -19,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -211,24 +211,10 @@ def _kafka_ready(settings: Settings) -> bool:
 
 def _create_topics(settings: Settings) -> None:
     """Create the platform's topics if missing (idempotent)."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from lambda_tools import kafka_calls
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        existing = set(admin.list_topics())
-        wanted = [
-            NewTopic(settings.topic_orders, settings.topic_partitions, 1),
-            NewTopic(settings.topic_dlq, 1, 1),
-            NewTopic(settings.topic_late, 1, 1),
-        ]
-        missing = [t for t in wanted if t.name not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # created concurrently
-                admin.create_topics(missing)
-    finally:
-        admin.close()
+    with kafka_calls.admin_client(settings.kafka_bootstrap) as admin:
+        kafka_calls.ensure_topics(admin, kafka_calls.platform_topics(settings))
 
 
 # --- Redis -------------------------------------------------------------------------------------
@@ -292,33 +278,40 @@ def _redis_ready(port: int, password: str) -> bool:
 # --- Prometheus and Pushgateway -----------------------------------------------------------------
 
 
-def start_prometheus(state: Path) -> None:
+def start_prometheus(settings: Settings, state: Path) -> None:
     name = "prometheus"
     binary = _require_binary("prometheus")
     log = state / "logs" / "prometheus.log"
+    port = settings.prometheus_port
     if running_pid(state, name) is None:
-        if _port_open(9090):
-            raise ServiceError("port 9090 is taken by a process this project did not start")
+        if _port_open(port):
+            raise ServiceError(f"port {port} is taken by a process this project did not start")
         _spawn(state, name, [
             binary,
             f"--config.file={INFRA / 'prometheus' / 'prometheus.yml'}",
             f"--storage.tsdb.path={state / 'prometheus'}",
-            "--web.listen-address=127.0.0.1:9090",
+            f"--web.listen-address=127.0.0.1:{port}",
             "--web.enable-lifecycle",
             "--storage.tsdb.retention.time=7d",
         ], log)  # fmt: skip
-    _wait("Prometheus", lambda: _http_ok("http://127.0.0.1:9090/-/ready"), log)
+    _wait("Prometheus", lambda: _http_ok(f"http://127.0.0.1:{port}/-/ready"), log)
 
 
-def start_pushgateway(state: Path) -> None:
+def pushgateway_port(settings: Settings) -> int:
+    """The local Pushgateway listens where LAMBDA_PUSHGATEWAY_URL points (9091 when it is unset)."""
+    return urllib.parse.urlparse(settings.pushgateway_url).port or 9091
+
+
+def start_pushgateway(settings: Settings, state: Path) -> None:
     name = "pushgateway"
     binary = _require_binary("prometheus-pushgateway")
     log = state / "logs" / "pushgateway.log"
+    port = pushgateway_port(settings)
     if running_pid(state, name) is None:
-        if _port_open(9091):
-            raise ServiceError("port 9091 is taken by a process this project did not start")
-        _spawn(state, name, [binary, "--web.listen-address=127.0.0.1:9091"], log)
-    _wait("Pushgateway", lambda: _http_ok("http://127.0.0.1:9091/-/ready"), log)
+        if _port_open(port):
+            raise ServiceError(f"port {port} is taken by a process this project did not start")
+        _spawn(state, name, [binary, f"--web.listen-address=127.0.0.1:{port}"], log)
+    _wait("Pushgateway", lambda: _http_ok(f"http://127.0.0.1:{port}/-/ready"), log)
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -330,8 +323,8 @@ def up(settings: Settings) -> None:
     state = settings.state_path
     state.mkdir(parents=True, exist_ok=True)
     start_redis(settings, state)
-    start_pushgateway(state)
-    start_prometheus(state)
+    start_pushgateway(settings, state)
+    start_prometheus(settings, state)
     start_kafka(settings, state)
 
 
@@ -371,6 +364,14 @@ def reset(settings: Settings) -> None:
         shutil.rmtree(state)
 
 
+def ready_line(settings: Settings) -> str:
+    """Where each local service answers, for the commands that started them to say."""
+    return (
+        f"services ready: Kafka {settings.kafka_bootstrap} | Redis {settings.redis_url} | Prometheus "
+        f"http://localhost:{settings.prometheus_port} | Pushgateway http://localhost:{pushgateway_port(settings)}"
+    )
+
+
 def status(settings: Settings) -> dict[str, int | None]:
     return {name: running_pid(settings.state_path, name) for name in SERVICES}
 
@@ -383,8 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         if args.command == "up":
             up(settings)
-            print("services ready: Kafka", settings.kafka_bootstrap, "| Redis", settings.redis_url,
-                  "| Prometheus http://localhost:9090 | Pushgateway http://localhost:9091")  # fmt: skip
+            print(ready_line(settings))
         elif args.command == "down":
             stopped = down(settings)
             print("stopped:", ", ".join(stopped) if stopped else "nothing was running")
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for name, pid in status(settings).items():
                 print(f"{name:12} {'running pid ' + str(pid) if pid else 'stopped'}")
-    except (ServiceError, SettingsError, subprocess.CalledProcessError) as exc:
+    except (ServiceError, SettingsError, subprocess.CalledProcessError, RuntimeError) as exc:
         print(f"lambda-services {args.command}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,0 +1,192 @@
+"""Kafka admin and consumer calls of the tools, retried through a broker's transient states.
+
+A broker that has just started, or has never served a consumer group, answers some requests with
+errors that kafka-python marks retriable (coordinator not available, leader not available, not
+controller, request timed out) until it has settled. Every admin and consumer call the demo, the
+readiness checks and the generator make goes through `retry`, which waits them out with a bounded
+backoff and then names what it waited for and how long. An unreachable broker is not transient:
+it fails at once, with the address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import (
+    GroupIdNotFoundError,
+    KafkaError,
+    NoBrokersAvailable,
+    NoError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+
+from lambda_contract.settings import Settings
+
+T = TypeVar("T")
+
+DEFAULT_BOUND_S = 60.0
+NEW_TOPIC_S = 5.0
+
+
+class KafkaUnavailableError(RuntimeError):
+    """Kafka did not answer a call within the bound; the message names the call and the wait."""
+
+
+class StillPendingError(RuntimeError):
+    """A change the broker has accepted but not finished (a topic still being deleted): poll again."""
+
+
+def retriable(exc: BaseException) -> bool:
+    """A broker state that passes by itself (kafka-python's own `retriable` flag), not an absent broker."""
+    if isinstance(exc, StillPendingError):
+        return True
+    return isinstance(exc, KafkaError) and exc.retriable and not isinstance(exc, NoBrokersAvailable)
+
+
+def retry(
+    what: str,
+    call: Callable[[], T],
+    *,
+    bound_s: float = DEFAULT_BOUND_S,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """`call()`, again after each retriable error, with a doubling pause (0.1 s to 2 s) until `bound_s`."""
+    started = clock()
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except (KafkaError, StillPendingError) as exc:
+            waited = clock() - started
+            if not retriable(exc):
+                raise
+            if waited + delay > bound_s:
+                raise KafkaUnavailableError(
+                    f"Kafka did not {what} within {bound_s:.0f} s "
+                    f"(waited {waited:.1f} s; last answer: {type(exc).__name__}: {exc})"
+                ) from exc
+            sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+@contextlib.contextmanager
+def admin_client(bootstrap: str, bound_s: float = DEFAULT_BOUND_S) -> Iterator[KafkaAdminClient]:
+    client = retry(
+        f"accept an admin connection at {bootstrap}",
+        lambda: KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000),
+        bound_s=bound_s,
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def consumer_client(bootstrap: str, bound_s: float = DEFAULT_BOUND_S) -> Iterator[KafkaConsumer]:
+    client = retry(
+        f"accept a consumer connection at {bootstrap}",
+        lambda: KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=10_000),
+        bound_s=bound_s,
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def partitions(consumer: KafkaConsumer, topic: str, bound_s: float = DEFAULT_BOUND_S) -> list[TopicPartition]:
+    """The topic's partitions; empty when the topic does not exist. A topic created a moment ago
+    can be unknown to the broker's metadata for a moment, so absence is believed after NEW_TOPIC_S."""
+
+    def lookup() -> set[int]:
+        found = consumer.partitions_for_topic(topic)
+        if not found:
+            raise _TopicNotListedError(f"{topic!r} not in the broker's metadata")
+        return set(found)
+
+    try:
+        found = retry(f"list the partitions of {topic!r}", lookup, bound_s=min(bound_s, NEW_TOPIC_S))
+    except KafkaUnavailableError as exc:
+        if isinstance(exc.__cause__, _TopicNotListedError):
+            return []
+        raise
+    return [TopicPartition(topic, p) for p in sorted(found)]
+
+
+class _TopicNotListedError(StillPendingError):
+    pass
+
+
+def platform_topics(settings: Settings) -> list[NewTopic]:
+    """The three topics the platform reads and writes, as the local broker holds them (one replica)."""
+    return [
+        NewTopic(settings.topic_orders, settings.topic_partitions, 1),
+        NewTopic(settings.topic_dlq, 1, 1),
+        NewTopic(settings.topic_late, 1, 1),
+    ]
+
+
+def ensure_topics(admin: KafkaAdminClient, wanted: list[NewTopic], bound_s: float = DEFAULT_BOUND_S) -> None:
+    """Create the topics that are missing and wait until the broker lists them (idempotent)."""
+
+    def create_missing() -> None:
+        missing = [t for t in wanted if t.name not in set(admin.list_topics())]
+        if not missing:
+            return
+        with contextlib.suppress(TopicAlreadyExistsError):  # created concurrently, or still being deleted
+            admin.create_topics(missing)
+        absent = [t.name for t in missing if t.name not in set(admin.list_topics())]
+        if absent:
+            raise StillPendingError(f"{', '.join(absent)} not listed yet")
+
+    retry("create the topics " + ", ".join(t.name for t in wanted), create_missing, bound_s=bound_s)
+
+
+def delete_topics(admin: KafkaAdminClient, topics: list[str], bound_s: float = DEFAULT_BOUND_S) -> None:
+    """Delete the topics that exist and wait until the broker no longer lists them."""
+
+    def delete_present() -> None:
+        present = [t for t in topics if t in set(admin.list_topics())]
+        if present:
+            with contextlib.suppress(UnknownTopicOrPartitionError):
+                admin.delete_topics(present)
+            raise StillPendingError(f"{', '.join(present)} still listed")
+
+    retry("delete the topics " + ", ".join(topics), delete_present, bound_s=bound_s)
+
+
+def delete_group(admin: KafkaAdminClient, group: str, bound_s: float = DEFAULT_BOUND_S) -> None:
+    """Forget a consumer group's committed offsets (a group that does not exist is fine)."""
+
+    def delete() -> None:
+        for _, error in admin.delete_consumer_groups([group]):
+            if error not in (NoError, GroupIdNotFoundError):
+                raise error(f"deleting consumer group {group!r}")
+
+    retry(f"delete the consumer group {group!r}", delete, bound_s=bound_s)
+
+
+def group_lag(bootstrap: str, group: str, topic: str, bound_s: float = DEFAULT_BOUND_S) -> int | None:
+    """Records of `topic` the group has not committed yet; None while it has committed nothing for
+    some partition (a group the broker has never seen is such a group, not an error)."""
+    with admin_client(bootstrap, bound_s) as admin, consumer_client(bootstrap, bound_s) as consumer:
+        committed = retry(
+            f"report the committed offsets of group {group!r}",
+            lambda: admin.list_consumer_group_offsets(group),
+            bound_s=bound_s,
+        )
+        parts = partitions(consumer, topic, bound_s)
+        if not parts or not all(tp in committed for tp in parts):
+            return None
+        ends = retry(
+            f"report the end offsets of {topic!r}", lambda: consumer.end_offsets(parts), bound_s=bound_s
+        )
+        return sum(max(0, int(ends[tp]) - int(committed[tp].offset)) for tp in parts)
