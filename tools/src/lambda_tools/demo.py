@@ -5,7 +5,8 @@ duplicates, late and malformed events), runs the speed layer, the nightly batch 
 serving layer and a live generator, prints the dashboard URL with a token and the reconciliation
 summary, then runs until Ctrl-C or DEMO_SECONDS. Either way it stops everything it started.
 
-Each layer runs as its own process from its own environment, as in production.
+Each layer runs as its own process from its own environment, as in production. The demo owns
+its data (lambda_tools.demo_data) and replaces it on every run, unless DEMO_KEEP=1.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from lambda_contract.settings import Settings, SettingsError
-from lambda_tools import services
+from lambda_tools import demo_data, kafka_calls, services
+from lambda_tools.demo_data import SPEED_GROUP
 
 REPO = Path(__file__).resolve().parents[3]
 VENVS = REPO / ".venvs"
-SPEED_GROUP = "lambda-speed"
 
 
 def say(text: str) -> None:
@@ -44,7 +45,7 @@ class Demo:
     history_events: int
     live_rate: float
     seconds: float | None
-    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    env: dict[str, str]
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     started_services: list[str] = field(default_factory=list)
     logs: list[IO[bytes]] = field(default_factory=list)
@@ -76,12 +77,18 @@ class Demo:
         before = services.status(self.settings)
         services.up(self.settings)
         self.started_services = [name for name, pid in before.items() if pid is None]
-        say("services ready: Kafka :9092, Redis :6379, Prometheus :9090, Pushgateway :9091")
+        say(services.ready_line(self.settings))
+
+    def replace_data(self) -> None:
+        """Start from the same clean story as any earlier run: empty topics, tables and checkpoints."""
+        say("replacing the demo's data from any earlier run (DEMO_KEEP=1 keeps it):")
+        for cleared in demo_data.replace(self.settings):
+            print(f"    cleared     {cleared}")
 
     def produce_history(self, now: datetime) -> None:
         yesterday = (now - timedelta(days=1)).date()
         gen = str(VENVS / "tools" / "bin" / "lambda-generate")
-        truth_dir = self.settings.state_path / "generator"
+        truth_dir = demo_data.truth_dir(self.settings)
         self.foreground(
             f"producing yesterday's history ({yesterday}, {self.history_events} events)",
             [gen, "history", "--date", yesterday.isoformat(), "--events", str(self.history_events),
@@ -103,7 +110,9 @@ class Demo:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.check_alive()
-            lag = speed_lag(self.settings)
+            lag = kafka_calls.group_lag(
+                self.settings.kafka_bootstrap, SPEED_GROUP, self.settings.topic_orders
+            )
             if lag == 0:
                 say("speed layer caught up")
                 return
@@ -146,7 +155,8 @@ class Demo:
 
     def start_live(self) -> None:
         gen = str(VENVS / "tools" / "bin" / "lambda-generate")
-        self.background("live-traffic", [gen, "live", "--rate", str(self.live_rate)])
+        truth = demo_data.truth_dir(self.settings) / "demo-live.json"
+        self.background("live-traffic", [gen, "live", "--rate", str(self.live_rate), "--truth", str(truth)])
 
     def reconcile(self, now: datetime) -> None:
         yesterday = (now - timedelta(days=1)).date()
@@ -186,25 +196,6 @@ class DemoError(RuntimeError):
     """A demo step failed; the message names the step and where its log is."""
 
 
-def speed_lag(settings: Settings) -> int | None:
-    """Records of orders.v1 not yet committed by the speed job's consumer group (None: unknown)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        committed = admin.list_consumer_group_offsets(SPEED_GROUP)
-        parts = [
-            TopicPartition(settings.topic_orders, p)
-            for p in consumer.partitions_for_topic(settings.topic_orders) or ()
-        ]
-        ends = consumer.end_offsets(parts)
-        if not all(tp in committed for tp in parts):
-            return None
-        return sum(max(0, int(ends[tp]) - int(committed[tp].offset)) for tp in parts)
-    finally:
-        consumer.close()
-        admin.close()
-
-
 def _install_stop(flag: list[bool]) -> None:
     def handle(signum: int, frame: FrameType | None) -> None:
         flag.append(True)
@@ -215,23 +206,28 @@ def _install_stop(flag: list[bool]) -> None:
 
 def main(argv: list[str] | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:
     try:
-        settings = Settings.from_env()
+        env = demo_data.demo_environment(os.environ)
+        settings = Settings.from_env(env)
+        demo_data.data_dirs(settings)  # refuses remote storage before anything starts
         seconds_env = os.environ.get("DEMO_SECONDS", "").strip()
         seconds = float(seconds_env) if seconds_env else None
         if seconds is not None and seconds <= 0:
             raise ValueError("DEMO_SECONDS must be a positive number of seconds")
         history_events = int(os.environ.get("DEMO_EVENTS", "60000"))
         rate = float(os.environ.get("DEMO_RATE", "20"))
-    except (SettingsError, ValueError) as exc:
+        keep = os.environ.get("DEMO_KEEP", "") not in ("", "0")
+    except (SettingsError, ValueError, demo_data.DemoDataError) as exc:
         print(f"make demo: {exc}", file=sys.stderr)
         return 2
-    demo = Demo(settings, history_events, rate, seconds)
+    demo = Demo(settings, history_events, rate, seconds, env)
     stop: list[bool] = []
     t0 = time.monotonic()
     try:
         _install_stop(stop)
         now = clock()
         demo.start_services()
+        if not keep:
+            demo.replace_data()
         demo.produce_history(now)
         demo.start_speed()
         demo.wait_for_speed()
@@ -245,7 +241,7 @@ def main(argv: list[str] | None = None, clock: Callable[[], datetime] = lambda: 
         print(f"    API docs    {url}/docs")
         print(f'    curl        curl -H "Authorization: Bearer {token}" "{url}/v1/revenue/hourly?start='
               f'{(now - timedelta(hours=24)):%Y-%m-%dT%H}:00:00Z&end={(now + timedelta(hours=1)):%Y-%m-%dT%H}:00:00Z&group_by=region"')  # fmt: skip
-        print("    metrics     http://localhost:9090 (Prometheus)")
+        print(f"    metrics     http://localhost:{settings.prometheus_port} (Prometheus)")
         print(
             f"    report      {settings.path(settings.reports_dir)}/reconciliation-{(now - timedelta(days=1)).date()}.html"
         )
@@ -254,7 +250,8 @@ def main(argv: list[str] | None = None, clock: Callable[[], datetime] = lambda: 
             demo.check_alive()
             time.sleep(1)
         return 0
-    except (DemoError, services.ServiceError, OSError) as exc:
+    except (DemoError, services.ServiceError, demo_data.DemoDataError, kafka_calls.KafkaUnavailableError,
+            KafkaError, OSError) as exc:  # fmt: skip
         print(f"make demo: {exc}", file=sys.stderr)
         return 1
     finally:
