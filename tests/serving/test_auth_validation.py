@@ -10,7 +10,7 @@ from conftest import make_client
 from fastapi.testclient import TestClient
 from serving_support import OTHER_TOKEN, TOKEN, make_settings
 
-from serving_layer.app import token_valid
+from serving_layer.auth import token_valid
 
 pytestmark = pytest.mark.unit  # nothing here reaches Redis: requests stop at auth or validation
 

@@ -19,7 +19,7 @@ import itertools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -123,12 +123,14 @@ class SpeedStore:
         allowed_lateness: timedelta,
         open_ttl_s: float = OPEN_TTL_S,
         closed_ttl_s: float = CLOSED_HOUR_TTL_S,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.layout = layout
         self.allowed_lateness = allowed_lateness
         self.open_ttl_s = open_ttl_s
         self.closed_ttl_s = closed_ttl_s
+        self.monotonic = monotonic  # what the TTLs run on (tests step their own)
         # hour -> (raw hash, decoded, token or None when empty, monotonic time it is trusted until)
         self._decoded: OrderedDict[
             datetime, tuple[dict[bytes, bytes], dict[GroupKey, Metrics], int | None, float]
@@ -143,7 +145,7 @@ class SpeedStore:
 
     async def read(self, hours: Sequence[datetime]) -> SpeedRead:
         """The view of `hours`; what is due is read in one pipelined round trip, or none."""
-        now = time.monotonic()
+        now = self.monotonic()
         decoded = self._decoded
         fetch = [h for h in hours if (c := decoded.get(h)) is None or c[3] <= now]
         bad = 0

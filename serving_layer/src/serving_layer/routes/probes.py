@@ -1,0 +1,45 @@
+"""Open endpoints for Kubernetes probes and the Prometheus scraper; they hold no business data."""
+
+from __future__ import annotations
+
+import math
+
+import redis.asyncio as aioredis
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from serving_layer.responses import json_response
+from serving_layer.services import Svc
+
+router = APIRouter(tags=["probes"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> Response:
+    return json_response({"status": "ok"})
+
+
+@router.get("/readyz", summary="Readiness: Redis answers and FX rates are loaded")
+async def readyz(services: Svc) -> Response:
+    if await services.speed.ping():
+        return json_response({"status": "ready"})
+    return json_response({"status": "not ready", "detail": "Redis does not answer"}, 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics (lambda_serving_*), open for the scraper")
+async def prometheus(services: Svc) -> Response:
+    state = services.batch.state
+    services.metrics.table_version.labels("gold").set(
+        -1 if state.gold_version is None else state.gold_version
+    )
+    services.metrics.table_version.labels("coverage_manifest").set(
+        -1 if state.manifest_version is None else state.manifest_version
+    )
+    try:
+        meta, _ = await services.speed.read_meta()
+        lag = (services.clock() - meta.watermark).total_seconds() if meta.watermark else math.nan
+    except (aioredis.RedisError, OSError):
+        lag = math.nan
+    services.metrics.speed_watermark_lag.set(lag)
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
