@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -33,7 +34,12 @@ def r(settings: Settings) -> Iterator[redis.Redis]:
     client.close()
 
 
-def make_client(settings: Settings, now: datetime = NOW, speed_ttl_s: float = 0.0) -> TestClient:
+def make_client(
+    settings: Settings,
+    now: datetime = NOW,
+    speed_ttl_s: float = 0.0,
+    speed_ttl_clock: Callable[[], float] = time.monotonic,
+) -> TestClient:
     """A client whose app re-checks Delta and Redis on every request unless told otherwise."""
     app = create_app(
         settings,
@@ -41,6 +47,7 @@ def make_client(settings: Settings, now: datetime = NOW, speed_ttl_s: float = 0.
         batch_refresh_s=0.0,
         speed_open_ttl_s=speed_ttl_s,
         speed_closed_ttl_s=speed_ttl_s,
+        speed_ttl_clock=speed_ttl_clock,
     )
     return TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"})
 

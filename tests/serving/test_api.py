@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -302,13 +301,14 @@ def test_speed_view_changes_show_within_the_cache_bound(r: redis.Redis, settings
     layout = settings.redis_layout
     write_speed_hour(r, layout, H[6], {k(): m("1.0000")})
     write_meta(r, layout, watermark=utc("2026-11-20T15:10:00Z"), updated=NOW)
-    with make_client(settings, speed_ttl_s=0.3) as c:
+    clock = [1000.0]  # the monotonic clock the speed view's cache TTLs run on, stepped by hand
+    with make_client(settings, speed_ttl_s=0.3, speed_ttl_clock=lambda: clock[0]) as c:
         assert by_hour(hourly(c))["15"]["revenue"] == "1.00"
         write_speed_hour(r, layout, H[6], {k(): m("2.0000")})
-        first = by_hour(hourly(c))["15"]["revenue"]
-        time.sleep(0.35)
-        assert by_hour(hourly(c))["15"]["revenue"] == "2.00"
-    assert first in ("1.00", "2.00")  # within 0.3 s the cached value may still be served
+        clock[0] += 0.29
+        assert by_hour(hourly(c))["15"]["revenue"] == "1.00"  # within the TTL: the cached copy
+        clock[0] += 0.02
+        assert by_hour(hourly(c))["15"]["revenue"] == "2.00"  # past it: read again
 
 
 def test_large_responses_are_gzipped_when_the_client_accepts_it(
