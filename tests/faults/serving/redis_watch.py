@@ -11,12 +11,14 @@ import os
 import re
 import shlex
 import subprocess
-import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
+
+from process_support import wait_until
 
 _LINE: Final = re.compile(r"^\d+\.\d+ \[\d+ (?P<addr>[^\]]+)\] (?P<args>.*)$")
 
@@ -78,11 +80,20 @@ def monitor(password_file: str, out: Path, host: str = "127.0.0.1", port: int = 
         )
     result = Monitor(out)
     try:
-        deadline = time.monotonic() + 10
-        while out.stat().st_size == 0 and time.monotonic() < deadline:  # "OK" once MONITOR is on
-            time.sleep(0.05)
+        # "OK" once MONITOR is on
+        wait_until(lambda: out.stat().st_size > 0, timeout=10, interval=0.05)
         yield result
-        time.sleep(0.3)  # let the last commands arrive
+        # MONITOR reports commands in the order Redis ran them: once a marker sent now shows,
+        # every command the block's requests made (answered, so already run) is in the file.
+        marker = f"redis-watch-end-{uuid.uuid4().hex}"
+        subprocess.run(
+            ["redis-cli", "-h", host, "-p", str(port), "echo", marker],
+            env=env,
+            capture_output=True,
+            check=True,
+        )
+        if not wait_until(lambda: marker in out.read_text(errors="replace"), timeout=10, interval=0.05):
+            raise AssertionError(f"MONITOR did not report the end marker within 10 s ({out})")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
