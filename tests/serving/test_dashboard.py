@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 import uvicorn
+from process_support import wait_until
 from serving_support import REPO, TOKEN, k, m, write_gold, write_manifest, write_meta, write_speed_hour
 
 from lambda_contract.settings import Settings
@@ -61,10 +62,7 @@ def server(settings: Settings, r: redis.Redis) -> Iterator[str]:
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
+    assert wait_until(lambda: srv.started, timeout=15, interval=0.05), "uvicorn did not start"
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(10)
