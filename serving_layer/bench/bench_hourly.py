@@ -1,6 +1,7 @@
 """Benchmark: GET /v1/revenue/hourly for 24 hours grouped by region,category,currency vs a bare
 ASGI endpoint doing one Redis HGETALL, both on uvicorn (1 worker, uvloop, httptools), same
-machine, same run, same concurrency. Targets (issue 5): p99 ratio <= 5, throughput ratio >= 0.5.
+machine, same run, same concurrency. Targets (serving_layer/README.md, "Performance check"):
+p99 ratio <= 5, throughput ratio >= 0.5.
 
 The data set has the traffic generator's cardinality (every region x its currencies x every
 category, ~96 keys per hour): the 24 hours span yesterday's 12 last hours (gold, computed by

@@ -1,4 +1,4 @@
-"""The merge rule, per hour, as pure cases (SPEC §5)."""
+"""The merge rule, per hour, as pure cases (serving_layer/README.md, "Merge rule")."""
 
 from __future__ import annotations
 

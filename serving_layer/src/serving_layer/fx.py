@@ -1,10 +1,10 @@
 """Currency conversion at query time (pure).
 
-Aggregates are kept per native currency (SPEC §2) so the speed and batch views agree to the
-last digit; conversion happens only here, via USD, with the rate of the hour's UTC date.
-All arithmetic is Decimal in a wide context: products are exact, the one division by the
-reporting currency's rate is correct to 60 significant digits, and rounding to 2 places
-(half-even) happens only when the API renders the number.
+Aggregates are kept per native currency (docs/specs/redis.md, docs/specs/delta.md) so the speed
+and batch views agree to the last digit; conversion happens only here, via USD, with the rate of
+the hour's UTC date. All arithmetic is Decimal in a wide context: products are exact, the one
+division by the reporting currency's rate is correct to 60 significant digits, and rounding to 2
+places (half-even) happens only when the API renders the number.
 
 Missing rates: a date without a rate uses the latest earlier rate of that currency and the row
 is marked stale. A currency with no rate on or before the date cannot be converted: the row's

@@ -1,4 +1,4 @@
-"""The merge rule (SPEC §5), per hour, as a pure function of the two views.
+"""The merge rule, per hour, as a pure function of the two views (also in serving_layer/README.md).
 
 Per hour, never by a single max-time boundary:
 

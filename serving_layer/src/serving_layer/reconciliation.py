@@ -1,5 +1,5 @@
-"""Reconciliation (SPEC §6), pure: compare the speed view with gold for a date, per hour and key,
-and explain every difference by cause. What no cause explains is the residual, zero when healthy.
+"""Reconciliation, pure: compare the speed view with gold for a date, per hour and key, and explain
+every difference by cause. What no cause explains is the residual, zero when healthy.
 
 For each hour and key, `gap = gold - speed` (gold is exact). Causes are applied in this order:
 
@@ -195,7 +195,8 @@ def _metrics_json(m: Metrics) -> dict[str, Any]:
 
 
 def to_json(report: Report, fx: FxTable) -> dict[str, Any]:
-    """The report as SPEC §6 JSON: per-hour entries and the totals, money as decimal strings."""
+    """The report as JSON (GET /v1/reconciliation/{date}, reports/reconciliation-DATE.json): per-hour
+    entries and the totals, money as decimal strings."""
     missing: set[str] = set()
     all_keys = [k for h in report.hours for k in h.keys]
     speed_events = report.total("speed").events

@@ -1,6 +1,6 @@
 """Load: 64 concurrent connections against a real `lambda-serve` over two days of generated data.
 
-`make test` runs 10 s; LAMBDA_FAULTS_LONG=1 runs the full 60 s of the issue. Zero errors is the
+`make test` runs 10 s; LAMBDA_FAULTS_LONG=1 runs the full 60 s. Zero errors is the
 bar (no status >= 400, no socket error, no timeout); p99 and rps are printed and written to
 reports/faults/load.json for the record (speed targets belong in benchmarks, not in asserts).
 """

@@ -24,7 +24,7 @@ router = APIRouter()
     "/v1/reconciliation/{day}",
     dependencies=AUTHORIZED,
     tags=["reconciliation"],
-    summary="Speed view against gold for a UTC date, every difference explained by cause (SPEC §6)",
+    summary="Speed view against gold for a UTC date, every difference explained by cause",
     responses={404: {"description": "the batch layer has not computed the date"}},
 )
 async def reconciliation(services: Svc, day: str, format: str = "json") -> Response:
