@@ -17,13 +17,11 @@ from serving_layer.reconciliation_io import NotComputedError, gauges, read_input
 from serving_layer.responses import json_response
 from serving_layer.services import Svc
 
-router = APIRouter()
+router = APIRouter(tags=["reconciliation"], dependencies=AUTHORIZED)
 
 
 @router.get(
     "/v1/reconciliation/{day}",
-    dependencies=AUTHORIZED,
-    tags=["reconciliation"],
     summary="Speed view against gold for a UTC date, every difference explained by cause",
     responses={404: {"description": "the batch layer has not computed the date"}},
 )

@@ -18,15 +18,10 @@ from serving_layer.stores import BatchState
 
 SPEED_STALE_AFTER_S: Final = 60
 
-router = APIRouter()
+router = APIRouter(tags=["status"], dependencies=AUTHORIZED)
 
 
-@router.get(
-    "/v1/status",
-    dependencies=AUTHORIZED,
-    tags=["status"],
-    summary="Layer health, watermark, last batch run, lag",
-)
+@router.get("/v1/status", summary="Layer health, watermark, last batch run, lag")
 async def status(services: Svc) -> Response:
     now = services.clock()
     state = await services.batch.ensure_fresh()
