@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from serving_layer.params import ParamError
 from serving_layer.responses import json_response
 
-log = logging.getLogger("serving_layer.app")
+log = logging.getLogger("serving_layer.app")  # one name for the app's own lines (start-up, Redis errors)
 
 
 async def bad_param(request: Request, exc: ParamError) -> Response:

@@ -20,7 +20,7 @@ from serving_layer.metrics import ServingMetrics
 from serving_layer.responses import HourlyBodies
 from serving_layer.stores import CLOSED_HOUR_TTL_S, OPEN_TTL_S, BatchStore, SpeedStore, redis_client
 
-log = logging.getLogger("serving_layer.app")
+log = logging.getLogger("serving_layer.app")  # one name for the app's own lines (start-up, Redis errors)
 
 try:
     VERSION = version("lambda-serving")
