@@ -108,17 +108,10 @@ def build(settings: Settings, options: JobOptions) -> StreamExecutionEnvironment
         conf.set_string(key, value)
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     t_env = StreamTableEnvironment.create(env)
-    for key, value in sql.table_config(settings).items():
-        t_env.get_config().set(key, value)
-
     t_env.create_temporary_table(sql.SOURCE_TABLE, _source(settings, options))
     t_env.create_temporary_table(sql.DLQ_TABLE, _sink(sql.dlq_columns(), sql.dlq_options(settings)))
     t_env.create_temporary_table(sql.LATE_TABLE, _sink(sql.late_columns(), sql.late_options(settings)))
-
-    _stage(t_env, sql.decode_query(), sql.DECODED_VIEW)
-    _stage(t_env, sql.extract_query(), sql.EXTRACTED_VIEW)
-    _stage(t_env, sql.parts_query(), sql.PARTS_VIEW, proctime=True)
-    _stage(t_env, sql.classify_query(settings), sql.CLASSIFIED_VIEW, proctime=True)
+    classify(t_env, settings)
 
     outputs = t_env.create_statement_set()
     outputs.add_insert_sql(sql.dlq_insert())
@@ -135,6 +128,18 @@ def build(settings: Settings, options: JobOptions) -> StreamExecutionEnvironment
         .name("redis-sink")
     )
     return env
+
+
+def classify(t_env: StreamTableEnvironment, settings: Settings) -> None:
+    """The table options and the decode -> extract -> parts -> classified views over whatever is
+    registered as `sql.SOURCE_TABLE`: the Kafka table in the job, in-memory rows of the same
+    schema in tests/speed/test_sql_in_memory.py."""
+    for key, value in sql.table_config(settings).items():
+        t_env.get_config().set(key, value)
+    _stage(t_env, sql.decode_query(), sql.DECODED_VIEW)
+    _stage(t_env, sql.extract_query(), sql.EXTRACTED_VIEW)
+    _stage(t_env, sql.parts_query(), sql.PARTS_VIEW, proctime=True)
+    _stage(t_env, sql.classify_query(settings), sql.CLASSIFIED_VIEW, proctime=True)
 
 
 def heartbeat(options: JobOptions) -> TableDescriptor:

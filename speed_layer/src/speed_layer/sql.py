@@ -215,10 +215,13 @@ def _day_start_ms(ms: str) -> str:
 
 
 def dlq_insert() -> str:
-    """Malformed records to the DLQ: the text payload, or base64 when it is not UTF-8."""
+    return f"INSERT INTO {DLQ_TABLE}{dlq_rows_query()}"
+
+
+def dlq_rows_query() -> str:
+    """Malformed records as DLQ rows: the text payload, or base64 when it is not UTF-8."""
     stamp = "'yyyy-MM-dd''T''HH:mm:ss.SSS''Z'''"
     return f"""
-INSERT INTO {DLQ_TABLE}
 SELECT reason,
   CASE WHEN reason = '{Reason.NOT_UTF8.value}' THEN CAST(NULL AS STRING) ELSE CAST(payload AS STRING) END,
   CASE WHEN reason = '{Reason.NOT_UTF8.value}' THEN TO_BASE64(payload) ELSE CAST(NULL AS STRING) END,
@@ -228,7 +231,11 @@ FROM {CLASSIFIED_VIEW} WHERE kind = '{KIND_MALFORMED}'
 
 
 def late_insert() -> str:
-    return f"INSERT INTO {LATE_TABLE} SELECT payload FROM {CLASSIFIED_VIEW} WHERE kind = '{KIND_LATE}'"  # noqa: S608
+    return f"INSERT INTO {LATE_TABLE} {late_rows_query()}"
+
+
+def late_rows_query() -> str:
+    return f"SELECT payload FROM {CLASSIFIED_VIEW} WHERE kind = '{KIND_LATE}'"  # noqa: S608
 
 
 def updates_query(settings: Settings) -> str:

@@ -1,0 +1,191 @@
+"""The speed job's SQL on in-memory rows: the golden set, without Kafka or Redis.
+
+The golden records become rows of the Kafka source's schema (payload, partition, offset,
+timestamp) in production order, registered as `sql.SOURCE_TABLE`; `job.classify` stages the same
+decode -> extract -> parts -> classified views the job runs, and the tests read the classified
+stream, the DLQ and late rows and the aggregate updates the sink would get. Expected values come
+from the reference validator and the ground-truth fold of the same records.
+
+Lateness is the job's own: the progress of each record's partition (OVER state in arrival
+order), not a Flink watermark, so one bounded stream at parallelism 1 decides it as Kafka would.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from lambda_contract.events import Event, validate
+from lambda_contract.redis_layout import GroupKey, Metrics
+from lambda_contract.settings import Settings
+from lambda_contract.tables import event_date
+from lambda_contract.windows import from_epoch_ms, hour_start, to_epoch_ms
+from lambda_tools import golden
+from lambda_tools.truth import View
+from speed_layer import job, sql
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = Settings.from_env({})  # the contract's defaults, which the golden set is built for
+RECORDS = golden.records()
+TRUTH = golden.compute(RECORDS)
+
+
+@pytest.fixture(scope="module")
+def stream_tenv() -> Iterator[Any]:
+    """A streaming table environment (parallelism 1) with the golden set as `orders_src` and the
+    job's views over it."""
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import DataTypes, StreamTableEnvironment
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    t_env = StreamTableEnvironment.create(env)
+    t_env.get_config().set("python.executable", sys.executable)
+    t_env.get_config().set("python.client.executable", sys.executable)
+    # from_elements, not VALUES: literal rows would be constant-folded by the planner at plan time.
+    rows = t_env.from_elements(
+        [
+            (None if r.value is None else bytearray(r.value), r.partition, r.seq, r.timestamp_ms)
+            for r in RECORDS
+        ],
+        DataTypes.ROW(
+            [
+                DataTypes.FIELD("payload", DataTypes.BYTES()),
+                DataTypes.FIELD("kpartition", DataTypes.INT()),
+                DataTypes.FIELD("koffset", DataTypes.BIGINT()),
+                DataTypes.FIELD("kts_ms", DataTypes.BIGINT()),
+            ]
+        ),
+    )
+    t_env.create_temporary_view("golden_rows", rows)
+    # The Kafka source's schema (sql.source_columns), with the record timestamp as TIMESTAMP_LTZ.
+    t_env.create_temporary_view(
+        sql.SOURCE_TABLE,
+        t_env.sql_query(
+            "SELECT payload, kpartition, koffset, TO_TIMESTAMP_LTZ(kts_ms, 3) AS kts FROM golden_rows"
+        ),
+    )
+    job.classify(t_env, SETTINGS)
+    yield t_env
+
+
+def collect(t_env: Any, query: str) -> list[tuple[Any, ...]]:
+    """The final rows of `query` (a changelog folded: retracted rows removed), as tuples."""
+    from pyflink.common import RowKind
+
+    rows: Counter[tuple[Any, ...]] = Counter()
+    with t_env.sql_query(query).execute().collect() as results:
+        for row in results:
+            kind = row.get_row_kind()
+            values = tuple(bytes(v) if isinstance(v, bytearray) else v for v in row)
+            rows[values] += -1 if kind in (RowKind.UPDATE_BEFORE, RowKind.DELETE) else 1
+    assert all(n >= 0 for n in rows.values()), f"retracted rows never emitted: {rows}"
+    return list(rows.elements())
+
+
+def event(value: bytes | None) -> Event:
+    result = validate(value)
+    assert isinstance(result, Event)
+    return result
+
+
+def hour_ms(e: Event) -> int:
+    return to_epoch_ms(hour_start(e.event_time))
+
+
+def expected_kind(expect: str) -> str:
+    return expect if expect in (sql.KIND_VALID, sql.KIND_DUPLICATE, sql.KIND_LATE) else sql.KIND_MALFORMED
+
+
+def test_classify_query_gives_each_golden_record_its_kind_reason_bucket_and_amount(stream_tenv: Any) -> None:
+    got = {
+        r[0]: r[1:]
+        for r in collect(
+            stream_tenv,
+            f"SELECT koffset, kind, reason, bucket_ms, region, category, currency, CAST(rev AS STRING), "
+            f"is_purchase FROM {sql.CLASSIFIED_VIEW}",
+        )
+    }
+    want: dict[int, tuple[Any, ...]] = {}
+    for r in RECORDS:
+        kind = expected_kind(r.expect)
+        if kind == sql.KIND_MALFORMED:
+            result = validate(r.value)
+            assert not isinstance(result, Event)
+            day = event_date(result.event_time, r.timestamp)
+            day_ms = to_epoch_ms(datetime(day.year, day.month, day.day, tzinfo=UTC))
+            want[r.seq] = (kind, r.expect, day_ms, "", "", "", Decimal(0), 0)
+        else:
+            e = event(r.value)
+            want[r.seq] = (kind, None, hour_ms(e), e.region, e.category, e.currency, e.signed_amount,
+                           int(e.event_type == "purchase"))  # fmt: skip
+    got = {seq: (*row[:6], Decimal(row[6]), row[7]) for seq, row in got.items()}
+    assert got == want
+    # The golden expectations are the reference fold's: same duplicates, same malformed reasons.
+    kinds = Counter(row[0] for row in got.values())
+    assert kinds[sql.KIND_DUPLICATE] == TRUTH.duplicates
+    assert Counter(row[1] for row in got.values() if row[1] is not None) == Counter(TRUTH.malformed)
+
+
+def test_dlq_and_late_rows_carry_the_records_as_received(stream_tenv: Any) -> None:
+    dlq = collect(stream_tenv, sql.dlq_rows_query())
+    by_offset = {row[4]: row for row in dlq}
+    assert len(by_offset) == len(dlq)
+    malformed = [r for r in RECORDS if expected_kind(r.expect) == sql.KIND_MALFORMED]
+    assert sorted(by_offset) == [r.seq for r in malformed]
+    for r in malformed:
+        reason, text, b64, partition, _, seen_at = by_offset[r.seq]
+        if r.expect == "not_utf8":
+            assert (text, b64) == (None, base64.b64encode(r.value or b"").decode())
+        else:
+            assert (text, b64) == (None if r.value is None else r.value.decode(), None)
+        assert (reason, partition) == (r.expect, r.partition)
+        assert datetime.strptime(seen_at, "%Y-%m-%dT%H:%M:%S.%fZ")
+
+    late = collect(stream_tenv, sql.late_rows_query())
+    assert sorted(row[0] for row in late) == sorted(r.value or b"" for r in RECORDS if r.expect == "late")
+
+
+def test_updates_query_totals_equal_the_ground_truth(stream_tenv: Any) -> None:
+    rows = collect(stream_tenv, sql.updates_query(SETTINGS))
+    speed: View = {}
+    late: View = {}
+    duplicates = 0
+    malformed: dict[Any, dict[str, int]] = {}
+    progress: dict[int, int] = {}
+    for row in rows:
+        (kind, bucket, region, category, currency, reason, revenue, orders, refunds, events,
+         late_revenue, late_orders, late_refunds, late_events, dups, bad, max_event_ms) = row  # fmt: skip
+        if kind == sql.UPDATE_HOUR:
+            key = (from_epoch_ms(bucket), GroupKey(region, category, currency))
+            assert key not in speed, f"two final rows for {key}"
+            # A key with only duplicates (or only late events) has a zero row in the other view.
+            for view, m in (
+                (speed, Metrics(Decimal(revenue), orders, refunds, events)),
+                (late, Metrics(Decimal(late_revenue), late_orders, late_refunds, late_events)),
+            ):
+                if m != Metrics():
+                    view[key] = m
+            duplicates += dups
+        elif kind == sql.UPDATE_DLQ:
+            malformed.setdefault(from_epoch_ms(bucket).date(), {})[reason] = bad
+        else:
+            assert kind == sql.UPDATE_PARTITION
+            progress[bucket] = max_event_ms
+    assert speed == TRUTH.speed
+    assert late == TRUTH.late
+    assert duplicates == TRUTH.duplicates
+    assert malformed == TRUTH.malformed_by_date
+    newest: dict[int, int] = {}
+    for r in RECORDS:
+        if expected_kind(r.expect) != sql.KIND_MALFORMED:
+            newest[r.partition] = max(newest.get(r.partition, 0), to_epoch_ms(event(r.value).event_time))
+    assert progress == newest
