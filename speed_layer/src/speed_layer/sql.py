@@ -215,7 +215,7 @@ def _day_start_ms(ms: str) -> str:
 
 
 def dlq_insert() -> str:
-    return f"INSERT INTO {DLQ_TABLE}{dlq_rows_query()}"
+    return f"\nINSERT INTO {DLQ_TABLE}{dlq_rows_query()}"
 
 
 def dlq_rows_query() -> str:
