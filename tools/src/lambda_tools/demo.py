@@ -106,7 +106,7 @@ class Demo:
 
     def wait_for_speed(self, timeout_s: float = 600) -> None:
         """Caught up when the job's committed offsets (at each checkpoint) reach the topic's end."""
-        say("waiting for the speed layer to catch up with orders.v1 ...")
+        say(f"waiting for the speed layer to catch up with {self.settings.topic_orders} ...")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.check_alive()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -29,6 +29,7 @@ from kafka.errors import (
 from lambda_contract.settings import Settings
 
 T = TypeVar("T")
+C = TypeVar("C", KafkaAdminClient, KafkaConsumer)
 
 DEFAULT_BOUND_S = 60.0
 NEW_TOPIC_S = 5.0
@@ -76,30 +77,24 @@ def retry(
             delay = min(delay * 2, 2.0)
 
 
-@contextlib.contextmanager
-def admin_client(bootstrap: str, bound_s: float = DEFAULT_BOUND_S) -> Iterator[KafkaAdminClient]:
-    client = retry(
-        f"accept an admin connection at {bootstrap}",
-        lambda: KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000),
-        bound_s=bound_s,
-    )
-    try:
-        yield client
-    finally:
-        client.close()
+def admin_client(bootstrap: str, bound_s: float = DEFAULT_BOUND_S) -> contextlib.closing[KafkaAdminClient]:
+    """An admin client, closed when the `with` block ends."""
+    return _connected("an admin", KafkaAdminClient, bootstrap, bound_s)
 
 
-@contextlib.contextmanager
-def consumer_client(bootstrap: str, bound_s: float = DEFAULT_BOUND_S) -> Iterator[KafkaConsumer]:
-    client = retry(
-        f"accept a consumer connection at {bootstrap}",
-        lambda: KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=10_000),
-        bound_s=bound_s,
+def consumer_client(bootstrap: str, bound_s: float = DEFAULT_BOUND_S) -> contextlib.closing[KafkaConsumer]:
+    """A consumer in no group, closed when the `with` block ends."""
+    return _connected("a consumer", KafkaConsumer, bootstrap, bound_s)
+
+
+def _connected(what: str, client: Callable[..., C], bootstrap: str, bound_s: float) -> contextlib.closing[C]:
+    return contextlib.closing(
+        retry(
+            f"accept {what} connection at {bootstrap}",
+            lambda: client(bootstrap_servers=bootstrap, request_timeout_ms=10_000),
+            bound_s=bound_s,
+        )
     )
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def partitions(consumer: KafkaConsumer, topic: str, bound_s: float = DEFAULT_BOUND_S) -> list[TopicPartition]:
