@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from pyspark.sql import SparkSession
 
-from batch_layer.recompute import gold_of
+from batch_layer.transforms import gold_of
 
 pytestmark = pytest.mark.integration
 

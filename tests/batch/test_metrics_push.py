@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from batch_layer.metrics import JOB, build_registry, push
-from batch_layer.recompute import DateResult
+from batch_layer.transforms import DateResult
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from prometheus_client import generate_latest
 from batch_layer import planning
 from batch_layer.maintain import UnsafeRetentionError, check_retention
 from batch_layer.metrics import build_registry
-from batch_layer.recompute import DateResult
 from batch_layer.summary import render
+from batch_layer.transforms import DateResult
 
 pytestmark = pytest.mark.unit
 

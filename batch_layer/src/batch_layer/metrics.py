@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
-from batch_layer.recompute import DateResult
+from batch_layer.transforms import DateResult
 from lambda_contract import metrics as spec
 
 log = logging.getLogger(__name__)

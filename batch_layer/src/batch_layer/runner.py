@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from pyspark.sql import SparkSession
 
 from batch_layer import delta_tables, ingest, metrics, planning, recompute
-from batch_layer.recompute import DateResult
+from batch_layer.transforms import DateResult
 from lambda_contract.settings import Settings
 from lambda_contract.tables import BRONZE
 

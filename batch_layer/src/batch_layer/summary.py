@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from batch_layer.recompute import DateResult
+from batch_layer.transforms import DateResult
 
 
 def render(
