@@ -1,42 +1,14 @@
 """The orders.v1 contract as Spark column expressions, generated from `lambda_contract.events`.
 
-Nothing here restates a rule: field order, kinds, reason codes and every regular expression come
-from `RULES` and the `*_PATTERN` constants, and patterns are applied with `java_regex` (whole
-value). The Python reference `validate()` is the oracle the tests compare this module against.
+The batch layer's validation: `classify` gives every bronze row the reason the Python reference
+`validate()` would give (the tests compare the two), and the valid rows' fields. Nothing here
+restates a rule: field order, kinds, reason codes and every regular expression come from `RULES`
+and the `*_PATTERN` constants, applied with `java_regex` (whole value).
 
-How the JSON is read, and why (each point was checked on Spark 4.2, see tests/batch):
-- An object's members are read by one strict `from_json` into a VARIANT each (`_MEMBERS`; any
-  other text is parsed by `try_parse_json` only to tell JSON from not JSON), and by one more
-  `from_json` into the members' texts (see `_string_text`: the VARIANT's string casts cost far
-  more). A VARIANT keeps a JSON number as an exact DECIMAL when it has at most 38 digits and no
-  exponent (999999999999.9999 stays exact; only trailing fractional zeros are dropped, which
-  changes no reason), and tells a JSON string from a number, boolean, object or null
-  (`schema_of_variant`). Duplicate keys: the last wins, like Python's `json` (nested objects need
-  `spark.sql.variant.allowDuplicateKeys=true`, set by `spark.py`). A number's text is never read
-  from the strings' `from_json`: it went through a double there.
-- Nesting deeper than the contract's MAX_JSON_DEPTH (1000) is not JSON to Spark's parsers: the
-  limit of the Jackson parser Spark uses (`StreamReadConstraints`' default), so no check of ours.
-  Up to that depth a field's value may be a deep object or array, and `schema_of_variant`
-  recurses through all of it (a StackOverflowError near 1000 levels that fails the task): a
-  field's type is therefore only asked of scalars, objects and arrays are told by casts.
-- Both parsers accept trailing data after the first value (`{"a":1} x`), which Python
-  rejects, so a single-value check follows: one regex recognises the usual flat object (no
-  bracket anywhere), a bracket-depth scan with string literals blanked out handles the rest.
-- Speed (batch_layer/README.md has the list): the usual row never takes a path that fails on
-  purpose (a failing try_cast costs Spark an exception), slow checks sit in CASE branches (Spark
-  hoists subexpressions out of OR), ids are checked by length, a valid amount by one regex, a
-  matched event time by Spark's timestamp cast (exact arithmetic only where the cast cannot say).
-- A JSON number the VARIANT stores as DOUBLE (an exponent, or more than 38 digits) has lost its
-  literal text; that text is taken from the raw payload (the last top-level-looking `"amount":`),
-  so such amounts still get the contract's reason. A nested object with its own "amount" key, or
-  the key spelled with escapes, can fool this fallback: documented in docs/specs/batch.md.
-- Invalid UTF-8 is detected on the bytes (`is_valid_utf8`), before any decoding.
-- Timestamps are checked against the calendar (month lengths, leap years) with integer
-  arithmetic and converted to UTC epoch milliseconds without any session time zone.
-
-Known divergences from Python's `json` (rare, documented): lone UTF-16 surrogate escapes such as
-"\\ud800" and numbers longer than 1000 digits are rejected by Jackson (not_json) but accepted by
-Python.
+How the JSON is read, why it is fast, and where it diverges from Python's `json` (hostile
+payloads only): batch_layer/README.md. Nesting deeper than MAX_JSON_DEPTH (1000) is not JSON to
+Spark's Jackson parser (`StreamReadConstraints`' default), so there is no depth check of ours;
+duplicate keys in nested objects need `spark.sql.variant.allowDuplicateKeys=true` (`spark.py`).
 """
 
 from __future__ import annotations
@@ -236,7 +208,9 @@ _CONTAINER: Final = "CONTAINER"
 
 def _type_of(value: Column, flat: Column) -> Column:
     """`schema_of_variant` of a scalar (STRING, BIGINT, DECIMAL(p,s), DOUBLE, BOOLEAN, VOID...),
-    "CONTAINER" for an object or array: shallow casts, whose depth does not matter.
+    "CONTAINER" for an object or array: shallow casts, whose depth does not matter
+    (`schema_of_variant` recurses through a whole value, and a field nested near 1000 levels
+    deep overflows the stack and fails the task).
 
     The casts fail (and a failing cast costs Spark an exception, several microseconds) for every
     scalar, so they are asked only of members of documents that are not `flat`.
@@ -354,7 +328,12 @@ _MAX_MS: Final = 253402300799999  # 9999-12-31T23:59:59.999Z
 
 
 def _amount_literal_from_raw(text: Column, name: str) -> Column:
-    """The literal text of a JSON number member `name`, read from the raw payload (last one)."""
+    """The literal text of a JSON number member `name`, read from the raw payload (last one).
+
+    For a number the VARIANT stores as DOUBLE (an exponent, or more than 38 digits), whose literal
+    is lost there. A nested object with its own `name` key, or the key spelled with escapes, can
+    fool it: a known divergence, listed in batch_layer/README.md.
+    """
     found = F.regexp_extract_all(
         text, F.lit('"' + name + r'"[ \t\n\r]*:[ \t\n\r]*(-?[0-9][0-9.eE+-]*)'), F.lit(1)
     )
