@@ -21,15 +21,14 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common import add_job_options
+from confluent_kafka import Producer
+
+from lambda_contract.windows import hour_id
+from lambda_testkit.processes import speed_job, wait_until
+from lambda_testkit.sandbox import Sandbox
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "speed")]  # the tests' support modules
-
-from common import add_job_options  # noqa: E402
-from confluent_kafka import Producer  # noqa: E402
-from process_support import wait_until  # noqa: E402
-from support import BOOTSTRAP, Job, Sandbox  # noqa: E402
-
-from lambda_contract.windows import hour_id  # noqa: E402
 
 
 def event(n: int, region: str, now: float) -> bytes:
@@ -55,7 +54,7 @@ def main() -> int:
     args = p.parse_args()
     work = REPO / ".local" / "bench" / f"fresh-{uuid.uuid4().hex[:6]}"
     work.mkdir(parents=True)
-    sb = Sandbox(work)
+    sb = Sandbox(work, "bench")
     sb.create_topics()
     topic = sb.topics["LAMBDA_TOPIC_ORDERS"]
     prefix = sb.settings().redis_prefix
@@ -64,7 +63,7 @@ def main() -> int:
     # 20k/s, which the job under test would then not have; this one costs a few us.
     producer = Producer(
         {
-            "bootstrap.servers": BOOTSTRAP,
+            "bootstrap.servers": sb.bootstrap,
             "acks": "1",
             "linger.ms": 5,
             "batch.size": 256 * 1024,
@@ -83,7 +82,7 @@ def main() -> int:
             except BufferError:  # local queue full: let deliveries drain
                 producer.poll(0.01)
 
-    job = Job(sb.env(LAMBDA_SPEED_PARALLELISM=str(args.parallelism)), work / "job.log", "--fresh")
+    job = speed_job(sb.env(LAMBDA_SPEED_PARALLELISM=str(args.parallelism)), work / "job.log", "--fresh")
     try:
         # Warm-up: the job is ready once a first event shows in Redis.
         send(event(0, "warmup", time.time()), partition=0)

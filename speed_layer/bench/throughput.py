@@ -25,22 +25,22 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common import add_job_options
+
+from lambda_testkit.processes import speed_job
+from lambda_testkit.sandbox import Sandbox, read_view
+from lambda_testkit.truth import compute_truth
+from lambda_tools.generator import GeneratorConfig, history
+from lambda_tools.producer import OrdersProducer, send_all
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "speed")]  # the tests' support modules
-
-from common import add_job_options  # noqa: E402
-from support import BOOTSTRAP, Job, Sandbox, read_view  # noqa: E402
-
-from lambda_tools.generator import GeneratorConfig, history  # noqa: E402
-from lambda_tools.producer import OrdersProducer, send_all  # noqa: E402
-from lambda_tools.truth import compute_truth  # noqa: E402
 
 
-def consumer_performance(topic: str, messages: int) -> dict[str, float]:
+def consumer_performance(bootstrap: str, topic: str, messages: int) -> dict[str, float]:
     jars = REPO / ".local" / "jars" / "kafka" / "*"
     cmd = [
         "java", "-cp", str(jars), "org.apache.kafka.tools.ConsumerPerformance",
-        "--bootstrap-server", BOOTSTRAP, "--topic", topic, "--messages", str(messages),
+        "--bootstrap-server", bootstrap, "--topic", topic, "--messages", str(messages),
         "--group", f"bench-perf-{uuid.uuid4().hex[:8]}", "--timeout", "120000",
     ]  # fmt: skip
     started = time.monotonic()
@@ -77,14 +77,13 @@ def main() -> int:
     if args.reuse:
         work = args.reuse.resolve()
         tag, truth = pickle.loads((work / "preloaded.pickle").read_bytes())  # noqa: S301 (written by --keep)
-        sb = Sandbox(work, tag=tag)
+        sb = Sandbox(work, "bench", tag=tag)
         result["events"] = truth.records
-        for key in sb.redis().scan_iter(match=f"{sb.settings().redis_prefix}:*", count=1000):
-            sb.redis().delete(key)
+        sb.delete_keys()
     else:
         work = REPO / ".local" / "bench" / f"speed-{uuid.uuid4().hex[:6]}"
         work.mkdir(parents=True)
-        sb = Sandbox(work)
+        sb = Sandbox(work, "bench")
         sb.create_topics()
     topic = sb.topics["LAMBDA_TOPIC_ORDERS"]
     prefix = sb.settings().redis_prefix
@@ -92,7 +91,7 @@ def main() -> int:
     try:
         if not args.reuse:
             t0 = time.monotonic()
-            producer = OrdersProducer(BOOTSTRAP, topic)
+            producer = OrdersProducer(sb.bootstrap, topic)
             config = GeneratorConfig(seed=7)
             start = datetime(2026, 11, 24, tzinfo=UTC)
             end = datetime(2026, 11, 25, tzinfo=UTC)
@@ -106,13 +105,13 @@ def main() -> int:
                 (work / "preloaded.pickle").write_bytes(pickle.dumps((sb.tag, truth)))
                 print(f"kept: --reuse {work}", flush=True)
 
-        perf = consumer_performance(topic, truth.records)
+        perf = consumer_performance(sb.bootstrap, topic, truth.records)
         result["kafka_consumer_performance"] = perf
         print(f"ConsumerPerformance: {perf['records_per_s']:.0f} records/s", flush=True)
 
         client = sb.redis()
         started = time.monotonic()
-        job = Job(
+        job = speed_job(
             sb.env(LAMBDA_SPEED_PARALLELISM=str(args.parallelism)), work / "job.log", "--bounded", "--fresh"
         )
         first_write = None

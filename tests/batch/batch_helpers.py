@@ -11,8 +11,8 @@ from pyspark.sql import SparkSession
 
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
-from lambda_tools.golden import GoldenRecord
-from lambda_tools.truth import View
+from lambda_testkit.golden import GoldenRecord
+from lambda_testkit.truth import View
 
 
 def produce(settings: Settings, records: Iterable[GoldenRecord]) -> int:

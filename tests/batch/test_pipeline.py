@@ -32,8 +32,8 @@ from batch_layer import planning, recompute, runner
 from batch_layer.maintain import maintain
 from batch_layer.planning import Why
 from lambda_contract.settings import Settings
-from lambda_tools import golden
-from lambda_tools.truth import Truth, View
+from lambda_testkit import golden
+from lambda_testkit.truth import Truth, View
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 
 from batch_layer import validation
 from lambda_contract.events import RULES, Event, validate
-from lambda_tools import golden, nesting
+from lambda_testkit import golden, nesting
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 
 from lambda_contract.events import Event, Reason, validate
 from lambda_contract.redis_layout import GroupKey, Metrics
-from lambda_tools import golden
+from lambda_testkit import golden
 
 pytestmark = pytest.mark.unit
 

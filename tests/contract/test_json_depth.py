@@ -1,6 +1,6 @@
 """The nesting limit: `validate()` calls exactly what is deeper than MAX_JSON_DEPTH `not_json`,
 whatever the caller's stack, and never touches the recursion limit. The speed and batch suites
-compare their engines with the same payloads (lambda_tools.nesting)."""
+compare their engines with the same payloads (lambda_testkit.nesting)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from lambda_contract import events
 from lambda_contract.events import MAX_JSON_DEPTH, Invalid, json_depth, validate
-from lambda_tools import nesting
+from lambda_testkit import nesting
 
 pytestmark = pytest.mark.unit
 

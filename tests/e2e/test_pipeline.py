@@ -27,7 +27,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
 from lambda_contract.windows import hour_label, hours_of_date
-from lambda_tools.truth import Truth
+from lambda_testkit.truth import Truth
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from lambda_contract import metrics
 from lambda_contract.settings import Settings
-from lambda_tools import golden
+from lambda_testkit import golden
 
 pytestmark = pytest.mark.integration
 

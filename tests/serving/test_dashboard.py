@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import redis
 import uvicorn
-from process_support import wait_until
 from serving_support import REPO, TOKEN, k, m, write_gold, write_manifest, write_meta, write_speed_hour
 
 from lambda_contract.settings import Settings
 from lambda_contract.windows import HOUR, hour_start
+from lambda_testkit.processes import wait_until
 from serving_layer.app import create_app
 
 pytestmark = pytest.mark.integration

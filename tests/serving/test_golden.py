@@ -15,7 +15,7 @@ from serving_support import utc, write_gold, write_manifest, write_meta, write_s
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
 from lambda_contract.windows import HOUR, hour_label, hours_of_date
-from lambda_tools import golden
+from lambda_testkit import golden
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from lambda_contract.redis_layout import Metrics
 from lambda_contract.settings import Settings
 from lambda_contract.tables import QUARANTINE
 from lambda_contract.windows import hours_of_date
-from lambda_tools import golden
+from lambda_testkit import golden
 from serving_layer import reconcile_cli
 
 pytestmark = pytest.mark.integration

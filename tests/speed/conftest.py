@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Sandbox
+
+from lambda_testkit.sandbox import Sandbox, sandbox_for
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +29,5 @@ def batch_tenv() -> Iterator[Any]:
 @pytest.fixture()
 def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     """Private topics, Redis prefix and checkpoint dir for one test; removed afterwards."""
-    sb = Sandbox(tmp_path)
-    sb.create_topics()
-    yield sb
-    sb.delete_topics()
-    sb.delete_keys()
+    with sandbox_for(tmp_path, "speed") as box:
+        yield box

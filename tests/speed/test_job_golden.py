@@ -24,20 +24,22 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer
-from process_support import wait_until
-from support import BOOTSTRAP, Job, Sandbox, produce, read_view, watermark_ms
 
 from lambda_contract.windows import closes_at, hour_id, to_epoch_ms
-from lambda_tools import golden
+from lambda_testkit import golden
+from lambda_testkit.processes import speed_job, wait_until
+from lambda_testkit.sandbox import Sandbox, produce, read_view, watermark_ms
 
 pytestmark = pytest.mark.integration
 
 START_TIMEOUT_S = 300  # a cold PyFlink start plans a large SQL job; slow on a busy 2-core machine
 
 
-def consume_all(topic: str, expected: int, timeout_s: float = 60) -> list[tuple[int, bytes | None]]:
+def consume_all(
+    bootstrap: str, topic: str, expected: int, timeout_s: float = 60
+) -> list[tuple[int, bytes | None]]:
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest", consumer_timeout_ms=2000
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=2000
     )
     out: list[tuple[int, bytes | None]] = []
     deadline = time.monotonic() + timeout_s
@@ -57,7 +59,11 @@ def test_golden_set_restart_and_heal(sandbox: Sandbox, tmp_path: Path) -> None:
     orders = sandbox.topics["LAMBDA_TOPIC_ORDERS"]
 
     def send(phase: int) -> None:
-        produce(orders, [(r.partition, r.key, r.value, r.timestamp_ms) for r in records if r.phase == phase])
+        produce(
+            sandbox.bootstrap,
+            orders,
+            [(r.partition, r.key, r.value, r.timestamp_ms) for r in records if r.phase == phase],
+        )
 
     late_hours = {hour for hour, _ in truth.late}
     must_close = max(
@@ -66,7 +72,7 @@ def test_golden_set_restart_and_heal(sandbox: Sandbox, tmp_path: Path) -> None:
 
     # 1. phase 1 -----------------------------------------------------------------------------
     send(1)
-    job = Job(env, tmp_path / "job-1.log")
+    job = speed_job(env, tmp_path / "job-1.log")
     try:
         assert wait_until(lambda: (watermark_ms(client, prefix) or 0) >= must_close or not job.alive(),
                           START_TIMEOUT_S), f"watermark never passed the late hours' close\n{job.tail()}"  # fmt: skip
@@ -76,7 +82,7 @@ def test_golden_set_restart_and_heal(sandbox: Sandbox, tmp_path: Path) -> None:
         )
         caught_up = time.time()
         # A checkpoint taken after phase 1 was processed, so the restart resumes after it.
-        ckpt_root = tmp_path / sandbox.tag / "checkpoints"
+        ckpt_root = sandbox.checkpoint_dir
         assert wait_until(
             lambda: any(m.stat().st_mtime > caught_up + 1 for m in ckpt_root.glob("*/chk-*/_metadata")), 60
         ), "no checkpoint completed"
@@ -84,7 +90,7 @@ def test_golden_set_restart_and_heal(sandbox: Sandbox, tmp_path: Path) -> None:
         job.kill()  # SIGKILL to the whole process group
 
     # 2. restart, phase 2 ----------------------------------------------------------------------
-    job = Job(env, tmp_path / "job-2.log")
+    job = speed_job(env, tmp_path / "job-2.log")
     try:
         send(2)
 
@@ -110,11 +116,13 @@ def test_golden_set_restart_and_heal(sandbox: Sandbox, tmp_path: Path) -> None:
 
         # Every malformed record in the DLQ with the reason the reference validator gives.
         expected_dlq = sum(truth.malformed.values())
-        dlq = consume_all(sandbox.topics["LAMBDA_TOPIC_DLQ"], expected_dlq)
+        dlq = consume_all(sandbox.bootstrap, sandbox.topics["LAMBDA_TOPIC_DLQ"], expected_dlq)
         docs = {(d["partition"], d["offset"]): d for d in (json.loads(v or b"{}") for _, v in dlq)}
         assert Counter(d["reason"] for d in docs.values()) == Counter(truth.malformed)
         assert all({"reason", "payload", "partition", "offset", "seen_at"} <= d.keys() for d in docs.values())
-        late_payloads = {v for _, v in consume_all(sandbox.topics["LAMBDA_TOPIC_LATE"], len(late_hours))}
+        late_payloads = {
+            v for _, v in consume_all(sandbox.bootstrap, sandbox.topics["LAMBDA_TOPIC_LATE"], len(late_hours))
+        }
         assert late_payloads == {r.value for r in records if r.expect == "late"}
 
         # 3. Redis loses the data: open hours come back within 60 s, without a restart ------------

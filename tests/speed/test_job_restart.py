@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from process_support import wait_until
-from support import Job, Sandbox, preload_history, read_view
+from support import preload_history
 
 from lambda_contract.windows import to_epoch_ms
+from lambda_testkit.processes import speed_job, wait_until
+from lambda_testkit.sandbox import Sandbox, read_view
 from lambda_tools.generator import GeneratorConfig
 
 pytestmark = pytest.mark.integration
@@ -34,16 +35,21 @@ def test_sigkill_mid_stream_then_resume_converges_exactly(sandbox: Sandbox, tmp_
     config = GeneratorConfig(seed=3, late_rate=0.0, duplicate_rate=0.02, malformed_rate=0.01)
     start = datetime(2026, 11, 19, 0, tzinfo=UTC)
     records, truth = preload_history(
-        sandbox.topics["LAMBDA_TOPIC_ORDERS"], config, start, datetime(2026, 11, 19, 4, tzinfo=UTC), EVENTS
+        sandbox.bootstrap,
+        sandbox.topics["LAMBDA_TOPIC_ORDERS"],
+        config,
+        start,
+        datetime(2026, 11, 19, 4, tzinfo=UTC),
+        EVENTS,
     )
     assert to_epoch_ms(start) < records[-1].timestamp_ms
 
     client = sandbox.redis()
     prefix = sandbox.settings().redis_prefix
-    ckpt_root = tmp_path / sandbox.tag / "checkpoints"
+    ckpt_root = sandbox.checkpoint_dir
     env = sandbox.env()
 
-    job = Job(env, tmp_path / "job-1.log")
+    job = speed_job(env, tmp_path / "job-1.log")
     try:
         assert wait_until(
             lambda: (
@@ -60,7 +66,7 @@ def test_sigkill_mid_stream_then_resume_converges_exactly(sandbox: Sandbox, tmp_
         "the job finished the backlog before its first checkpoint; raise EVENTS"
     )
 
-    job = Job(env, tmp_path / "job-2.log")
+    job = speed_job(env, tmp_path / "job-2.log")
     try:
 
         def exact() -> bool:

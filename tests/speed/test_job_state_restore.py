@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from process_support import wait_until
-from support import Job, Sandbox, preload_history, read_view, watermark_ms
+from support import preload_history
 
 from lambda_contract.redis_layout import HOUR_OPEN
 from lambda_contract.windows import HOUR_MS, hour_id
+from lambda_testkit.processes import speed_job, wait_until
+from lambda_testkit.sandbox import Sandbox, read_view, watermark_ms
 from lambda_tools.generator import GeneratorConfig
 
 pytestmark = pytest.mark.integration
@@ -50,17 +51,22 @@ def test_a_job_restarted_after_redis_lost_its_data_writes_the_open_hours_back(
     config = GeneratorConfig(seed=11, late_rate=0.0, duplicate_rate=0.02, malformed_rate=0.01)
     start = datetime(2026, 11, 21, 10, tzinfo=UTC)
     _, truth = preload_history(
-        sandbox.topics["LAMBDA_TOPIC_ORDERS"], config, start, datetime(2026, 11, 21, 13, tzinfo=UTC), EVENTS
+        sandbox.bootstrap,
+        sandbox.topics["LAMBDA_TOPIC_ORDERS"],
+        config,
+        start,
+        datetime(2026, 11, 21, 13, tzinfo=UTC),
+        EVENTS,
     )
     client = sandbox.redis()
     settings = sandbox.settings()
     prefix = settings.redis_prefix
-    ckpt_root = tmp_path / sandbox.tag / "checkpoints"
+    ckpt_root = sandbox.checkpoint_dir
     env = sandbox.env()
 
     # 1. The job counts everything; the watermark settles (every partition idle); a checkpoint
     #    taken after that covers the whole view.
-    job = Job(env, tmp_path / "job-1.log")
+    job = speed_job(env, tmp_path / "job-1.log")
     try:
         assert wait_until(
             lambda: read_view(client, prefix, "hour") == truth.speed or not job.alive(), START_TIMEOUT_S
@@ -96,7 +102,7 @@ def test_a_job_restarted_after_redis_lost_its_data_writes_the_open_hours_back(
     # 3. Restart (resumes from the newest complete checkpoint); no event is produced.
     jobs_before = {p.name for p in ckpt_root.iterdir()}
     launched = time.monotonic()
-    job = Job(env, tmp_path / "job-2.log")
+    job = speed_job(env, tmp_path / "job-2.log")
     try:
 
         def running() -> bool:

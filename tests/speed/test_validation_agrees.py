@@ -1,7 +1,7 @@
 """The generated Flink SQL validation agrees with the contract's reference `validate()`.
 
 Same payloads through both: the golden records, the nesting-depth boundary (MAX_JSON_DEPTH - 1,
-MAX_JSON_DEPTH and MAX_JSON_DEPTH + 1, from lambda_tools.nesting) and hypothesis-generated
+MAX_JSON_DEPTH and MAX_JSON_DEPTH + 1, from lambda_testkit.nesting) and hypothesis-generated
 near-miss payloads (tricky number literals, calendar edge cases, offsets, types, trailing garbage,
 invalid UTF-8).
 Compared: the reason (or valid), the event time used for bucketing, and a valid amount exactly.
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from lambda_contract.events import Event, validate
-from lambda_tools import golden, nesting
+from lambda_testkit import golden, nesting
 from speed_layer import validation_sql as v
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,7 @@
 """The traffic generator's model: deterministic, contract-valid, and its truth is exact.
 
 Pure logic, no services: records are generated in memory and checked against the contract's
-reference validator and against recounts written here independently of lambda_tools.truth.
+reference validator and against recounts written here independently of lambda_testkit.truth.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 
 from lambda_contract.events import Event, Reason, validate
 from lambda_contract.windows import HOUR_MS, from_epoch_ms, parse_hour_id
+from lambda_testkit.truth import SentRecord, compute_truth
 from lambda_tools.generator import (
     KNOWN_CURRENCIES,
     MALFORMED_KINDS,
@@ -31,7 +32,6 @@ from lambda_tools.generator import (
     partition_of,
     range_bounds,
 )
-from lambda_tools.truth import SentRecord, compute_truth
 
 pytestmark = pytest.mark.unit
 

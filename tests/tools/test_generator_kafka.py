@@ -25,9 +25,9 @@ from lambda_contract.events import Event, validate
 from lambda_contract.settings import Settings
 from lambda_contract.tables import event_date
 from lambda_contract.windows import closes_at, from_epoch_ms, hour_start
+from lambda_testkit.golden import GoldenRecord
+from lambda_testkit.truth import Truth
 from lambda_tools import generator_cli
-from lambda_tools.golden import GoldenRecord
-from lambda_tools.truth import Truth
 
 pytestmark = pytest.mark.integration
 

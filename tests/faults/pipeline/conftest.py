@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from pipeline_support import Sandbox, sandbox_in
+from pipeline_support import sandbox_in
+
+from lambda_testkit.sandbox import Sandbox
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,14 @@ from decimal import Decimal
 
 import pytest
 from deltalake import DeltaTable
-from pipeline_support import BATCH_CLI, JOB_TIMEOUT_S, LONG, Proc, Sandbox, produce
+from pipeline_support import BATCH_CLI, JOB_TIMEOUT_S, LONG, round_robin
 
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.tables import BRONZE, GOLD
+from lambda_testkit.processes import Child
+from lambda_testkit.sandbox import Sandbox
+from lambda_testkit.truth import SentRecord, compute_truth
 from lambda_tools.generator import GeneratorConfig, history
-from lambda_tools.truth import SentRecord, compute_truth
 
 pytestmark = [
     pytest.mark.faults,
@@ -33,7 +35,7 @@ EVENTS = 20_000
 
 
 def gold_of(box: Sandbox, day: object) -> dict[tuple[datetime, GroupKey], Metrics]:
-    rows = DeltaTable(box.settings.delta_table_url(GOLD.name)).to_pyarrow_table().to_pylist()
+    rows = DeltaTable(box.settings().delta_table_url(GOLD.name)).to_pyarrow_table().to_pylist()
     out = {}
     for r in rows:
         if r["date"] != day:
@@ -49,15 +51,15 @@ def test_two_runs_for_the_same_date_at_once(sandbox: Sandbox) -> None:
     day = datetime.now(UTC).date() - timedelta(days=1)
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     records = list(history(GeneratorConfig(seed=11, late_rate=0.0), start, start + timedelta(days=1), EVENTS))
-    produce(sandbox, [r.value for r in records], [r.timestamp_ms for r in records])
+    sandbox.produce(round_robin([r.value for r in records], [r.timestamp_ms for r in records]))
     truth = compute_truth(
         SentRecord(r.value, datetime.fromtimestamp(r.timestamp_ms / 1000, UTC), r.late) for r in records
     )
     expected = truth.view_for_date(truth.full, day)
 
     command = [BATCH_CLI, "run", "--date", day.isoformat(), "--no-auto"]
-    first = Proc(command, sandbox.env, sandbox.tmp / "batch-a.log")
-    second = Proc(command, sandbox.env, sandbox.tmp / "batch-b.log")
+    first = Child(command, sandbox.env(), sandbox.tmp / "batch-a.log")
+    second = Child(command, sandbox.env(), sandbox.tmp / "batch-b.log")
     deadline = time.monotonic() + JOB_TIMEOUT_S
     codes = (first.wait(deadline), second.wait(deadline))
     print(f"\nconcurrent batch runs exited with {codes}")
@@ -66,13 +68,13 @@ def test_two_runs_for_the_same_date_at_once(sandbox: Sandbox) -> None:
         if code != 0:  # the loser's own words, for the record; cleanliness is judged by the tables below
             print(f"{proc.log.name} failed ({code}):\n{proc.tail(8)}")
 
-    bronze = DeltaTable(sandbox.settings.delta_table_url(BRONZE.name)).to_pyarrow_table(
+    bronze = DeltaTable(sandbox.settings().delta_table_url(BRONZE.name)).to_pyarrow_table(
         columns=["partition", "offset"]
     )
     coordinates = list(zip(bronze["partition"].to_pylist(), bronze["offset"].to_pylist(), strict=True))
     assert len(coordinates) == len(set(coordinates)) == len(records), "bronze lost or duplicated records"
     assert gold_of(sandbox, day) == expected
 
-    rerun = Proc(command, sandbox.env, sandbox.tmp / "batch-c.log")
+    rerun = Child(command, sandbox.env(), sandbox.tmp / "batch-c.log")
     assert rerun.wait(time.monotonic() + JOB_TIMEOUT_S) == 0, rerun.tail()
     assert gold_of(sandbox, day) == expected

@@ -21,11 +21,13 @@ from typing import Final
 import pytest
 from deltalake import DeltaTable
 from hostile import DAY, KAFKA_TS_MS, Hostile, generate
-from pipeline_support import BATCH_CLI, JOB_TIMEOUT_S, LONG, SPEED_CLI, Proc, Sandbox, produce, read_topic
+from pipeline_support import BATCH_CLI, JOB_TIMEOUT_S, LONG, SPEED_CLI, read_topic, round_robin
 
 from lambda_contract.events import validate
 from lambda_contract.redis_layout import Metrics
 from lambda_contract.tables import GOLD, MANIFEST, QUARANTINE, event_date
+from lambda_testkit.processes import Child
+from lambda_testkit.sandbox import Sandbox
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
@@ -34,7 +36,9 @@ MEGABYTES: Final = 12 if LONG else 4
 
 
 def produce_hostile(box: Sandbox, records: list[Hostile]) -> dict[tuple[int, int], Hostile]:
-    coordinates = produce(box, [r.value for r in records], [KAFKA_TS_MS + i for i in range(len(records))])
+    coordinates = box.produce(
+        round_robin([r.value for r in records], [KAFKA_TS_MS + i for i in range(len(records))])
+    )
     return dict(zip(coordinates, records, strict=True))
 
 
@@ -76,9 +80,9 @@ def run(sandbox: Sandbox) -> Run:
         "--group-id",
         sandbox.tag,
     ]
-    speed = Proc(speed_cmd, sandbox.env, sandbox.tmp / "speed.log")
+    speed = Child(speed_cmd, sandbox.env(), sandbox.tmp / "speed.log")
     batch_cmd = [BATCH_CLI, "run", "--date", DAY.isoformat(), "--no-auto"]
-    batch = Proc(batch_cmd, sandbox.env, sandbox.tmp / "batch.log")
+    batch = Child(batch_cmd, sandbox.env(), sandbox.tmp / "batch.log")
     deadline = time.monotonic() + JOB_TIMEOUT_S
     speed_rc, batch_rc = speed.wait(deadline), batch.wait(deadline)
     print(
@@ -102,7 +106,7 @@ def test_no_job_crashes(run: Run) -> None:
 
 def test_every_malformed_record_is_in_the_dlq_once_with_the_contract_reason(run: Run) -> None:
     dlq: dict[tuple[int, int], str] = {}
-    for doc in read_topic(run.box, run.box.settings.topic_dlq):
+    for doc in read_topic(run.box, run.box.settings().topic_dlq):
         dlq[(int(doc["partition"]), int(doc["offset"]))] = str(doc["reason"])  # type: ignore[call-overload]
     expected = run.malformed
     wrong = [
@@ -112,7 +116,7 @@ def test_every_malformed_record_is_in_the_dlq_once_with_the_contract_reason(run:
 
 
 def test_every_malformed_record_is_quarantined_once_with_the_contract_reason(run: Run) -> None:
-    settings = run.box.settings
+    settings = run.box.settings()
     rows = (
         DeltaTable(settings.delta_table_url(QUARANTINE.name))
         .to_pyarrow_table(columns=["reason", "partition", "offset", "topic", "event_date"])
@@ -135,7 +139,7 @@ def test_every_malformed_record_is_quarantined_once_with_the_contract_reason(run
 
 def test_valid_hostile_records_are_in_gold_once(run: Run) -> None:
     gold = (
-        DeltaTable(run.box.settings.delta_table_url(GOLD.name))
+        DeltaTable(run.box.settings().delta_table_url(GOLD.name))
         .to_pyarrow_table(columns=["events"])
         .to_pylist()
     )
@@ -143,7 +147,7 @@ def test_valid_hostile_records_are_in_gold_once(run: Run) -> None:
 
 
 def test_speed_counters_match_what_was_sent(run: Run) -> None:
-    settings = run.box.settings
+    settings = run.box.settings()
     kafka_ts = datetime.fromtimestamp(KAFKA_TS_MS / 1000, UTC)
     by_date: Counter[tuple[str, str]] = Counter()
     for record in run.sent.values():

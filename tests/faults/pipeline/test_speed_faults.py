@@ -69,17 +69,16 @@ from pipeline_support import (
     PARTITIONS,
     SPEED_CLI,
     PrivateBroker,
-    Proc,
-    Sandbox,
     private_broker,
     sandbox_in,
 )
-from process_support import wait_until
 
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.windows import hour_id, parse_hour_id
+from lambda_testkit.processes import Child, wait_until
+from lambda_testkit.sandbox import Sandbox
+from lambda_testkit.truth import SentRecord, Truth, compute_truth
 from lambda_tools.generator import GeneratedRecord, GeneratorConfig, Kind, live
-from lambda_tools.truth import SentRecord, Truth, compute_truth
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
@@ -131,14 +130,14 @@ class Stream(threading.Thread):
         self.started_at = time.monotonic()
         try:
             producer = KafkaProducer(
-                bootstrap_servers=self.box.settings.kafka_bootstrap,
+                bootstrap_servers=self.box.settings().kafka_bootstrap,
                 acks="all",
                 enable_idempotence=True,  # retries across the broker restart write nothing twice
                 linger_ms=20,
                 delivery_timeout_ms=300_000,
                 max_block_ms=300_000,
             )
-            topic = self.box.settings.topic_orders
+            topic = self.box.settings().topic_orders
             for rec in live(self.config, self.rate, None, time.time, time.sleep, self._stop):
                 future = producer.send(
                     topic,
@@ -158,9 +157,9 @@ class Stream(threading.Thread):
 
 
 def topic_size(box: Sandbox) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=box.settings.kafka_bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=box.settings().kafka_bootstrap)
     try:
-        parts = [TopicPartition(box.settings.topic_orders, p) for p in range(PARTITIONS)]
+        parts = [TopicPartition(box.settings().topic_orders, p) for p in range(PARTITIONS)]
         return sum(consumer.end_offsets(parts).values())
     finally:
         consumer.close()
@@ -295,14 +294,14 @@ class Run:
     client: redis.Redis
     stream: Stream
     progress: Progress
-    job: Proc | None = None
+    job: Child | None = None
     job_started: float = 0.0  # epoch s
     starts: int = 0
     faults: list[Fault] = field(default_factory=list)
 
     @property
     def prefix(self) -> str:
-        return self.box.settings.redis_prefix
+        return self.box.settings().redis_prefix
 
     def counted(self) -> int:
         return counted(self.client, self.prefix)
@@ -311,17 +310,17 @@ class Run:
         self.starts += 1
         log = self.box.tmp / f"speed-{self.starts}.log"
         self.job_started = time.time()
-        self.job = Proc([SPEED_CLI, "--group-id", self.box.tag], self.box.env, log)
+        self.job = Child([SPEED_CLI, "--group-id", self.box.tag], self.box.env(), log)
         return self.job_started
 
-    def alive_job(self) -> Proc:
+    def alive_job(self) -> Child:
         job = self.job
         assert job is not None and job.alive(), f"the speed job died:\n{job.tail() if job else ''}"
         return job
 
     def newest_checkpoint(self) -> float:
         """mtime of the newest complete checkpoint (0 if none)."""
-        done = (self.box.tmp / "flink").glob("*/chk-*/_metadata")
+        done = self.box.checkpoint_dir.glob("*/chk-*/_metadata")
         return max((m.stat().st_mtime for m in done), default=0.0)
 
     def wait(self, check: Callable[[], bool], what: str, timeout: float = START_TIMEOUT_S) -> None:
@@ -415,7 +414,7 @@ def test_speed_view_exact_after_kills_flush_and_broker_restart(box: Sandbox, bro
     )
     client = box.redis()
     stream = Stream(box, EVENTS, RATE, config)
-    progress = Progress(box.redis(), box.settings.redis_prefix)
+    progress = Progress(box.redis(), box.settings().redis_prefix)
     run = Run(box, broker, client, stream, progress, faults=faults)
     try:
         first = run.start_job()

@@ -9,7 +9,7 @@ import pytest
 import redis
 from served import Served, generated_truth, serve
 
-from lambda_tools.truth import Truth
+from lambda_testkit.truth import Truth
 
 LONG = os.environ.get("LAMBDA_FAULTS_LONG", "") not in ("", "0")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from process_support import wait_until
+from lambda_testkit.processes import wait_until
 
 _LINE: Final = re.compile(r"^\d+\.\d+ \[\d+ (?P<addr>[^\]]+)\] (?P<args>.*)$")
 

@@ -31,8 +31,8 @@ from serving_support import delete_prefix, write_gold, write_manifest, write_met
 
 from lambda_contract.redis_layout import GroupKey, Metrics  # noqa: E402
 from lambda_contract.settings import Settings  # noqa: E402
+from lambda_testkit.truth import SentRecord, Truth, compute_truth  # noqa: E402
 from lambda_tools.generator import GeneratorConfig, history  # noqa: E402
-from lambda_tools.truth import SentRecord, Truth, compute_truth  # noqa: E402
 
 TOKEN: Final = "faults-token-0123456789abcdef"
 OTHER_TOKEN: Final = "faults-second-token-fedcba9876"

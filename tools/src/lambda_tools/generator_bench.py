@@ -19,9 +19,9 @@ from datetime import date
 
 from lambda_contract.settings import Settings
 from lambda_contract.windows import from_epoch_ms
+from lambda_testkit.truth import SentRecord, compute_truth
 from lambda_tools.generator import GeneratorConfig, history, range_bounds
 from lambda_tools.producer import OrdersProducer, ProducerTuning, send_all
-from lambda_tools.truth import SentRecord, compute_truth
 
 
 def _measure(n: int, work: Callable[[], object]) -> dict[str, float]:

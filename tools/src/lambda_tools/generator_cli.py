@@ -4,7 +4,7 @@
     lambda-generate history --from 2026-11-20 --to 2026-11-24 --events 500000 --late-rate 0.01
     lambda-generate live --rate 200 --seconds 600
 
-Every run writes the expected aggregates of exactly what it sent (lambda_tools.truth format) to
+Every run writes the expected aggregates of exactly what it sent (lambda_testkit.truth format) to
 --truth (default: $LAMBDA_STATE_DIR/generator/truth-<time>-<mode>.json, and latest.json beside).
 Bad parameters exit 2 with what is wrong; Kafka problems exit 1. Ctrl-C stops cleanly: what was
 sent is flushed and its truth written (a second Ctrl-C aborts without truth).
@@ -28,6 +28,7 @@ from typing import IO
 
 from lambda_contract.events import CATEGORY_PATTERN, REGION_PATTERN
 from lambda_contract.settings import Settings, SettingsError
+from lambda_testkit.truth import Truth
 from lambda_tools.generator import (
     CATEGORIES,
     KNOWN_CURRENCIES,
@@ -41,7 +42,6 @@ from lambda_tools.generator import (
 from lambda_tools.generator_run import RunSpec
 from lambda_tools.generator_run import run as run_generator
 from lambda_tools.producer import ProducerError, ProducerTuning, topic_partitions
-from lambda_tools.truth import Truth
 
 
 class _Stop:

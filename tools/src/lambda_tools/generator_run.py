@@ -23,10 +23,10 @@ from typing import Any
 
 from lambda_contract.redis_layout import Metrics
 from lambda_contract.windows import to_epoch_ms
+from lambda_testkit.golden import GoldenRecord
+from lambda_testkit.truth import Truth, View, compute_truth
 from lambda_tools.generator import GeneratedRecord, GeneratorConfig, Shard, history, live
-from lambda_tools.golden import GoldenRecord
 from lambda_tools.producer import OrdersProducer, ProducerError, ProducerTuning, send_all
-from lambda_tools.truth import Truth, View, compute_truth
 
 
 @dataclass(frozen=True)

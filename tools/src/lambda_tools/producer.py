@@ -15,9 +15,9 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, NoBrokersAvailable
 
 from lambda_contract.windows import from_epoch_ms
+from lambda_testkit.truth import SentRecord
 from lambda_tools import kafka_calls
 from lambda_tools.generator import GeneratedRecord
-from lambda_tools.truth import SentRecord
 
 
 class ProducerError(RuntimeError):

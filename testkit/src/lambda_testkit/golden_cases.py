@@ -1,6 +1,6 @@
-"""The curated cases behind the golden data set (tools/golden/). Edit here, then rebuild:
+"""The curated cases behind the golden data set (testkit/golden/). Edit here, then rebuild:
 
-    .venvs/tools/bin/python -m lambda_tools.golden build
+    .venvs/tools/bin/python -m lambda_testkit.golden build
 
 Every rule of SPEC §2 is exercised: duplicates, late events, refunds, each malformed kind, offsets
 other than Z, amounts as JSON numbers and strings, currencies with 0, 2 and 4 decimals. Events

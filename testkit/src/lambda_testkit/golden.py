@@ -1,8 +1,8 @@
-"""The golden data set: curated records (tools/golden/events.jsonl) and their exact ground truth
-(tools/golden/expected.json). Every layer's tests check themselves against it, because Flink and
+"""The golden data set: curated records (testkit/golden/events.jsonl) and their exact ground truth
+(testkit/golden/expected.json). Every layer's tests check themselves against it, because Flink and
 Spark evaluate the contract in the JVM and sharing Python code alone does not prove they agree.
 
-    python -m lambda_tools.golden build   # rewrite both files from lambda_tools.golden_cases
+    python -m lambda_testkit.golden build   # rewrite both files from lambda_testkit.golden_cases
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from lambda_contract.windows import from_epoch_ms, to_epoch_ms
-from lambda_tools.truth import SentRecord, Truth, compute_truth
+from lambda_testkit.truth import SentRecord, Truth, compute_truth
 
 GOLDEN_DIR = Path(__file__).resolve().parents[2] / "golden"
 EVENTS_PATH = GOLDEN_DIR / "events.jsonl"
@@ -93,7 +93,7 @@ def compute(recs: list[GoldenRecord]) -> Truth:
 
 
 def build() -> tuple[list[GoldenRecord], Truth]:
-    from lambda_tools.golden_cases import cases, timestamps
+    from lambda_testkit.golden_cases import cases, timestamps
 
     all_cases = cases()
     recs = [
@@ -115,7 +115,7 @@ def build() -> tuple[list[GoldenRecord], Truth]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args != ["build"]:
-        print("usage: python -m lambda_tools.golden build", file=sys.stderr)
+        print("usage: python -m lambda_testkit.golden build", file=sys.stderr)
         return 2
     recs, expected = build()
     GOLDEN_DIR.mkdir(parents=True, exist_ok=True)

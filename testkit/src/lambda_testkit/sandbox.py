@@ -1,0 +1,211 @@
+"""A test's own corner of the shared local services, so suites can run side by side and leave
+nothing behind: three topics, a Redis prefix, checkpoint and table directories, a metrics port.
+
+Needs the `services` extra (kafka-python, redis): `lambda-testkit[services]`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, cast
+
+import redis
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from lambda_contract.redis_layout import GroupKey, Metrics
+from lambda_contract.settings import Settings
+from lambda_contract.windows import parse_hour_id
+
+REPO: Final = Path(__file__).resolve().parents[3]
+
+# Settings a test inherits from the environment `make test` set up; every other LAMBDA_* is the test's.
+INHERITED: Final = (
+    "LAMBDA_HOME",
+    "LAMBDA_STATE_DIR",
+    "LAMBDA_KAFKA_BOOTSTRAP",
+    "LAMBDA_REDIS_URL",
+    "LAMBDA_JARS_DIR",
+    "LAMBDA_REDIS_PASSWORD_FILE",
+)
+
+# (partition, key, value, Kafka timestamp in ms): one record as a test produces it.
+Record = tuple[int, bytes | None, bytes | None, int | None]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_port_pair() -> int:
+    """A free port p whose p + 1 is free too (a Kafka broker and its KRaft controller)."""
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free ports")
+
+
+def local_env(**overrides: str) -> dict[str, str]:
+    """The environment of a CLI under test: the caller's, minus its LAMBDA_* settings except the
+    ones that say where the local services and jars are, plus this checkout's local defaults."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDA_") or k in INHERITED}
+    env.setdefault("LAMBDA_HOME", str(REPO))
+    env.setdefault("LAMBDA_STATE_DIR", str(REPO / ".local" / "state"))
+    env.setdefault("LAMBDA_JARS_DIR", str(REPO / ".local" / "jars"))
+    env.setdefault(
+        "LAMBDA_REDIS_PASSWORD_FILE", str(REPO / ".local" / "state" / "secrets" / "redis-password")
+    )
+    env.update(overrides)
+    return env
+
+
+@dataclass
+class Sandbox:
+    """What one test owns. `env()` is the environment of any layer's CLI run inside it."""
+
+    tmp: Path
+    suite: str = "test"
+    partitions: int = 3
+    overrides: dict[str, str] = field(default_factory=dict)
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    metrics_port: int = field(default_factory=free_port)
+
+    @property
+    def topics(self) -> dict[str, str]:
+        return {
+            "LAMBDA_TOPIC_ORDERS": f"test.{self.suite}.{self.tag}.orders",
+            "LAMBDA_TOPIC_DLQ": f"test.{self.suite}.{self.tag}.dlq",
+            "LAMBDA_TOPIC_LATE": f"test.{self.suite}.{self.tag}.late",
+        }
+
+    @property
+    def redis_prefix(self) -> str:
+        return f"test-{self.suite}-{self.tag}"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.tmp / self.tag / "checkpoints"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return local_env(
+            **self.topics,
+            LAMBDA_REDIS_PREFIX=self.redis_prefix,
+            LAMBDA_CHECKPOINT_DIR=self.checkpoint_dir.as_uri(),
+            LAMBDA_CHECKPOINT_INTERVAL_S="2",
+            LAMBDA_SPEED_METRICS_PORT=str(self.metrics_port),
+            LAMBDA_DELTA_ROOT=str(self.tmp / self.tag / "delta"),
+            LAMBDA_BATCH_CHECKPOINT_DIR=str(self.tmp / self.tag / "bronze-checkpoint"),
+            **(self.overrides | extra),
+        )
+
+    def settings(self, **extra: str) -> Settings:
+        return Settings.from_env(self.env(**extra))
+
+    @property
+    def bootstrap(self) -> str:
+        return self.settings().kafka_bootstrap
+
+    def create_topics(self) -> None:
+        """The three topics, kept forever (a test's records may carry old timestamps)."""
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            admin.create_topics(
+                [
+                    NewTopic(t, self.partitions, 1, topic_configs={"retention.ms": "-1"})
+                    for t in self.topics.values()
+                ]
+            )
+        finally:
+            admin.close()
+
+    def delete_topics(self) -> None:
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            admin.delete_topics(list(self.topics.values()))
+        except Exception:  # noqa: S110 (cleanup: a topic already gone is fine)
+            pass
+        finally:
+            admin.close()
+
+    def redis(self) -> redis.Redis:
+        s = self.settings()
+        return redis.Redis.from_url(s.redis_url, password=s.resolved_redis_password())
+
+    def delete_keys(self) -> int:
+        client = self.redis()
+        try:
+            keys = list(client.scan_iter(match=f"{self.redis_prefix}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+            return len(keys)
+        finally:
+            client.close()
+
+    def produce(self, records: Iterable[Record]) -> list[tuple[int, int]]:
+        """Send records to this sandbox's orders topic, in order; each one's (partition, offset)."""
+        return produce(self.bootstrap, self.topics["LAMBDA_TOPIC_ORDERS"], records)
+
+    def read_view(self, kind: str) -> dict[tuple[object, GroupKey], Metrics]:
+        """A speed-view hash family (`hour`, `late`, `dups`) from Redis as {(hour, key): Metrics}."""
+        client = self.redis()
+        try:
+            return read_view(client, self.redis_prefix, kind)
+        finally:
+            client.close()
+
+
+@contextlib.contextmanager
+def sandbox_for(tmp: Path, suite: str, **overrides: str) -> Iterator[Sandbox]:
+    """A sandbox with its topics created; its topics and Redis keys are removed afterwards."""
+    box = Sandbox(tmp, suite, overrides=dict(overrides))
+    box.create_topics()
+    try:
+        yield box
+    finally:
+        box.delete_topics()
+        box.delete_keys()
+
+
+def produce(bootstrap: str, topic: str, records: Iterable[Record]) -> list[tuple[int, int]]:
+    """Send (partition, key, value, timestamp_ms) records in order, acknowledged by all replicas;
+    returns each one's (partition, offset)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=2_000_000)
+    try:
+        futures = [
+            producer.send(topic, key=key, value=value, partition=partition, timestamp_ms=ts)
+            for partition, key, value, ts in records
+        ]
+        producer.flush(120)
+        return [(meta.partition, meta.offset) for meta in (f.get(timeout=60) for f in futures)]
+    finally:
+        producer.close(10)
+
+
+def read_view(client: redis.Redis, prefix: str, kind: str) -> dict[tuple[object, GroupKey], Metrics]:
+    """A speed-view hash family under `prefix` as {(hour, key): Metrics}."""
+    out: dict[tuple[object, GroupKey], Metrics] = {}
+    for key in client.scan_iter(match=f"{prefix}:speed:{kind}:*", count=1000):
+        hour = parse_hour_id(key.decode().rsplit(":", 1)[1])
+        fields = cast(dict[bytes, bytes], client.hgetall(key))  # a sync client's answer
+        for fld, value in fields.items():
+            out[(hour, GroupKey.parse(fld))] = Metrics.decode(value)
+    return out
+
+
+def watermark_ms(client: redis.Redis, prefix: str) -> int | None:
+    """The speed job's watermark as its sink last wrote it (None before the first write)."""
+    raw = cast(bytes | None, client.hget(f"{prefix}:speed:meta", "watermark_ms"))
+    return int(raw) if raw is not None else None
