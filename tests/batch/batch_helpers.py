@@ -1,4 +1,4 @@
-"""Test helpers: produce golden records to a topic, read gold/manifest/quarantine back."""
+"""Test helpers of the batch suite: read gold, the manifest and quarantine back as views."""
 
 from __future__ import annotations
 
@@ -6,33 +6,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from kafka import KafkaProducer
 from pyspark.sql import SparkSession
 
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
-from lambda_testkit.golden import GoldenRecord
 from lambda_testkit.truth import View
-
-
-def produce(settings: Settings, records: Iterable[GoldenRecord]) -> int:
-    """Send records with their explicit partition and Kafka timestamp, in order; returns count."""
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
-    n = 0
-    try:
-        for r in records:
-            producer.send(
-                settings.topic_orders,
-                key=r.key,
-                value=r.value,
-                partition=r.partition,
-                timestamp_ms=r.timestamp_ms,
-            )
-            n += 1
-        producer.flush(30)
-    finally:
-        producer.close(10)
-    return n
 
 
 def aware(value: datetime) -> datetime:

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from batch_helpers import aware, gold_view, produce
+from batch_helpers import aware, gold_view
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
@@ -33,6 +33,7 @@ from batch_layer.maintain import maintain
 from batch_layer.planning import Why
 from lambda_contract.settings import Settings
 from lambda_testkit import golden
+from lambda_testkit.sandbox import produce
 from lambda_testkit.truth import Truth, View
 
 pytestmark = pytest.mark.integration
@@ -138,11 +139,11 @@ def story(spark: SparkSession, base_settings: Settings, tmp_path_factory: pytest
     admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
     try:
         phase1 = [r for r in records if r.phase == 1]
-        produce(settings, phase1)
+        produce(settings.kafka_bootstrap, topic, [r.kafka_record for r in phase1])
         first = _run(spark, settings, [day])
         version1, gold1 = _delta_rs_gold(settings)
 
-        produce(settings, [r for r in records if r.phase == 2])
+        produce(settings.kafka_bootstrap, topic, [r.kafka_record for r in records if r.phase == 2])
         runner.run(spark, settings, [], today=TODAY, auto=False)  # ingest only: no date named
         killed = _kill_during_gold_write(settings, day)
         version_kill, gold_kill = _delta_rs_gold(settings)

@@ -11,7 +11,6 @@ import json
 import os
 import socket
 import subprocess
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
 from lambda_contract.windows import hour_label, hours_of_date
+from lambda_testkit.processes import http_ok, wait_until
 from lambda_testkit.truth import Truth
 
 pytestmark = pytest.mark.e2e
@@ -131,14 +131,7 @@ def _api(env: dict[str, str], path: str) -> dict[str, Any]:
 def serving(env: dict[str, str]) -> Iterator[None]:
     proc = subprocess.Popen([str(VENVS / "serving/bin/lambda-serve")], env=env, cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{env['LAMBDA_API_PORT']}/healthz", timeout=2).close()
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
+    if not wait_until(lambda: http_ok(f"http://127.0.0.1:{env['LAMBDA_API_PORT']}/healthz"), 60, 0.3):
         proc.kill()
         pytest.fail("the serving layer did not answer /healthz within 60 s")
     yield

@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from lambda_contract.settings import Settings
+from lambda_testkit.processes import wait_until
 from lambda_tools import services
 
 pytestmark = pytest.mark.integration
@@ -100,12 +101,13 @@ def test_prometheus_is_ready_and_scrapes_the_pushgateway() -> None:
     urllib.request.urlopen(req, timeout=5).close()
     try:
         query = urllib.parse.quote(f'lambda_infra_probe{{job="{job}"}}')
-        deadline = time.monotonic() + 30
         result: list[object] = []
-        while not result and time.monotonic() < deadline:
-            result = _prom(f"/api/v1/query?query={query}")["data"]["result"]  # type: ignore[index]
-            time.sleep(1)
-        assert result, "Prometheus did not scrape the pushed series within 30 s"
+
+        def scraped() -> bool:
+            result[:] = _prom(f"/api/v1/query?query={query}")["data"]["result"]  # type: ignore[index]
+            return bool(result)
+
+        assert wait_until(scraped, 30, interval=1), "Prometheus did not scrape the pushed series within 30 s"
         assert result[0]["value"][1] == "42"  # type: ignore[index]
     finally:
         urllib.request.urlopen(

@@ -22,6 +22,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from lambda_contract import metrics
 from lambda_contract.settings import Settings
 from lambda_testkit import golden
+from lambda_testkit.processes import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -96,9 +97,9 @@ def layers(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def test_prometheus_scrapes_the_speed_and_serving_series(layers: dict[str, str]) -> None:
-    deadline = time.monotonic() + 240
     found: dict[str, set[str]] = {"speed": set(), "serving": set()}
-    while time.monotonic() < deadline and not (found["speed"] and found["serving"]):
+
+    def scraped() -> bool:
         try:  # traffic for the serving histograms
             req = urllib.request.Request(
                 "http://127.0.0.1:8000/v1/status", headers={"Authorization": f"Bearer {TOKEN}"}
@@ -110,7 +111,9 @@ def test_prometheus_scrapes_the_speed_and_serving_series(layers: dict[str, str])
             found[job] = {
                 str(s["__name__"]) for s in _prom_series(f'{{__name__=~"lambda_{job}_.+",job="{job}"}}')
             }
-        time.sleep(3)
+        return bool(found["speed"] and found["serving"])
+
+    wait_until(scraped, 240, interval=3)
     assert found["speed"], "no lambda_speed_* series scraped from the speed job within 240 s"
     assert found["serving"], "no lambda_serving_* series scraped from the serving layer within 240 s"
     known = {n for spec in metrics.ALL for n in spec.series_names}

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from serving_support import TOKEN, delete_prefix, make_settings, utc
+from serving_support import TOKEN, make_settings, utc
 
 from lambda_contract.settings import Settings
+from lambda_testkit.sandbox import delete_prefix
 from serving_layer.app import create_app
 
 NOW = utc("2026-11-20T15:20:00Z")

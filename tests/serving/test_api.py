@@ -12,19 +12,10 @@ import pytest
 import redis
 from conftest import NOW, make_client
 from fastapi.testclient import TestClient
-from serving_support import (
-    hours_from,
-    k,
-    m,
-    make_settings,
-    utc,
-    write_gold,
-    write_manifest,
-    write_meta,
-    write_speed_hour,
-)
+from serving_support import hours_from, k, m, make_settings, utc
 
 from lambda_contract.settings import Settings
+from lambda_testkit.views import write_gold, write_manifest, write_meta, write_speed_hour
 
 pytestmark = pytest.mark.integration
 

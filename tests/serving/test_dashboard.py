@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 import redis
 import uvicorn
-from serving_support import REPO, TOKEN, k, m, write_gold, write_manifest, write_meta, write_speed_hour
+from serving_support import REPO, TOKEN, k, m
 
 from lambda_contract.settings import Settings
 from lambda_contract.windows import HOUR, hour_start
 from lambda_testkit.processes import wait_until
+from lambda_testkit.views import write_gold, write_manifest, write_meta, write_speed_hour
 from serving_layer.app import create_app
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from serving_support import k, m, utc, write_gold, write_manifest, write_speed_hour
+from serving_support import k, m, utc
 
 from lambda_contract.settings import Settings
 from lambda_contract.tables import GOLD, MANIFEST
+from lambda_testkit.views import write_gold, write_manifest, write_speed_hour
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

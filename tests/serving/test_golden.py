@@ -10,12 +10,13 @@ from decimal import Decimal
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from serving_support import utc, write_gold, write_manifest, write_meta, write_speed_hour
+from serving_support import utc
 
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
 from lambda_contract.windows import HOUR, hour_label, hours_of_date
 from lambda_testkit import golden
+from lambda_testkit.views import write_gold, write_manifest, write_meta, write_speed_hour
 
 pytestmark = pytest.mark.integration
 

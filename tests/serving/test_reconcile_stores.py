@@ -12,13 +12,13 @@ import pyarrow as pa
 import pytest
 import redis
 from deltalake import write_deltalake
-from serving_support import arrow_schema, write_gold, write_manifest, write_speed_hour
 
 from lambda_contract.redis_layout import Metrics
 from lambda_contract.settings import Settings
 from lambda_contract.tables import QUARANTINE
 from lambda_contract.windows import hours_of_date
 from lambda_testkit import golden
+from lambda_testkit.views import arrow_schema, write_gold, write_manifest, write_speed_hour
 from serving_layer import reconcile_cli
 
 pytestmark = pytest.mark.integration

@@ -62,7 +62,7 @@ def test_golden_set_restart_and_heal(sandbox: Sandbox, tmp_path: Path) -> None:
         produce(
             sandbox.bootstrap,
             orders,
-            [(r.partition, r.key, r.value, r.timestamp_ms) for r in records if r.phase == phase],
+            [r.kafka_record for r in records if r.phase == phase],
         )
 
     late_hours = {hour for hour, _ in truth.late}

@@ -27,8 +27,8 @@ from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
 from lambda_contract.tables import event_date
 from lambda_contract.windows import from_epoch_ms, hour_start, to_epoch_ms
-from lambda_tools import golden
-from lambda_tools.truth import View
+from lambda_testkit import golden
+from lambda_testkit.truth import View
 from speed_layer import job, sql
 
 pytestmark = pytest.mark.integration

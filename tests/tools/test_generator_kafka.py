@@ -26,6 +26,7 @@ from lambda_contract.settings import Settings
 from lambda_contract.tables import event_date
 from lambda_contract.windows import closes_at, from_epoch_ms, hour_start
 from lambda_testkit.golden import GoldenRecord
+from lambda_testkit.processes import wait_until
 from lambda_testkit.truth import Truth
 from lambda_tools import generator_cli
 
@@ -47,6 +48,16 @@ def topic(settings: Settings) -> Iterator[str]:
     yield name
     admin.delete_topics([name])
     admin.close()
+
+
+def _records_in(bootstrap: str, topic: str) -> int:
+    """How many records the topic holds now (the sum of its partitions' end offsets)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        return sum(consumer.end_offsets(parts).values())
+    finally:
+        consumer.close()
 
 
 def _read_all(bootstrap: str, topic: str) -> list[Any]:
@@ -207,7 +218,10 @@ def test_ctrl_c_flushes_and_writes_the_truth_of_what_was_sent(
     proc = subprocess.Popen(
         [*argv, "--truth", str(truth_path)], env=os.environ.copy(), stderr=subprocess.PIPE
     )
-    time.sleep(4)
+    # Interrupt mid-run: once records have reached the topic, long before 2 M of them have.
+    assert wait_until(
+        lambda: _records_in(settings.kafka_bootstrap, topic) > 1000 or proc.poll() is not None, 120
+    )
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err

@@ -39,6 +39,11 @@ class GoldenRecord:
     def timestamp(self) -> datetime:
         return from_epoch_ms(self.timestamp_ms)
 
+    @property
+    def kafka_record(self) -> tuple[int, bytes | None, bytes | None, int]:
+        """(partition, key, value, timestamp_ms): how `sandbox.produce` sends it."""
+        return (self.partition, self.key, self.value, self.timestamp_ms)
+
     def to_json(self) -> dict[str, object]:
         doc: dict[str, object] = {"seq": self.seq, "partition": self.partition}
         doc["key"] = self.key.decode() if self.key is not None else None

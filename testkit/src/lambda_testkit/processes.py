@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,15 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.25
             return True
         time.sleep(interval)
     return check()
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """Whether `url` answers 200 now (a server under test that is not up yet is simply False)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (local test URLs)
+            return bool(resp.status == 200)
+    except OSError:
+        return False
 
 
 def reap_group(proc: subprocess.Popen[bytes], timeout: float) -> None:

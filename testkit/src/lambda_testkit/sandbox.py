@@ -147,10 +147,7 @@ class Sandbox:
     def delete_keys(self) -> int:
         client = self.redis()
         try:
-            keys = list(client.scan_iter(match=f"{self.redis_prefix}:*", count=1000))
-            if keys:
-                client.delete(*keys)
-            return len(keys)
+            return delete_prefix(client, self.redis_prefix)
         finally:
             client.close()
 
@@ -192,6 +189,14 @@ def produce(bootstrap: str, topic: str, records: Iterable[Record]) -> list[tuple
         return [(meta.partition, meta.offset) for meta in (f.get(timeout=60) for f in futures)]
     finally:
         producer.close(10)
+
+
+def delete_prefix(client: redis.Redis, prefix: str) -> int:
+    """Delete every key under `prefix:`; how many there were."""
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    return len(keys)
 
 
 def read_view(client: redis.Redis, prefix: str, kind: str) -> dict[tuple[object, GroupKey], Metrics]:

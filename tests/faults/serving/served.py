@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,19 +20,17 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
-import httpx
 import redis
 
+from lambda_contract.redis_layout import GroupKey, Metrics
+from lambda_contract.settings import Settings
+from lambda_testkit.processes import http_ok, wait_until
+from lambda_testkit.sandbox import delete_prefix
+from lambda_testkit.truth import SentRecord, Truth, compute_truth
+from lambda_testkit.views import write_gold, write_manifest, write_meta, write_speed_hour
+from lambda_tools.generator import GeneratorConfig, history
+
 REPO: Final = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "tests" / "serving"))  # the serving suite's Delta/Redis writers
-
-from serving_support import delete_prefix, write_gold, write_manifest, write_meta, write_speed_hour  # noqa: E402
-
-from lambda_contract.redis_layout import GroupKey, Metrics  # noqa: E402
-from lambda_contract.settings import Settings  # noqa: E402
-from lambda_testkit.truth import SentRecord, Truth, compute_truth  # noqa: E402
-from lambda_tools.generator import GeneratorConfig, history  # noqa: E402
-
 TOKEN: Final = "faults-token-0123456789abcdef"
 OTHER_TOKEN: Final = "faults-second-token-fedcba9876"
 BATCH_DAY: Final = date(2026, 11, 19)
@@ -124,19 +121,13 @@ class Served:
 def wait_ready(
     base_url: str, process: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 60
 ) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"lambda-serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}"
-            )
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"lambda-serve not ready within {timeout_s} s:\n{log_path.read_text()[-3000:]}")
+    ready = wait_until(lambda: process.poll() is not None or http_ok(f"{base_url}/readyz"), timeout_s, 0.2)
+    if process.poll() is not None:
+        raise AssertionError(
+            f"lambda-serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}"
+        )
+    if not ready:
+        raise AssertionError(f"lambda-serve not ready within {timeout_s} s:\n{log_path.read_text()[-3000:]}")
 
 
 @contextmanager
