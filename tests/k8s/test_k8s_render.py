@@ -1,4 +1,4 @@
-"""Both overlays render offline and hold the platform the SPEC describes (§8)."""
+"""Both overlays render offline and hold the platform docs/operations.md describes."""
 
 from __future__ import annotations
 
@@ -96,6 +96,8 @@ def test_flink_job_upgrades_through_savepoints_on_object_storage(rendered: Rende
     )
     assert config["data"]["LAMBDA_CHECKPOINT_DIR"] == conf["execution.checkpointing.dir"]
     assert config["data"]["LAMBDA_SPEED_METRICS_PORT"] == conf["metrics.reporter.prom.port"]
+    # The job sets its parallelism from the ConfigMap; the deployment's must not say otherwise.
+    assert int(config["data"]["LAMBDA_SPEED_PARALLELISM"]) == spec["job"]["parallelism"]
 
 
 @pytest.mark.parametrize("overlay", ["dev", "prod"])

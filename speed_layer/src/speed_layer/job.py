@@ -13,7 +13,6 @@ subexpression sharing, so without them every reference to a field would parse th
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment, TableDescriptor
 
 from lambda_contract.settings import Settings
-from speed_layer import sql
+from speed_layer import cluster, sql
 from speed_layer.flink_sink import RedisSink
 
 JARS = ("flink/flink-sql-connector-kafka-5.0.0-2.2.jar", "flink/flink-metrics-prometheus-2.2.1.jar")
@@ -39,39 +38,38 @@ class JobOptions:
     heartbeats_per_s: int = 1
 
 
-def flink_config(settings: Settings, options: JobOptions) -> dict[str, str]:
-    """Runtime options: checkpoints retained on cancel, Python workers on this interpreter."""
+def job_config(settings: Settings, options: JobOptions) -> dict[str, str]:
+    """What the job itself decides, wherever it runs: its name and jars, width, checkpoint cadence
+    and guarantee, and the latencies of its exchanges. Cluster settings come from the deployment, or
+    from `cluster.local_cluster_config` when the job starts its own mini-cluster."""
     jars_dir = settings.path(settings.jars_dir)
     conf = {
         "pipeline.name": "lambda-speed",
+        # The job ships its connector itself (LAMBDA_JARS_DIR: .local/jars locally, the image's
+        # /opt/lambda/jars in Kubernetes).
         "pipeline.jars": ";".join((jars_dir / j).as_uri() for j in JARS),
         "parallelism.default": str(settings.speed_parallelism),
         "execution.checkpointing.interval": f"{settings.checkpoint_interval_s} s",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
-        "execution.checkpointing.dir": settings.checkpoint_url,
-        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
-        "execution.checkpointing.num-retained": "3",
-        "state.backend.type": "hashmap",
         # Chained operators hand rows over without a defensive copy (Flink SQL's operators
         # never hold on to an input row they were given).
         "pipeline.object-reuse": "true",
-        # Python workers must run this environment's interpreter, not the system python.
-        "python.executable": sys.executable,
-        "python.client.executable": sys.executable,
         # Freshness budget (an event in Redis within 2 s of arrival): network buffers leave after at
         # most 10 ms (Flink's default 100 ms, per exchange, and the job has five), mini-batches
         # every 200 ms (sql.table_config), Python bundles every 50 ms, the sink writes every 100 ms.
         "execution.buffer-timeout.interval": "10 ms",
         "python.fn-execution.bundle.time": "50",
         "python.fn-execution.bundle.size": "1000",
-        "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
-        "metrics.reporter.prom.port": str(settings.speed_metrics_port),
-        "taskmanager.memory.process.size": "2g",
-        "rest.bind-port": "8081-8181",
     }
     if options.restore_from:
         conf["execution.state-recovery.path"] = options.restore_from
     return conf
+
+
+def flink_config(settings: Settings, options: JobOptions) -> dict[str, str]:
+    """The configuration `build` starts the environment with."""
+    local = {} if cluster.started_by_flink() else cluster.local_cluster_config(settings)
+    return local | job_config(settings, options)
 
 
 def _source(settings: Settings, options: JobOptions) -> TableDescriptor:
