@@ -1,4 +1,4 @@
-# Batch layer (issue 4): Kafka -> Delta bronze exactly once, exact nightly recompute into gold.
+# Batch layer (batch_layer/README.md): Kafka -> Delta bronze exactly once, exact nightly recompute into gold.
 BATCH := $(VENVS)/batch/bin/lambda-batch
 
 .PHONY: batch batch-ingest batch-maintain

@@ -1,4 +1,4 @@
-# The demo (issue 6): the whole platform live on this machine.
+# The demo (README.md, tools/README.md): the whole platform live on this machine.
 .PHONY: demo
 
 demo: setup ## the main job: services, history, speed, nightly batch, API + dashboard, live traffic, reconciliation (Ctrl-C or DEMO_SECONDS=N to stop)

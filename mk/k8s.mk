@@ -1,4 +1,4 @@
-# Kubernetes (issue 8): render / apply / remove the kustomize overlays in k8s/ (docs/operations.md).
+# Kubernetes: render / apply / remove the kustomize overlays in k8s/ (docs/operations.md).
 .PHONY: k8s-tools k8s-check-env k8s-generate k8s-secrets k8s-render deploy undeploy k8s-backfill
 
 ENV ?= dev

@@ -1,4 +1,4 @@
-# Reconciliation (issue 6): speed view (Redis) against gold (Delta) for one date.
+# Reconciliation (serving_layer/README.md): speed view (Redis) against gold (Delta) for one date.
 .PHONY: reconcile
 
 reconcile: up ## reconcile speed vs batch for DATE=YYYY-MM-DD (default yesterday): reports/ JSON + HTML; exit 3 on a residual

@@ -1,4 +1,4 @@
-# Serving layer (issue 5): HTTP API + dashboard on LAMBDA_API_PORT (default 8000).
+# Serving layer (serving_layer/README.md): HTTP API + dashboard on LAMBDA_API_PORT (default 8000).
 .PHONY: serve serve-bench
 
 SERVING := $(VENVS)/serving/bin

@@ -1,4 +1,4 @@
-# Traffic generator (issue 2): realistic orders.v1 traffic into Kafka, with its exact ground truth
+# Traffic generator (tools/README.md): realistic orders.v1 traffic into Kafka, with its exact ground truth
 # (written under $(LAMBDA_STATE_DIR)/generator/, latest.json names the newest run).
 #   make generate                                  history for yesterday, 100000 records
 #   make generate DATE=2026-11-24 EVENTS=2000000   one UTC date

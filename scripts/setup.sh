@@ -58,7 +58,7 @@ if [ ! -f "$stamp" ]; then
 fi
 log "jars ready in $JARS/ (kafka, flink, spark)"
 
-# >>> k8s (issue 8): kustomize where kubectl has none recent; the operators' CRDs for tests/k8s >>>
+# >>> k8s: kustomize where kubectl has none recent; the operators' CRDs for tests/k8s >>>
 # `make k8s-render` uses `kubectl kustomize` when kubectl bundles kustomize v5, else .local/bin/kustomize,
 # built here from the Go module proxy. The CRD schemas (Strimzi, Flink operator, prometheus-operator)
 # are built into .local/crds/ from registry packages: see lambda_tools/k8s_crds.py and docs/operations.md.
@@ -90,4 +90,4 @@ if .venvs/tools/bin/python -m lambda_tools.k8s_crds --jars "$CRDS/jars" --out "$
 else
   log "WARNING: some CRD schemas could not be built (above); tests/k8s will fail until they are"
 fi
-# <<< k8s (issue 8) <<<
+# <<< k8s <<<

@@ -1,4 +1,4 @@
-"""The orders.v1 event contract (SPEC §2): rules, reason codes and the reference validator.
+"""The orders.v1 event contract (docs/contract.md): rules, reason codes and the reference validator.
 
 The rules are data (`RULES`, the regular expressions below) so that every engine evaluates the
 same definition: Flink SQL in the speed layer and Spark SQL in the batch layer translate these

@@ -1,4 +1,4 @@
-"""Hour-window arithmetic, always in UTC (SPEC §2: all bucketing is in UTC).
+"""Hour-window arithmetic, always in UTC (all bucketing is in UTC: docs/contract.md).
 
 An hour is named by its start. It is *closed* for the speed layer once the watermark has reached
 the hour's end plus the allowed lateness; an event whose hour is closed when it arrives is *late*.

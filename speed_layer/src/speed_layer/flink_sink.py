@@ -2,32 +2,15 @@
 
 It receives the aggregate changelog (a few hundred rows per second at most, never one row per
 event), hands each row to the pure `SpeedView`, and writes the resulting commands pipelined on a
-short processing-time tick. The same tick publishes the watermark (derived by the view from the
-partitions' progress rows) and, every refresh interval, rewrites the open hours so a Redis that
-lost its data heals.
+short processing-time tick, which also publishes the watermark and, every refresh interval,
+rewrites the open hours so a Redis that lost its data heals.
 
-The view's durable part is Flink keyed state (one MapState of text entries, `SpeedView.snapshot`),
-so a job resumed from a checkpoint rebuilds exactly the view that matches the checkpoint's Kafka
-offsets and aggregates, whatever Redis holds: Redis may have lost data while the job was down,
-and the restored aggregates re-emit only keys that get new events. The entries a callback changed
-are written before it returns (one small entry per changelog row, nothing on a tick that changed
-nothing): PyFlink offers no hook before a checkpoint barrier, and the barrier may come between
-any two callbacks.
-
-The tick is a processing-time timer, started by the first callback of a run. A resumed job may
-get no changelog row for a long time (no new events), so the sink has a second input: a
-heartbeat of one row a second (job.heartbeat) that loads the view and starts the tick if it is
-not running, so the resumed sink rewrites the open hours and `speed:meta` within about a second
-of starting, without waiting for a record. The timer pending at the checkpoint is keyed state
-too and is restored; if it fires first it starts the tick instead, and whichever comes second
-finds the tick running (a restored timer older than this run's tick is ignored). Relying on the
-restored timer alone is not enough: once in about six CI runs it never fired. The heartbeat also
-restarts a tick that is overdue by far (a lost timer) instead of waiting for the next row.
-
-Redis is read back only when the state is empty: on a first start (harmless: the job reads the
-topic from the earliest offset and overwrites every total) and when resuming a checkpoint taken
-before the sink kept state, where Redis is the only record of the open hours that get no new
-events (without them they would be neither refreshed nor ever marked closed).
+The view's durable part is Flink keyed state (`SpeedView.snapshot`), written before each callback
+returns (PyFlink has no hook before a checkpoint barrier), so a resumed job rebuilds exactly the
+view that matches its checkpoint's offsets, whatever Redis holds. A heartbeat input (one row a
+second, `job.heartbeat`) starts the tick of a resumed sink that gets no changelog row, and
+restarts a tick whose timer is long overdue: a restored timer alone does not always fire. Redis
+is read back only when the state is empty (a first start), docs/reliability.md has the cases.
 """
 
 from __future__ import annotations

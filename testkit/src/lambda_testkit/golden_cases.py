@@ -2,7 +2,7 @@
 
     .venvs/tools/bin/python -m lambda_testkit.golden build
 
-Every rule of SPEC §2 is exercised: duplicates, late events, refunds, each malformed kind, offsets
+Every rule of the contract (docs/contract.md) is exercised: duplicates, late events, refunds, each malformed kind, offsets
 other than Z, amounts as JSON numbers and strings, currencies with 0, 2 and 4 decimals. Events
 fall on 2026-11-20 between 09:00 and 14:00 UTC. Phase 1 ends with one event at 13:40 on every
 partition, so the speed watermark passes 13:39:30 whatever the interleaving; phase 2 holds events

@@ -3,7 +3,7 @@
 Each layer owns its benchmark script (its own environment, its own baseline); this harness runs
 them one after the other, collects their JSON, checks the goals and writes:
 
-- bench/results/summary.json   (the format of issue 10)
+- bench/results/summary.json   (its format: docs/benchmarks.md)
 - bench/results/summary.html   (a self-contained chart of each ratio against its goal)
 - a table on stdout.
 
