@@ -40,7 +40,10 @@ def test_the_committed_files_match_the_cases() -> None:
 
 def test_truth_spot_checks_by_hand() -> None:
     t = golden.truth()
-    h = lambda hour: datetime(2026, 11, 20, hour, tzinfo=UTC)  # noqa: E731
+
+    def h(hour: int) -> datetime:
+        return datetime(2026, 11, 20, hour, tzinfo=UTC)
+
     # 10:15:30.123Z 12.5 (number) + 05:45-05:00 7.25
     assert t.full[(h(10), GroupKey("us-east", "books", "USD"))] == Metrics(Decimal("19.75"), 2, 0, 2)
     # the largest amount twice, once as a JSON number, beyond a double's precision

@@ -11,6 +11,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -89,9 +90,9 @@ def test_redis_requires_the_password_and_round_trips(settings: Settings) -> None
         client.delete(key)
 
 
-def _prom(path: str) -> dict[str, object]:
+def _prom(path: str) -> Any:  # Prometheus's JSON answer, read by the tests' own indexing
     with urllib.request.urlopen(f"http://127.0.0.1:9090{path}", timeout=5) as resp:
-        return json.loads(resp.read())  # type: ignore[no-any-return]
+        return json.loads(resp.read())
 
 
 def test_prometheus_is_ready_and_scrapes_the_pushgateway() -> None:
@@ -101,20 +102,20 @@ def test_prometheus_is_ready_and_scrapes_the_pushgateway() -> None:
     urllib.request.urlopen(req, timeout=5).close()
     try:
         query = urllib.parse.quote(f'lambda_infra_probe{{job="{job}"}}')
-        result: list[object] = []
+        result: list[Any] = []
 
         def scraped() -> bool:
-            result[:] = _prom(f"/api/v1/query?query={query}")["data"]["result"]  # type: ignore[index]
+            result[:] = _prom(f"/api/v1/query?query={query}")["data"]["result"]
             return bool(result)
 
         assert wait_until(scraped, 30, interval=1), "Prometheus did not scrape the pushed series within 30 s"
-        assert result[0]["value"][1] == "42"  # type: ignore[index]
+        assert result[0]["value"][1] == "42"
     finally:
         urllib.request.urlopen(
             urllib.request.Request(f"http://127.0.0.1:9091/metrics/job/{job}", method="DELETE"), timeout=5
         ).close()
-    targets = _prom("/api/v1/targets")["data"]["activeTargets"]  # type: ignore[index]
-    jobs = {t["labels"]["job"] for t in targets}  # type: ignore[index]
+    targets = _prom("/api/v1/targets")["data"]["activeTargets"]
+    jobs = {t["labels"]["job"] for t in targets}
     assert {"prometheus", "pushgateway", "speed", "serving"} <= jobs
 
 
@@ -123,6 +124,6 @@ def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) ->
     """`kafka-storage format -t -xyz` reads a leading dash as an option: such ids are skipped."""
     dash_first = uuid.UUID(bytes=b"\xf8" + bytes(15))  # URL-safe base64 of 0xf8... begins with '-'
     draws = iter([dash_first, uuid.UUID(int=1)])
-    monkeypatch.setattr(services.uuid, "uuid4", lambda: next(draws))
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))  # the module services draws from
     cluster_id = services._cluster_id()
     assert cluster_id == "AAAAAAAAAAAAAAAAAAAAAQ" and len(cluster_id) == 22

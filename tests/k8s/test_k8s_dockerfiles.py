@@ -64,7 +64,7 @@ def parse(path: Path) -> Dockerfile:
 
 def locked(layer: str, package: str) -> str:
     lock = tomllib.loads((REPO / layer / "uv.lock").read_text())
-    return next(p["version"] for p in lock["package"] if p["name"] == package)
+    return str(next(p["version"] for p in lock["package"] if p["name"] == package))
 
 
 def pom_properties() -> dict[str, str]:

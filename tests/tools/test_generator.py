@@ -84,7 +84,7 @@ def test_history_traffic_follows_a_diurnal_curve() -> None:
 
 
 def test_every_kind_is_produced_at_about_its_rate(batch: list[GeneratedRecord]) -> None:
-    counts = defaultdict(int)
+    counts: defaultdict[Kind, int] = defaultdict(int)
     for record in batch:
         counts[record.kind] += 1
     n = len(batch)
