@@ -28,7 +28,7 @@ from pathlib import Path
 from common import add_job_options
 
 from lambda_testkit.processes import speed_job
-from lambda_testkit.sandbox import Sandbox, read_view
+from lambda_testkit.sandbox import Sandbox, duplicates, read_view
 from lambda_testkit.truth import compute_truth
 from lambda_tools.generator import GeneratorConfig, history
 from lambda_tools.producer import OrdersProducer, send_all
@@ -36,7 +36,7 @@ from lambda_tools.producer import OrdersProducer, send_all
 REPO = Path(__file__).resolve().parents[2]
 
 
-def consumer_performance(bootstrap: str, topic: str, messages: int) -> dict[str, float]:
+def consumer_performance(bootstrap: str, topic: str, messages: int) -> dict[str, float | str]:
     jars = REPO / ".local" / "jars" / "kafka" / "*"
     cmd = [
         "java", "-cp", str(jars), "org.apache.kafka.tools.ConsumerPerformance",
@@ -130,7 +130,7 @@ def main() -> int:
         combined = dict(speed)
         for k, m in late.items():
             combined[k] = combined.get(k, type(m)()) + m
-        dups = sum(int(v) for k in client.scan_iter(match=f"{prefix}:speed:dups:*") for v in client.hvals(k))
+        dups = duplicates(client, prefix)
         exact = combined == truth.full and dups == truth.duplicates
         result["speed_job"] = {
             "wall_s": round(wall, 1),

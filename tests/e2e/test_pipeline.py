@@ -27,7 +27,8 @@ from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
 from lambda_contract.windows import hour_label, hours_of_date
 from lambda_testkit.processes import http_ok, wait_until
-from lambda_testkit.truth import Truth
+from lambda_testkit.sandbox import hash_of
+from lambda_testkit.truth import Truth, View
 
 pytestmark = pytest.mark.e2e
 
@@ -106,16 +107,15 @@ def truth(env: dict[str, str]) -> Truth:
     return Truth.load(path)
 
 
-def _speed_view(
-    env: dict[str, str],
-) -> tuple[dict[tuple[Any, GroupKey], Metrics], dict[tuple[Any, GroupKey], Metrics]]:
+def _speed_view(env: dict[str, str]) -> tuple[View, View]:
     layout = Settings.from_env(env).redis_layout
     client = _redis(env)
-    view, late = {}, {}
+    view: View = {}
+    late: View = {}
     for hour in hours_of_date(DAY):
-        for field, value in client.hgetall(layout.hour(hour)).items():
+        for field, value in hash_of(client, layout.hour(hour)).items():
             view[(hour, GroupKey.parse(field))] = Metrics.decode(value)
-        for field, value in client.hgetall(layout.late(hour)).items():
+        for field, value in hash_of(client, layout.late(hour)).items():
             late[(hour, GroupKey.parse(field))] = Metrics.decode(value)
     return view, late
 

@@ -28,7 +28,15 @@ from kafka import KafkaConsumer
 from lambda_contract.windows import closes_at, hour_id, to_epoch_ms
 from lambda_testkit import golden
 from lambda_testkit.processes import speed_job, wait_until
-from lambda_testkit.sandbox import Sandbox, produce, read_view, watermark_ms
+from lambda_testkit.sandbox import (
+    Sandbox,
+    duplicates,
+    field_names_of,
+    hash_of,
+    produce,
+    read_view,
+    watermark_ms,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -98,10 +106,7 @@ def test_golden_set_restart_and_heal(sandbox: Sandbox, tmp_path: Path) -> None:
             return (
                 read_view(client, prefix, "hour") == truth.speed
                 and read_view(client, prefix, "late") == truth.late
-                and sum(
-                    int(v) for k in client.scan_iter(match=f"{prefix}:speed:dups:*") for v in client.hvals(k)
-                )
-                == truth.duplicates
+                and duplicates(client, prefix) == truth.duplicates
             )
 
         assert wait_until(lambda: converged() or not job.alive(), START_TIMEOUT_S), (
@@ -110,7 +115,8 @@ def test_golden_set_restart_and_heal(sandbox: Sandbox, tmp_path: Path) -> None:
         assert "resuming from" in (tmp_path / "job-2.log").read_text()
         for day, reasons in truth.malformed_by_date.items():
             stored = {
-                k.decode(): int(v) for k, v in client.hgetall(f"{prefix}:speed:dlq:{day.isoformat()}").items()
+                k.decode(): int(v)
+                for k, v in hash_of(client, f"{prefix}:speed:dlq:{day.isoformat()}").items()
             }
             assert stored == reasons
 
@@ -128,7 +134,7 @@ def test_golden_set_restart_and_heal(sandbox: Sandbox, tmp_path: Path) -> None:
         # 3. Redis loses the data: open hours come back within 60 s, without a restart ------------
         wm = watermark_ms(client, prefix)
         assert wm is not None
-        hours_status = {k.decode(): v.decode() for k, v in client.hgetall(f"{prefix}:speed:hours").items()}
+        hours_status = {k.decode(): v.decode() for k, v in hash_of(client, f"{prefix}:speed:hours").items()}
         open_hours = [h for h, status in hours_status.items() if status == "open"]
         assert open_hours, "the golden set leaves its last hour open"
         expected_open = {(h, key): m for (h, key), m in truth.speed.items() if hour_id(h) in open_hours}
@@ -142,7 +148,7 @@ def test_golden_set_restart_and_heal(sandbox: Sandbox, tmp_path: Path) -> None:
             60,
         ), "open hours did not come back within 60 s"
         healed_s = time.monotonic() - deleted_at
-        assert set(open_hours) <= {k.decode() for k in client.hkeys(f"{prefix}:speed:hours")}
+        assert set(open_hours) <= {k.decode() for k in field_names_of(client, f"{prefix}:speed:hours")}
         print(f"open hours healed {healed_s:.1f} s after the keys were deleted")
         assert job.alive(), job.tail()
     finally:

@@ -22,7 +22,7 @@ from support import preload_history
 
 from lambda_contract.windows import to_epoch_ms
 from lambda_testkit.processes import speed_job, wait_until
-from lambda_testkit.sandbox import Sandbox, read_view
+from lambda_testkit.sandbox import Sandbox, duplicates, hash_of, read_view
 from lambda_tools.generator import GeneratorConfig
 
 pytestmark = pytest.mark.integration
@@ -70,9 +70,7 @@ def test_sigkill_mid_stream_then_resume_converges_exactly(sandbox: Sandbox, tmp_
     try:
 
         def exact() -> bool:
-            dups = sum(
-                int(v) for k in client.scan_iter(match=f"{prefix}:speed:dups:*") for v in client.hvals(k)
-            )
+            dups = duplicates(client, prefix)
             resumed = "resuming from" in (tmp_path / "job-2.log").read_text()
             return resumed and read_view(client, prefix, "hour") == truth.speed and dups == truth.duplicates
 
@@ -88,7 +86,8 @@ def test_sigkill_mid_stream_then_resume_converges_exactly(sandbox: Sandbox, tmp_
         assert read_view(client, prefix, "late") == {}
         for day, reasons in truth.malformed_by_date.items():
             stored = {
-                k.decode(): int(v) for k, v in client.hgetall(f"{prefix}:speed:dlq:{day.isoformat()}").items()
+                k.decode(): int(v)
+                for k, v in hash_of(client, f"{prefix}:speed:dlq:{day.isoformat()}").items()
             }
             assert stored == reasons
     finally:

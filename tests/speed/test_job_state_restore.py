@@ -20,7 +20,7 @@ from support import preload_history
 from lambda_contract.redis_layout import HOUR_OPEN
 from lambda_contract.windows import HOUR_MS, hour_id
 from lambda_testkit.processes import speed_job, wait_until
-from lambda_testkit.sandbox import Sandbox, read_view, watermark_ms
+from lambda_testkit.sandbox import Sandbox, hash_of, read_view, watermark_ms
 from lambda_tools.generator import GeneratorConfig
 
 pytestmark = pytest.mark.integration
@@ -32,15 +32,15 @@ HEAL_TIMEOUT_S = 60  # docs/specs/redis.md: open hours are rewritten within 60 s
 
 def open_hours_in_redis(client: redis.Redis, prefix: str) -> dict[str, dict[bytes, bytes]]:
     """Every hash of the open hours (speed, late, duplicates), the hours' status, the watermark."""
-    statuses = client.hgetall(f"{prefix}:speed:hours")
+    statuses = hash_of(client, f"{prefix}:speed:hours")
     open_ids = sorted(h.decode() for h, status in statuses.items() if status.decode() == HOUR_OPEN)
     out = {"hours": {h.encode(): HOUR_OPEN.encode() for h in open_ids}}
     for hid in open_ids:
         for kind in ("hour", "late", "dups"):
-            stored = client.hgetall(f"{prefix}:speed:{kind}:{hid}")
+            stored = hash_of(client, f"{prefix}:speed:{kind}:{hid}")
             if stored:
                 out[f"{kind}:{hid}"] = stored
-    meta = client.hgetall(f"{prefix}:speed:meta")
+    meta = hash_of(client, f"{prefix}:speed:meta")
     out["meta"] = {k: v for k, v in meta.items() if k in (b"watermark_ms", b"watermark")}
     return out
 
@@ -94,7 +94,7 @@ def test_a_job_restarted_after_redis_lost_its_data_writes_the_open_hours_back(
     assert sandbox.delete_keys() > 0
     wrong_hour = f"{prefix}:speed:hour:{open_ids[-1]}"
     wrong_field = next(iter(expected[f"hour:{open_ids[-1]}"]))
-    client.hset(wrong_hour, wrong_field, "9999.0000|9|0|9")
+    client.hset(wrong_hour, mapping={wrong_field: "9999.0000|9|0|9"})
     client.hset(f"{prefix}:speed:hours", open_ids[-1], HOUR_OPEN)
     ahead = settled_wm + HOUR_MS if settled_wm is not None else HOUR_MS
     client.hset(f"{prefix}:speed:meta", mapping={"watermark_ms": str(ahead)})

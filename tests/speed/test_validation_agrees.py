@@ -10,6 +10,7 @@ Compared: the reason (or valid), the event time used for bucketing, and a valid 
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -63,9 +64,9 @@ def reference(payload: bytes | None) -> tuple[str | None, int | None, str | None
     et = result.event_time
     return (
         result.reason.value,
-        (None if et is None else Event("", "", et, "", "", "", "", "", 0).event_time_ms),
+        (None if et is None else Event("", "", et, "", "", "", "", "", Decimal(0)).event_time_ms),
         None,
-    )  # type: ignore[arg-type]
+    )
 
 
 def check(t_env: Any, payloads: list[bytes | None]) -> None:

@@ -22,6 +22,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
 from lambda_contract.windows import parse_hour_id
+from lambda_testkit.truth import View
 
 REPO: Final = Path(__file__).resolve().parents[3]
 
@@ -155,7 +156,7 @@ class Sandbox:
         """Send records to this sandbox's orders topic, in order; each one's (partition, offset)."""
         return produce(self.bootstrap, self.topics["LAMBDA_TOPIC_ORDERS"], records)
 
-    def read_view(self, kind: str) -> dict[tuple[object, GroupKey], Metrics]:
+    def read_view(self, kind: str) -> View:
         """A speed-view hash family (`hour`, `late`, `dups`) from Redis as {(hour, key): Metrics}."""
         client = self.redis()
         try:
@@ -199,18 +200,45 @@ def delete_prefix(client: redis.Redis, prefix: str) -> int:
     return len(keys)
 
 
-def read_view(client: redis.Redis, prefix: str, kind: str) -> dict[tuple[object, GroupKey], Metrics]:
+# redis-py types a client's answers `Awaitable[X] | X` (one class serves both); these helpers name
+# what a sync client returns, so tests read Redis without a cast of their own.
+
+
+def hash_of(client: redis.Redis, key: str) -> dict[bytes, bytes]:
+    """Every field of a hash (empty if the key is absent)."""
+    return cast(dict[bytes, bytes], client.hgetall(key))
+
+
+def field_names_of(client: redis.Redis, key: str) -> list[bytes]:
+    """The field names of a hash."""
+    return cast(list[bytes], client.hkeys(key))
+
+
+def field_of(client: redis.Redis, key: str, name: str) -> bytes | None:
+    """One field of a hash (None if it or the key is absent)."""
+    return cast(bytes | None, client.hget(key, name))
+
+
+def read_view(client: redis.Redis, prefix: str, kind: str) -> View:
     """A speed-view hash family under `prefix` as {(hour, key): Metrics}."""
-    out: dict[tuple[object, GroupKey], Metrics] = {}
+    out: View = {}
     for key in client.scan_iter(match=f"{prefix}:speed:{kind}:*", count=1000):
         hour = parse_hour_id(key.decode().rsplit(":", 1)[1])
-        fields = cast(dict[bytes, bytes], client.hgetall(key))  # a sync client's answer
-        for fld, value in fields.items():
+        for fld, value in hash_of(client, key).items():
             out[(hour, GroupKey.parse(fld))] = Metrics.decode(value)
     return out
 
 
+def duplicates(client: redis.Redis, prefix: str) -> int:
+    """The speed view's duplicate counters under `prefix`, summed over hours and groups."""
+    return sum(
+        int(v)
+        for key in client.scan_iter(match=f"{prefix}:speed:dups:*", count=1000)
+        for v in hash_of(client, key).values()
+    )
+
+
 def watermark_ms(client: redis.Redis, prefix: str) -> int | None:
     """The speed job's watermark as its sink last wrote it (None before the first write)."""
-    raw = cast(bytes | None, client.hget(f"{prefix}:speed:meta", "watermark_ms"))
+    raw = field_of(client, f"{prefix}:speed:meta", "watermark_ms")
     return int(raw) if raw is not None else None

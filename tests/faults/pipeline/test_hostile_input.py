@@ -27,7 +27,7 @@ from lambda_contract.events import validate
 from lambda_contract.redis_layout import Metrics
 from lambda_contract.tables import GOLD, MANIFEST, QUARANTINE, event_date
 from lambda_testkit.processes import Child
-from lambda_testkit.sandbox import Sandbox
+from lambda_testkit.sandbox import Sandbox, hash_of
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
@@ -160,11 +160,10 @@ def test_speed_counters_match_what_was_sent(run: Run) -> None:
     counted: Counter[tuple[str, str]] = Counter()
     for key in client.scan_iter(match=f"{settings.redis_prefix}:speed:dlq:*", count=1000):
         day = key.decode().rsplit(":", 1)[1]
-        reasons: dict[bytes, bytes] = client.hgetall(key)  # type: ignore[assignment]
-        for reason, count in reasons.items():
+        for reason, count in hash_of(client, key).items():
             counted[(day, reason.decode())] = int(count)
     hour = datetime(DAY.year, DAY.month, DAY.day, 12, tzinfo=UTC)
-    groups: dict[bytes, bytes] = client.hgetall(settings.redis_layout.hour(hour))  # type: ignore[assignment]
+    groups = hash_of(client, settings.redis_layout.hour(hour))
     speed_events = sum(Metrics.decode(v).events for v in groups.values())
     client.close()
     assert (dict(counted), speed_events) == (dict(by_date), len(run.valid_ids))

@@ -73,11 +73,11 @@ from pipeline_support import (
     sandbox_in,
 )
 
-from lambda_contract.redis_layout import GroupKey, Metrics
-from lambda_contract.windows import hour_id, parse_hour_id
+from lambda_contract.redis_layout import Metrics
+from lambda_contract.windows import hour_id
 from lambda_testkit.processes import Child, wait_until
-from lambda_testkit.sandbox import Sandbox
-from lambda_testkit.truth import SentRecord, Truth, compute_truth
+from lambda_testkit.sandbox import Sandbox, duplicates, field_names_of, field_of, read_view
+from lambda_testkit.truth import SentRecord, Truth, View, compute_truth
 from lambda_tools.generator import GeneratedRecord, GeneratorConfig, Kind, live
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -92,9 +92,6 @@ TAIL_S: Final = 5.0  # traffic goes on this long after the last fault
 HEAL_LIMIT_S: Final = 60  # docs/specs/redis.md: open hours are rewritten within 60 s
 START_TIMEOUT_S: Final = 420  # a cold PyFlink start plans a large SQL job; slow on a busy machine
 CONVERGE_TIMEOUT_S: Final = 600
-
-View = dict[tuple[datetime, GroupKey], Metrics]
-
 
 # --- the traffic ------------------------------------------------------------------------------------
 
@@ -168,30 +165,17 @@ def topic_size(box: Sandbox) -> int:
 # --- what Redis holds -------------------------------------------------------------------------------
 
 
-def read_view(client: redis.Redis, prefix: str, kind: str) -> View:
-    out: View = {}
-    for key in client.scan_iter(match=f"{prefix}:speed:{kind}:*", count=1000):
-        hour = parse_hour_id(key.decode().rsplit(":", 1)[1])
-        for fld, value in client.hgetall(key).items():
-            out[(hour, GroupKey.parse(fld))] = Metrics.decode(value)
-    return out
-
-
-def duplicates(client: redis.Redis, prefix: str) -> int:
-    return sum(int(v) for k in client.scan_iter(match=f"{prefix}:speed:dups:*") for v in client.hvals(k))
-
-
 def fields_of(client: redis.Redis, prefix: str) -> dict[bytes, set[bytes]]:
     """Every field of the speed and duplicates hashes, by key."""
     keys = [
         *client.scan_iter(match=f"{prefix}:speed:hour:*"),
         *client.scan_iter(match=f"{prefix}:speed:dups:*"),
     ]
-    return {k: set(client.hkeys(k)) for k in keys}
+    return {k: set(field_names_of(client, k)) for k in keys}
 
 
 def heartbeat_ms(client: redis.Redis, prefix: str) -> int:
-    raw = client.hget(f"{prefix}:speed:meta", "updated_ms")
+    raw = field_of(client, f"{prefix}:speed:meta", "updated_ms")
     return int(raw) if raw is not None else 0
 
 
