@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,10 @@ URL = "/v1/revenue/hourly?start=2026-11-20T00:00:00Z&end=2026-11-20T01:00:00Z"
 
 
 @pytest.fixture
-def anon(tmp_path: Path) -> TestClient:
+def anon(tmp_path: Path) -> Iterator[TestClient]:
     with make_client(make_settings(tmp_path, os.environ)) as c:
         c.headers.pop("Authorization")
-        yield c  # type: ignore[misc]
+        yield c
 
 
 @pytest.mark.parametrize("path", [URL, "/v1/status"])

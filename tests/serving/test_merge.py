@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from serving_support import hours_from, k, m, utc
@@ -110,7 +111,7 @@ def test_manifest_not_computed_hour_with_gold_rows_still_comes_from_speed() -> N
     batch = BatchView(computed=frozenset(), hours={H[3]: {k(): m("5.0000")}})
     speed = SpeedSnapshot(watermark=NOW, held={H[3]: "closed"}, hours={H[3]: {k(): m("4.0000")}})
     got = one(H[3], batch, speed)
-    assert (got.source, got.groups[k()].revenue) == (Source.SPEED, 4)
+    assert (got.source, got.groups[k()].revenue) == (Source.SPEED, Decimal(4))
 
 
 def test_hour_without_events_inside_the_speed_span_is_a_zero_speed_hour() -> None:

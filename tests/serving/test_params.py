@@ -22,7 +22,7 @@ def parse(**overrides: str | None) -> HourlyQuery:
         "currency": None,
     }
     args.update(overrides)
-    return parse_hourly(**args, known_currencies=KNOWN)  # type: ignore[arg-type]
+    return parse_hourly(**args, known_currencies=KNOWN)
 
 
 def test_defaults() -> None:
