@@ -49,11 +49,27 @@ test: up ## every test: unit, integration against the real services, end to end
 test-unit: setup ## unit tests only (no services needed)
 	@scripts/test.sh -m unit $(PYTEST_ARGS)
 
-lint: setup ## ruff and mypy on every package
+# Test suites and bench scripts as env:folder, each in the environment that runs it (scripts/test.sh).
+# mypy checks them one folder at a time: every suite has its own conftest.py, and one run would
+# take two same-named modules for a duplicate.
+LINT_SUITES := \
+  tools:tests/contract tools:tests/tools tools:tests/infra tools:tests/observability \
+  tools:tests/k8s tools:tests/bench \
+  speed:tests/speed speed:speed_layer/bench \
+  batch:tests/batch batch:batch_layer/bench \
+  serving:tests/serving serving:tests/e2e serving:tests/faults/serving serving:tests/faults/pipeline \
+  serving:serving_layer/bench
+
+lint: setup ## ruff on the repo; mypy on every package, test suite and bench folder
 	@$(TOOLS)/ruff check . && $(TOOLS)/ruff format --check .
 	for env in tools speed batch serving; do
 	  # The test kit is checked where its extras (Kafka, Redis, Delta, Arrow) are installed.
 	  pkg=$$([ $$env = tools ] && echo "contract/src tools/src" || echo "$${env}_layer/src")
 	  [ $$env = serving ] && pkg="$$pkg testkit/src"
 	  $(VENVS)/$$env/bin/mypy $$pkg || exit 1
+	done
+	for suite in $(LINT_SUITES); do
+	  env=$${suite%%:*} dir=$${suite#*:}
+	  echo "mypy $$dir ($$env)"
+	  $(VENVS)/$$env/bin/mypy $$dir || exit 1
 	done
