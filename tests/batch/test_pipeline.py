@@ -136,7 +136,9 @@ def story(spark: SparkSession, base_settings: Settings, tmp_path_factory: pytest
         }
     )
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    # Kept forever: the golden records carry November 2026 timestamps, which the broker's 7-day
+    # time retention would delete (its check runs every 5 minutes) once that is a week ago.
+    admin.create_topics([NewTopic(topic, 3, 1, topic_configs={"retention.ms": "-1"})])
     try:
         phase1 = [r for r in records if r.phase == 1]
         produce(settings.kafka_bootstrap, topic, [r.kafka_record for r in phase1])
