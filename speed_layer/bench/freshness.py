@@ -1,4 +1,4 @@
-"""Speed layer freshness: produce -> visible in Redis, at a steady rate (issue 3's second figure).
+"""Speed layer freshness: produce -> visible in Redis, at a steady rate (docs/benchmarks.md).
 
     .venvs/speed/bin/python speed_layer/bench/freshness.py --rate 20000 --seconds 60
 

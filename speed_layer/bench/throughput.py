@@ -1,4 +1,4 @@
-"""Speed layer throughput vs Kafka's own consumer (issue 3's benchmark; `make bench` wraps it later).
+"""Speed layer throughput vs Kafka's own consumer (docs/benchmarks.md; `make bench` runs it).
 
     .venvs/speed/bin/python speed_layer/bench/throughput.py --events 2000000
 

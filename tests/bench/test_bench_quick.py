@@ -1,6 +1,6 @@
 """`make bench QUICK=1` inside `make test`: the harness and every benchmark script run end to end.
 
-A smoke run on small sizes (issue 10): it proves that each script still starts its engines, drains
+A smoke run on small sizes (docs/benchmarks.md): it proves that each script still starts its engines, drains
 its data, checks its own result for exactness and reports the figures summary.json promises.
 The figures themselves are not judged here (speed goals live in `make bench`, never in a timed
 test); only that they exist, are positive numbers, and that every result was exact.
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 
-# The fields issue 10's summary format names, per section.
+# The fields of the summary format (docs/benchmarks.md), per section.
 FIELDS = {
     "speed": [
         "events",

@@ -1,5 +1,5 @@
 """The real Prometheus started by `make up` scrapes the lambda_* series of a running speed layer and
-serving layer (issue 7). Both run as their own processes on the ports Prometheus is configured for
+serving layer (docs/metrics.md). Both run as their own processes on the ports Prometheus is configured for
 (infra/prometheus/prometheus.yml): the speed job's metrics on 9249-9251, the API on 8000."""
 
 from __future__ import annotations

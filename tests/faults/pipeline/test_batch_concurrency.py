@@ -1,6 +1,6 @@
 """Two batch runs for the same date at once (same bronze checkpoint, same Delta tables).
 
-The bar (issue 9): one fails cleanly or both produce the same result, and the tables are never
+The bar (docs/reliability.md): one fails cleanly or both produce the same result, and the tables are never
 corrupt: bronze holds every Kafka record exactly once, gold for the date equals the generator's
 ground truth to the last digit, and a third run afterwards succeeds and leaves gold unchanged.
 Two Spark drivers on a 2-core machine take minutes, so this runs only with LAMBDA_FAULTS_LONG=1.

@@ -1,6 +1,6 @@
 """Speed faults: three SIGKILLs, a Redis flush and a Kafka broker restart while traffic streams in.
 
-The bar (issue 9): during a stream of generated events the speed job is SIGKILLed three times at
+The bar (docs/reliability.md): during a stream of generated events the speed job is SIGKILLed three times at
 random points and started again the normal way (`lambda-speed`, no `--fresh`: it resumes from the
 newest complete checkpoint), Redis loses the speed view once while the job runs, and the Kafka
 broker is restarted once. Afterwards Redis equals the generator's ground truth exactly: the speed
