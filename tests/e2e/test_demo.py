@@ -12,30 +12,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 from datetime import date
 from pathlib import Path
 
 import pytest
 
+from lambda_testkit.sandbox import free_port, free_port_pair
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "demo-test-token-0123456789"
-
-
-def _free_port(pair: bool = False) -> int:
-    """A free port (with `pair`, one whose successor is free too: Kafka's controller takes port + 1)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if not pair:
-            return port
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port + 1)) != 0 and port + 1 < 65536:
-                return port
 
 
 def _alive(pid: int) -> bool:
@@ -63,12 +51,12 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
     private = {
         "LAMBDA_STATE_DIR": str(state),
         "LAMBDA_REDIS_PASSWORD_FILE": str(state / "secrets" / "redis-password"),
-        "LAMBDA_KAFKA_BOOTSTRAP": f"localhost:{_free_port(pair=True)}",
-        "LAMBDA_REDIS_URL": f"redis://localhost:{_free_port()}/0",
-        "LAMBDA_PROMETHEUS_PORT": str(_free_port()),
-        "LAMBDA_PUSHGATEWAY_URL": f"http://localhost:{_free_port()}",
-        "LAMBDA_API_PORT": str(_free_port()),
-        "LAMBDA_SPEED_METRICS_PORT": str(_free_port()),
+        "LAMBDA_KAFKA_BOOTSTRAP": f"localhost:{free_port_pair()}",
+        "LAMBDA_REDIS_URL": f"redis://localhost:{free_port()}/0",
+        "LAMBDA_PROMETHEUS_PORT": str(free_port()),
+        "LAMBDA_PUSHGATEWAY_URL": f"http://localhost:{free_port()}",
+        "LAMBDA_API_PORT": str(free_port()),
+        "LAMBDA_SPEED_METRICS_PORT": str(free_port_pair()),  # the sink serves its own metrics on + 1
         "LAMBDA_REPORTS_DIR": str(tmp_path / "reports"),
         "LAMBDA_API_TOKENS": TOKEN,
         "DEMO_SECONDS": "60",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -21,6 +20,7 @@ from serving_support import REPO, TOKEN, k, m
 from lambda_contract.settings import Settings
 from lambda_contract.windows import HOUR, hour_start
 from lambda_testkit.processes import wait_until
+from lambda_testkit.sandbox import free_port
 from lambda_testkit.views import write_gold, write_manifest, write_meta, write_speed_hour
 from serving_layer.app import create_app
 
@@ -28,13 +28,6 @@ pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = REPO / "reports" / "serving" / "dashboard.png"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -82,7 +82,7 @@ class Sandbox:
     partitions: int = 3
     overrides: dict[str, str] = field(default_factory=dict)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
-    metrics_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port_pair)  # the sink serves its own metrics on + 1
 
     @property
     def topics(self) -> dict[str, str]:

@@ -9,7 +9,6 @@ conversion and the caches, exactly as in production, with nothing mocked.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -25,7 +24,7 @@ import redis
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
 from lambda_testkit.processes import http_ok, wait_until
-from lambda_testkit.sandbox import delete_prefix
+from lambda_testkit.sandbox import delete_prefix, free_port
 from lambda_testkit.truth import SentRecord, Truth, compute_truth
 from lambda_testkit.views import write_gold, write_manifest, write_meta, write_speed_hour
 from lambda_tools.generator import GeneratorConfig, history
@@ -36,12 +35,6 @@ OTHER_TOKEN: Final = "faults-second-token-fedcba9876"
 BATCH_DAY: Final = date(2026, 11, 19)
 SPEED_DAY: Final = date(2026, 11, 20)
 VENV_BIN: Final = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def redis_password_file() -> str:
