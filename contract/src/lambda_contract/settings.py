@@ -259,9 +259,12 @@ class Settings:
     def state_path(self) -> Path:
         return self.path(self.state_dir)
 
+    @property
+    def delta_root_url(self) -> str:
+        return self.delta_root or str(self.state_path / "delta")
+
     def delta_table_url(self, table_name: str) -> str:
-        root = self.delta_root or str(self.state_path / "delta")
-        return f"{root.rstrip('/')}/{table_name}"
+        return f"{self.delta_root_url.rstrip('/')}/{table_name}"
 
     @property
     def checkpoint_url(self) -> str:

@@ -56,9 +56,7 @@ def local_dir(setting: str, url: str) -> Path:
 def data_dirs(settings: Settings) -> dict[str, Path]:
     """The demo's tables and checkpoints on disk, by the setting that names each."""
     return {
-        "LAMBDA_DELTA_ROOT": local_dir(
-            "LAMBDA_DELTA_ROOT", settings.delta_root or str(settings.state_path / "delta")
-        ),
+        "LAMBDA_DELTA_ROOT": local_dir("LAMBDA_DELTA_ROOT", settings.delta_root_url),
         "LAMBDA_CHECKPOINT_DIR": local_dir("LAMBDA_CHECKPOINT_DIR", settings.checkpoint_url),
         "LAMBDA_BATCH_CHECKPOINT_DIR": local_dir(
             "LAMBDA_BATCH_CHECKPOINT_DIR", settings.bronze_checkpoint_url
@@ -73,11 +71,12 @@ def replace(settings: Settings) -> list[str]:
     fresh offsets); the group's committed offsets go with them, so the speed job's lag is measured
     against this run's records only."""
     dirs = data_dirs(settings)  # refuse remote storage before anything is deleted
-    topics = [settings.topic_orders, settings.topic_dlq, settings.topic_late]
+    wanted = kafka_calls.platform_topics(settings)
+    topics = [t.name for t in wanted]
     with kafka_calls.admin_client(settings.kafka_bootstrap) as admin:
         kafka_calls.delete_group(admin, SPEED_GROUP)
         kafka_calls.delete_topics(admin, topics)
-        kafka_calls.ensure_topics(admin, kafka_calls.platform_topics(settings))
+        kafka_calls.ensure_topics(admin, wanted)
     keys = _delete_redis_keys(settings)
     for path in [*dirs.values(), truth_dir(settings)]:
         shutil.rmtree(path, ignore_errors=True)

@@ -25,7 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kafka.errors import KafkaError
+
 from lambda_contract.settings import Settings, SettingsError
+from lambda_tools import kafka_calls
+from lambda_tools.kafka_calls import KafkaUnavailableError
 
 REPO = Path(__file__).resolve().parents[3]
 INFRA = REPO / "infra"
@@ -211,8 +215,6 @@ def _kafka_ready(settings: Settings) -> bool:
 
 def _create_topics(settings: Settings) -> None:
     """Create the platform's topics if missing (idempotent)."""
-    from lambda_tools import kafka_calls
-
     with kafka_calls.admin_client(settings.kafka_bootstrap) as admin:
         kafka_calls.ensure_topics(admin, kafka_calls.platform_topics(settings))
 
@@ -394,7 +396,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for name, pid in status(settings).items():
                 print(f"{name:12} {'running pid ' + str(pid) if pid else 'stopped'}")
-    except (ServiceError, SettingsError, subprocess.CalledProcessError, RuntimeError) as exc:
+    except (
+        ServiceError,
+        SettingsError,
+        subprocess.CalledProcessError,
+        KafkaError,
+        KafkaUnavailableError,
+    ) as exc:
         print(f"lambda-services {args.command}: {exc}", file=sys.stderr)
         return 1
     return 0
