@@ -9,7 +9,16 @@ import pytest
 
 from lambda_contract.redis_layout import HOUR_CLOSED, HOUR_OPEN, Metrics, RedisLayout
 from lambda_contract.windows import HOUR_MS, to_epoch_ms
-from speed_layer.view import MAX_WATERMARK, Expire, HDel, HSet, SpeedView, Update
+from speed_layer.view import (
+    EPOCH_FIELD,
+    MAX_WATERMARK,
+    STATE_VERSION,
+    Expire,
+    HDel,
+    HSet,
+    SpeedView,
+    Update,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -185,14 +194,40 @@ def test_counts_are_increments_of_the_totals() -> None:
 # --- checkpointed state: snapshot / snapshot_changes / restore --------------------------------
 
 
-def busy_view() -> SpeedView:
+class FakeRedis:
+    """Hashes and expiry instants as the view's commands leave them (to compare two histories)."""
+
+    def __init__(self) -> None:
+        self.hashes: dict[str, dict[str, str]] = {}
+        self.expires_ms: dict[str, int] = {}
+
+    def run(self, commands: list, now_ms: int) -> FakeRedis:  # type: ignore[type-arg]
+        for c in commands:
+            if isinstance(c, HSet):
+                self.hashes.setdefault(c.key, {}).update(c.mapping)
+            elif isinstance(c, Expire) and c.key in self.hashes:
+                self.expires_ms[c.key] = now_ms + c.seconds * 1000
+            elif isinstance(c, HDel):
+                for f in c.fields:
+                    self.hashes.get(c.key, {}).pop(f, None)
+        return self
+
+    def view(self) -> dict[str, dict[str, str]]:
+        """Everything but the sink's own bookkeeping (heartbeat, epoch)."""
+        own = ("updated_ms", EPOCH_FIELD)
+        meta = {k: v for k, v in self.hashes.get(L.meta(), {}).items() if k not in own}
+        return {k: v for k, v in self.hashes.items() if k != L.meta()} | {L.meta(): meta}
+
+
+def busy_view(redis: FakeRedis | None = None) -> SpeedView:
     """A view with a closed hour (late and duplicate counters after closing), an open hour, a DLQ
-    counter and the progress of two partitions."""
+    counter and the progress of two partitions. `redis` gets what its drains wrote."""
+    redis = redis or FakeRedis()
     vw = SpeedView(L, LATENESS_S, retention_s=7200, out_of_orderness_s=30, partitions=2, idle_timeout_s=10)
     vw.apply(hour_update(3, "4.5", dups=1))
     vw.apply(Update("partition", 0, max_event_ms=H13_MS + 2 * HOUR_MS))
     vw.apply(Update("partition", 1, max_event_ms=H13_MS + HOUR_MS + 10 * 60_000))
-    vw.drain(now_ms=1_000)  # the watermark closes 13:00
+    redis.run(vw.drain(now_ms=1_000), 1_000)  # the watermark closes 13:00
     vw.apply(hour_update(3, "4.5", late=2, dups=4))  # late events for the closed hour
     vw.apply(
         Update(
@@ -201,7 +236,7 @@ def busy_view() -> SpeedView:
         )
     )  # fmt: skip
     vw.apply(Update("dlq", to_epoch_ms(datetime(2026, 11, 20, tzinfo=UTC)), reason="not_json", malformed=3))
-    vw.drain(now_ms=1_100)
+    redis.run(vw.drain(now_ms=1_100), 1_100)
     return vw
 
 
@@ -221,17 +256,71 @@ def test_restore_rebuilds_an_equal_view() -> None:
     assert hsets(copy.refresh(5_000)) == hsets(vw.refresh(5_000))
 
 
-def test_a_restored_view_writes_its_open_hours_status_and_watermark_on_the_first_tick() -> None:
+def test_a_restored_view_rewrites_the_whole_view() -> None:
     copy = restored(busy_view())
-    written = hsets(copy.drain(5_000) + copy.refresh(5_000))
+    commands = copy.rewrite(5_000, epoch="e1")
+    assert commands[0] == HSet(L.meta(), {EPOCH_FIELD: "e1"})  # first: a flush after it removes it
+    written = hsets(commands)
     h14 = datetime(2026, 11, 20, 14, tzinfo=UTC)
     assert written[L.hour(h14)] == {"us-east|toys|USD": "-2.5000|1|1|2"}
     assert written[L.duplicates(h14)] == {"us-east|toys|USD": "2"}
-    # The closed hour's status is written again (the killed run may not have written it); its
-    # values are not part of the refresh.
+    # The closed hour comes back with its values, its late counters and its status.
+    assert written[L.hour(H13)] == {"eu-west|books|EUR": "4.5000|3|0|3"}
+    assert written[L.late(H13)] == {"eu-west|books|EUR": "2.0000|2|0|2"}
+    assert written[L.duplicates(H13)] == {"eu-west|books|EUR": "4"}
     assert written[L.hours()] == {"2026-11-20T13": HOUR_CLOSED, "2026-11-20T14": HOUR_OPEN}
+    assert written[L.malformed(H13.date())] == {"not_json": "3"}
     assert written[L.meta()]["watermark_ms"] == str(H13_MS + HOUR_MS + 10 * 60_000 - 30_000 - 1)
-    assert L.hour(H13) not in written
+    # Drained at 1,100 ms with 7,200 s of retention: about 7,196 s are left at 5,000 ms.
+    assert Expire(L.late(H13), 7197) in commands and Expire(L.hour(H13), 7197) in commands
+    assert Expire(L.malformed(H13.date()), 7200 + 86_400 - 3) in commands
+    assert not any(isinstance(c, Expire) and "2026-11-20T14" in c.key for c in commands)
+
+
+def test_a_rewrite_into_an_empty_redis_gives_what_every_write_so_far_gave() -> None:
+    """The history of drains and refreshes a running sink made, against one rewrite after a flush
+    at the same moment: the same hashes, and closed keys expire no later than they would have."""
+    history = FakeRedis()
+    vw = busy_view(history)
+    vw.apply(
+        Update("hour", H13_MS + 2 * HOUR_MS, "eu-west", "books", "EUR", speed=Metrics(Decimal("1"), 1, 0, 1))
+    )
+    vw.apply(Update("partition", 0, max_event_ms=H13_MS + 3 * HOUR_MS))
+    vw.apply(Update("partition", 1, max_event_ms=H13_MS + 3 * HOUR_MS))
+    history.run(vw.drain(2_000) + vw.refresh(2_000), 2_000)  # closes 14:00, opens 15:00
+    vw.apply(hour_update(3, "4.5", late=3, dups=5))  # late again for 13:00
+    history.run(vw.drain(3_000), 3_000)
+    rebuilt = FakeRedis().run(vw.rewrite(3_500, "e1"), 3_500)
+    assert rebuilt.view() == history.view()
+    assert rebuilt.expires_ms.keys() == history.expires_ms.keys()
+    for key, expires_ms in rebuilt.expires_ms.items():
+        assert 0 <= expires_ms - history.expires_ms[key] < 1000, key  # whole seconds, rounded up
+    assert vw.closed_hours() == [H13_MS, H13_MS + HOUR_MS] and vw.open_hours() == [H13_MS + 2 * HOUR_MS]
+
+
+def test_closed_hours_keep_their_expiry_across_a_rewrite_and_leave_with_it() -> None:
+    vw = view()
+    vw.apply(hour_update(1, late=1))
+    vw.advance(H13_MS + HOUR_MS + LATENESS_S * 1000)
+    vw.drain(now_ms=10_000)  # the hour closes: its keys expire at 10,000 ms + 7,200 s
+    assert Expire(L.hour(H13), 3600) in vw.rewrite(10_000 + 3_600_000, "e")
+    assert Expire(L.hour(H13), 1) in vw.rewrite(10_000 + 7_200_000 - 1, "e")
+    commands = vw.refresh(10_000 + 7_200_000)  # Redis expired them now: the view forgets them too
+    assert HDel(L.hours(), ("2026-11-20T13",)) in commands
+    assert vw.closed_hours() == [] and L.hour(H13) not in hsets(vw.rewrite(10_000 + 7_200_000, "e"))
+
+
+def test_malformed_counters_leave_the_view_when_their_key_expires() -> None:
+    vw = view()
+    day = to_epoch_ms(datetime(2026, 11, 20, tzinfo=UTC))
+    vw.apply(Update("dlq", day, reason="not_json", malformed=2))
+    vw.drain(now_ms=0)
+    vw.snapshot_changes()
+    vw.refresh((7200 + 86_400) * 1000 - 1)
+    assert L.malformed(H13.date()) in hsets(vw.rewrite((7200 + 86_400) * 1000 - 1, "e"))
+    vw.refresh((7200 + 86_400) * 1000)
+    assert vw.snapshot_changes()[f"dlq:{day}:not_json"] is None
+    assert L.malformed(H13.date()) not in hsets(vw.rewrite((7200 + 86_400) * 1000, "e"))
 
 
 def test_a_restored_view_continues_the_metric_deltas_and_the_watermark() -> None:
@@ -273,20 +362,23 @@ def test_snapshot_changes_keep_a_stored_copy_equal_to_the_snapshot() -> None:
     assert sync() == {}  # a tick that changed nothing costs nothing
     vw.apply(hour_update(2, dups=1))
     assert set(sync()) == {f"hour:{H13_MS}:eu-west|books|EUR"}  # one entry per changelog row
-    vw.advance(H13_MS + HOUR_MS + LATENESS_S * 1000)  # closes the hour: its entry drops the values
-    assert set(sync()) == {f"hour:{H13_MS}:eu-west|books|EUR", "meta"}
+    vw.advance(H13_MS + HOUR_MS + LATENESS_S * 1000)  # closes the hour: its entry keeps its values
+    assert set(sync()) == {"meta"}
+    vw.drain(2)  # the closed hour's expiry instant is part of meta
+    assert set(sync()) == {"meta"}
     vw.advance(H13_MS + 10 * HOUR_MS)
     sync()
-    vw.refresh(2)  # prunes the old closed hour: its entry is removed
+    vw.refresh(3)  # prunes the old closed hour: its entry is removed
     assert sync()[f"hour:{H13_MS}:eu-west|books|EUR"] is None
     assert set(stored) == {"meta"}
 
 
-def test_restore_refuses_another_state_version() -> None:
+@pytest.mark.parametrize("version", [1, 99])
+def test_restore_refuses_another_state_version(version: int) -> None:
     vw = view()
     snapshot = view().snapshot()
-    snapshot["meta"] = snapshot["meta"].replace('"v":1', '"v":99')
-    with pytest.raises(ValueError, match="version 99"):
+    snapshot["meta"] = snapshot["meta"].replace(f'"v":{STATE_VERSION}', f'"v":{version}')
+    with pytest.raises(ValueError, match=f"version {version}"):
         vw.restore(snapshot)
 
 

@@ -3,19 +3,25 @@
 It receives the aggregate changelog (a few hundred rows per second at most, never one row per
 event), hands each row to the pure `SpeedView`, and writes the resulting commands pipelined on a
 short processing-time tick, which also publishes the watermark and, every refresh interval,
-rewrites the open hours so a Redis that lost its data heals.
+rewrites the open hours and prunes what left retention.
 
-The view's durable part is Flink keyed state (`SpeedView.snapshot`), written before each callback
-returns (PyFlink has no hook before a checkpoint barrier), so a resumed job rebuilds exactly the
-view that matches its checkpoint's offsets, whatever Redis holds. A heartbeat input (one row a
-second, `job.heartbeat`) starts the tick of a resumed sink that gets no changelog row, and
-restarts a tick whose timer is long overdue: a restored timer alone does not always fire. Redis
-is read back only when the state is empty (a first start), docs/reliability.md has the cases.
+Redis is a cache of the view, never its only copy. The whole view (open and closed hours within
+retention, malformed counters, watermark) is Flink keyed state (`SpeedView.snapshot`), written
+before each callback returns (PyFlink has no hook before a checkpoint barrier), so a resumed job
+rebuilds exactly the view that matches its checkpoint's offsets, whatever Redis holds. Each tick's
+pipeline also reads back the epoch the sink wrote first in its last whole-view write
+(`SpeedView.rewrite`); when it is gone (a flush, a Redis restarted without persistence) or is not
+this run's (a resumed job: the previous run may have left gaps), the sink writes the whole view
+again at once. A heartbeat input (one row a second, `job.heartbeat`) starts the tick of a resumed
+sink that gets no changelog row, and restarts a tick whose timer is long overdue: a restored timer
+alone does not always fire. Redis is read back only when the state is empty (a first start),
+docs/reliability.md has the cases.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -29,7 +35,7 @@ from pyflink.datastream.state import MapStateDescriptor
 from lambda_contract.settings import Settings
 from speed_layer import checkpoints, redis_io
 from speed_layer.metrics import SpeedMetrics
-from speed_layer.view import MAX_WATERMARK, HSet, SpeedView, Update, metrics_of
+from speed_layer.view import EPOCH_FIELD, MAX_WATERMARK, HSet, SpeedView, Update, metrics_of
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +82,9 @@ class RedisSink(KeyedCoProcessFunction):  # type: ignore[misc]
         self.overdue_ms = max(10_000, 20 * tick_ms)
         self._retry: list[Any] = []
         self._next_checkpoint_check = 0
+        # The epoch of this run's last whole-view write that went through; "" until the first one,
+        # so the first tick of every run writes the whole view.
+        self._epoch = ""
 
     def open(self, runtime_context: RuntimeContext) -> None:
         s = self.settings
@@ -190,8 +199,9 @@ class RedisSink(KeyedCoProcessFunction):  # type: ignore[misc]
             commands += self._view.refresh(now_ms)
             self._next_refresh = now_ms + self.refresh_ms
         m = self._metrics
+        probe = (self.settings.redis_layout.meta(), EPOCH_FIELD)
         try:
-            seconds = redis_io.execute(self._client, commands)
+            seconds, epoch = redis_io.execute(self._client, commands, probe)
         except Exception:
             # Nothing is lost: the commands are retried (absolute values, so order does not matter
             # beyond the newest value winning, which keeps its place at the end).
@@ -199,7 +209,14 @@ class RedisSink(KeyedCoProcessFunction):  # type: ignore[misc]
             log.exception("Redis write failed; retrying on the next tick")
             self._retry = commands[-50_000:]
             return
-        m.redis_writes.inc(sum(len(c.mapping) for c in commands if isinstance(c, HSet)))
+        written = sum(len(c.mapping) for c in commands if isinstance(c, HSet))
+        if epoch != self._epoch:
+            rewritten = self._rewrite(now_ms, epoch)
+            if rewritten is None:
+                return
+            seconds += rewritten[0]
+            written += rewritten[1]
+        m.redis_writes.inc(written)
         m.redis_latency.observe(seconds)
         m.add(self._view.take_counts())
         m.open_hours.set(len(self._view.open_hours()))
@@ -212,3 +229,33 @@ class RedisSink(KeyedCoProcessFunction):  # type: ignore[misc]
             age = checkpoints.latest_age_s(self.settings.checkpoint_url)
             if age is not None:
                 m.checkpoint_age.set(age)
+
+    def _rewrite(self, now_ms: int, found: str | None) -> tuple[float, int] | None:
+        """Write the whole view under a new epoch (seconds taken, fields written); None if Redis
+        failed, and then the next tick writes it all again, whatever epoch Redis holds."""
+        assert self._view is not None and self._metrics is not None
+        epoch = f"{now_ms}-{secrets.token_hex(4)}"
+        commands = self._view.rewrite(now_ms, epoch)
+        try:
+            seconds, _ = redis_io.execute(self._client, commands)
+        except Exception:
+            self._metrics.redis_errors.inc()
+            log.exception("writing the whole speed view failed; trying again on the next tick")
+            self._epoch = ""
+            return None
+        written = sum(len(c.mapping) for c in commands if isinstance(c, HSet))
+        level = logging.INFO if not self._epoch else logging.WARNING
+        log.log(
+            level,
+            "wrote the whole speed view (Redis held epoch %s, expected %s): %d open and %d closed hours, "
+            "%d fields in %.3f s; epoch %s",
+            found,
+            self._epoch or "none (first tick of this run)",
+            len(self._view.open_hours()),
+            len(self._view.closed_hours()),
+            written,
+            seconds,
+            epoch,
+        )
+        self._epoch = epoch
+        return seconds, written

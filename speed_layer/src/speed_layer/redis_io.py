@@ -1,4 +1,5 @@
-"""Redis I/O of the speed view: run the view's commands pipelined, read back what a restart needs."""
+"""Redis I/O of the speed view: run the view's commands pipelined (with the one read that tells
+whether Redis lost the view), read back what a first start needs."""
 
 from __future__ import annotations
 
@@ -25,12 +26,17 @@ def connect(settings: Settings) -> redis.Redis:
     )
 
 
-def execute(client: redis.Redis, commands: Sequence[Command]) -> float:
-    """Run the commands in one pipeline (no MULTI: every command is idempotent); seconds taken."""
-    if not commands:
-        return 0.0
+def execute(
+    client: redis.Redis, commands: Sequence[Command], probe: tuple[str, str] | None = None
+) -> tuple[float, str | None]:
+    """Run the commands in one pipeline (no MULTI: every command is idempotent); seconds taken,
+    and the value of the hash field `probe` (key, field) as it was before the commands ran."""
+    if not commands and probe is None:
+        return 0.0, None
     started = time.perf_counter()
     pipe = client.pipeline(transaction=False)
+    if probe is not None:
+        pipe.hget(*probe)
     for cmd in commands:
         if isinstance(cmd, HSet):
             pipe.hset(cmd.key, mapping=dict(cmd.mapping))
@@ -38,8 +44,10 @@ def execute(client: redis.Redis, commands: Sequence[Command]) -> float:
             pipe.expire(cmd.key, cmd.seconds)
         elif isinstance(cmd, HDel):
             pipe.hdel(cmd.key, *cmd.fields)
-    pipe.execute()
-    return time.perf_counter() - started
+    results = pipe.execute()
+    seconds = time.perf_counter() - started
+    probed = results[0] if probe is not None else None
+    return seconds, probed.decode() if isinstance(probed, bytes) else None
 
 
 def read_state(
