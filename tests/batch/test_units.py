@@ -111,6 +111,20 @@ def test_metrics_have_units_and_keep_last_success_only_on_success() -> None:
     assert 'lambda_batch_date_status{date="2026-11-25"} 0.0' in failed
 
 
+def test_ingest_progress_is_reported_only_by_an_ingest_that_succeeded() -> None:
+    """The retention alert counts from the last good ingest: a run whose ingest failed (or that
+    did not ingest) must not push the gauge, which would replace the last good value."""
+    from batch_layer.metrics import ingest_registry
+
+    ran = generate_latest(build_registry([], [], 1.0, 7, True, 1000.0, ingested_through=990.0)).decode()
+    assert "lambda_batch_ingested_through_timestamp_seconds 990.0" in ran
+    no_ingest = generate_latest(build_registry([], [], 1.0, 0, False, 1000.0)).decode()
+    assert "lambda_batch_ingested_through_timestamp_seconds" not in no_ingest
+    alone = generate_latest(ingest_registry(42.0)).decode()
+    assert "lambda_batch_ingested_through_timestamp_seconds 42.0" in alone
+    assert "lambda_batch_last_success_timestamp_seconds" not in alone
+
+
 def test_jvm_options_from_the_command_line_add_to_ours_and_may_replace_the_collector(tmp_path: Path) -> None:
     from dataclasses import replace
 

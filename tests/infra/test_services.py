@@ -19,8 +19,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from lambda_contract.settings import Settings
+from lambda_contract.topics import topic_configs
 from lambda_testkit.processes import wait_until
-from lambda_tools import services
+from lambda_tools import kafka_calls, services
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +53,33 @@ def test_the_platform_topics_exist_with_their_partitions(settings: Settings) -> 
         assert consumer.partitions_for_topic(settings.topic_late)
     finally:
         consumer.close()
+
+
+def test_the_platform_topics_have_the_products_configuration(settings: Settings) -> None:
+    """Append-time timestamps and retention as lambda_contract.topics says (docs/specs/kafka.md)."""
+    wanted = topic_configs(settings)
+    with kafka_calls.admin_client(settings.kafka_bootstrap) as admin:
+        own = kafka_calls.topic_settings(admin, list(wanted))
+    assert {name: {k: own[name].get(k) for k in config} for name, config in wanted.items()} == wanted
+
+
+def test_ensure_topics_gives_an_existing_topic_the_wanted_configuration(
+    settings: Settings, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker `make up` started before a checkout changed the topic settings gets them on the next
+    `make up`; settings the topic has beyond those wanted stay, and a topic that has them is left alone."""
+    wanted = {"message.timestamp.type": "LogAppendTime", "cleanup.policy": "delete"}
+    with kafka_calls.admin_client(settings.kafka_bootstrap) as admin:
+        # A topic of some age: its own setting is visible (right after a change it may not be yet).
+        assert wait_until(
+            lambda: kafka_calls.topic_settings(admin, [topic])[topic] == {"retention.ms": "-1"}, 30
+        )
+        kafka_calls.ensure_topics(admin, [NewTopic(topic, 3, 1, topic_configs=wanted)])
+        assert kafka_calls.topic_settings(admin, [topic])[topic] == {"retention.ms": "-1"} | wanted
+        altered: list[object] = []
+        monkeypatch.setattr(admin, "alter_configs", altered.append)
+        kafka_calls.ensure_topics(admin, [NewTopic(topic, 3, 1, topic_configs=wanted)])
+        assert altered == []
 
 
 def test_produce_and_consume_through_the_real_broker(settings: Settings, topic: str) -> None:

@@ -7,6 +7,9 @@ from typing import Any
 import pytest
 from k8s_support import objects, one
 
+from lambda_contract.settings import Settings
+from lambda_contract.topics import topic_configs
+
 pytestmark = pytest.mark.unit
 
 Rendered = dict[str, list[dict[str, Any]]]
@@ -53,6 +56,9 @@ def test_topics_are_the_contract_topics(rendered: Rendered, overlay: str) -> Non
     assert config["data"]["LAMBDA_TOPIC_ORDERS"] == "orders.v1"
     assert int(config["data"]["LAMBDA_TOPIC_PARTITIONS"]) == topics["orders.v1"]["partitions"]
     assert int(config["data"]["LAMBDA_SPEED_PARALLELISM"]) <= topics["orders.v1"]["partitions"]
+    # The same timestamps and retention as the topics `make up` creates (lambda_contract.topics).
+    wanted = topic_configs(Settings.from_env(config["data"]))
+    assert {name: {k: str(v) for k, v in t["config"].items()} for name, t in topics.items()} == wanted
 
 
 def test_prod_is_highly_available(rendered: Rendered) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lambda_contract import metrics
+from lambda_contract import metrics, topics
 from lambda_tools.docs import METRICS_MD, metrics_markdown
 
 pytestmark = pytest.mark.unit
@@ -22,7 +22,8 @@ RULE_TESTS = REPO / "infra" / "prometheus" / "tests" / "lambda_test.yml"
 DASHBOARDS = sorted((REPO / "infra" / "grafana" / "dashboards").glob("*.json"))
 _METRIC = re.compile(r"\b(lambda_[a-z0-9_]+)\b")
 KNOWN = {name for spec in metrics.ALL for name in spec.series_names}
-ALERTS = [r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+RULE_LIST = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+ALERTS = [r["alert"] for r in RULE_LIST]
 
 
 def promtool() -> str:
@@ -57,6 +58,32 @@ def test_rules_use_only_exported_metrics() -> None:
     exprs = [r["expr"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
     used = {name for expr in exprs for name in _METRIC.findall(expr)}
     assert used and used <= KNOWN, used - KNOWN
+
+
+def test_the_ingest_alert_pages_at_its_share_of_the_topics_retention() -> None:
+    """The rule states orders.v1's retention as a number; it must be the one the topic has."""
+    (rule,) = [r for r in RULE_LIST if r["alert"] == "BronzeIngestBehindRetention"]
+    threshold = f"> {topics.INGEST_ALERT_SHARE} * {topics.ORDERS_RETENTION_MS // 1000}"
+    assert rule["expr"].strip().endswith(threshold), (rule["expr"], threshold)
+    assert topics.orders_config()["retention.ms"] == str(topics.ORDERS_RETENTION_MS)
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as dashes."""
+    prose = re.sub(r"^```.*?^```", "", markdown, flags=re.MULTILINE | re.DOTALL)  # not `# comments`
+    headings = re.findall(r"^#+\s+(.+?)\s*$", prose, flags=re.MULTILINE)
+    return {re.sub(r"[^a-z0-9 _-]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_runbook_url_names_a_section_that_exists() -> None:
+    for rule in RULE_LIST:
+        url = rule.get("annotations", {}).get("runbook_url")
+        if url is None:
+            continue
+        path, _, anchor = url.partition("#")
+        doc = REPO / path
+        assert doc.is_file(), (rule["alert"], url)
+        assert anchor in _anchors(doc.read_text()), (rule["alert"], url)
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)

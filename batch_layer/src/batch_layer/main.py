@@ -99,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"ingested {result.rows} rows in {result.batches} batches; bronze is at v{result.bronze_version}"
             )
+            if settings.pushgateway_url:
+                from batch_layer import metrics
+
+                metrics.push(settings.pushgateway_url, metrics.ingest_registry(result.started_at))
             return 0
         report: RunReport = run(
             spark,

@@ -26,8 +26,11 @@ def build_registry(
     ingested_rows: int,
     success: bool,
     finished_at: float,
+    ingested_through: float | None = None,
 ) -> CollectorRegistry:
-    registry = CollectorRegistry()
+    """A run's metrics; `ingested_through` only when its ingest succeeded, so a run that failed to
+    ingest leaves the last good value in place and the retention alert keeps counting from it."""
+    registry = ingest_registry(ingested_through)
 
     def gauge(m: spec.MetricSpec) -> Gauge:
         return Gauge(m.name, m.doc, list(m.labels), registry=registry)
@@ -49,6 +52,15 @@ def build_registry(
     gauge(spec.BATCH_LAST_RUN_SUCCESS).set(1 if success else 0)
     if success:
         gauge(spec.BATCH_LAST_SUCCESS).set(finished_at)
+    return registry
+
+
+def ingest_registry(ingested_through: float | None) -> CollectorRegistry:
+    """What an ingest on its own reports (`lambda-batch ingest`, every 15 minutes in k8s)."""
+    registry = CollectorRegistry()
+    if ingested_through is not None:
+        m = spec.BATCH_INGESTED_THROUGH
+        Gauge(m.name, m.doc, list(m.labels), registry=registry).set(ingested_through)
     return registry
 
 

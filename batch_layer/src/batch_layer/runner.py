@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 class RunReport:
     run_id: str
     ingested_rows: int | None = None
+    ingested_through: float | None = None
     bronze_version: int | None = None
     results: list[DateResult] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -62,6 +63,7 @@ def run(
                 allow_data_loss=allow_data_loss,
             )
             report.ingested_rows = result.rows
+            report.ingested_through = result.started_at
             log.info(
                 "ingest: %d rows in %d batches -> bronze v%d",
                 result.rows,
@@ -124,5 +126,6 @@ def push_metrics(settings: Settings, report: RunReport, grouping_key: dict[str, 
         report.ingested_rows or 0,
         report.ok,
         time.time(),
+        report.ingested_through,
     )
     metrics.push(settings.pushgateway_url, registry, grouping_key)

@@ -82,6 +82,13 @@ BATCH_LAST_RUN_SUCCESS: Final = _m(
 BATCH_LAST_SUCCESS: Final = _m(
     "batch", "last_success_timestamp_seconds", "gauge", "Unix time the last successful run ended."
 )
+BATCH_INGESTED_THROUGH: Final = _m(
+    "batch",
+    "ingested_through_timestamp_seconds",
+    "gauge",
+    "Every orders.v1 record that reached Kafka before this Unix time is in bronze: when the last "
+    "successful ingest started.",
+)
 
 # --- serving layer --------------------------------------------------------------------------
 SERVING_REQUEST_SECONDS: Final = _m(

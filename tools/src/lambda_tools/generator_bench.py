@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, datetime, timedelta
 
 from lambda_contract.settings import Settings
 from lambda_contract.windows import from_epoch_ms
@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n = args.events
     config = GeneratorConfig(seed=7)
-    start, end = range_bounds(date(2026, 11, 24), date(2026, 11, 24))
+    # Yesterday: records stamped with their event times stay within a scratch topic's time retention.
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    start, end = range_bounds(yesterday, yesterday)
     out: dict[str, object] = {"events": n, "load_average": os.getloadavg()[0], "cpus": os.cpu_count()}
     out["generate"] = _measure(n, lambda: list(history(config, start, end, n)))
     records = list(history(config, start, end, n))

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import (
     GroupIdNotFoundError,
     KafkaError,
@@ -24,15 +24,18 @@ from kafka.errors import (
     NoError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
+    for_code,
 )
 
 from lambda_contract.settings import Settings
+from lambda_contract.topics import topic_configs
 
 T = TypeVar("T")
 C = TypeVar("C", KafkaAdminClient, KafkaConsumer)
 
 DEFAULT_BOUND_S = 60.0
 NEW_TOPIC_S = 5.0
+DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' config_source of a topic's own setting
 
 
 class KafkaUnavailableError(RuntimeError):
@@ -121,16 +124,22 @@ class _TopicNotListedError(StillPendingError):
 
 
 def platform_topics(settings: Settings) -> list[NewTopic]:
-    """The three topics the platform reads and writes, as the local broker holds them (one replica)."""
+    """The three topics the platform reads and writes, as the local broker holds them (one replica),
+    with their configuration from lambda_contract.topics (append-time timestamps, retention)."""
+    configs = topic_configs(settings)
     return [
-        NewTopic(settings.topic_orders, settings.topic_partitions, 1),
-        NewTopic(settings.topic_dlq, 1, 1),
-        NewTopic(settings.topic_late, 1, 1),
+        NewTopic(
+            settings.topic_orders, settings.topic_partitions, 1, topic_configs=configs[settings.topic_orders]
+        ),
+        NewTopic(settings.topic_dlq, 1, 1, topic_configs=configs[settings.topic_dlq]),
+        NewTopic(settings.topic_late, 1, 1, topic_configs=configs[settings.topic_late]),
     ]
 
 
 def ensure_topics(admin: KafkaAdminClient, wanted: list[NewTopic], bound_s: float = DEFAULT_BOUND_S) -> None:
-    """Create the topics that are missing and wait until the broker lists them (idempotent)."""
+    """Create the topics that are missing and wait until the broker lists them; give topics that
+    already exist the configuration wanted, so a checkout's new topic settings reach a broker that
+    `make up` started before (idempotent)."""
 
     def create_missing() -> None:
         missing = [t for t in wanted if t.name not in set(admin.list_topics())]
@@ -143,6 +152,44 @@ def ensure_topics(admin: KafkaAdminClient, wanted: list[NewTopic], bound_s: floa
             raise StillPendingError(f"{', '.join(absent)} not listed yet")
 
     retry("create the topics " + ", ".join(t.name for t in wanted), create_missing, bound_s=bound_s)
+    configured = [t for t in wanted if t.topic_configs]
+    if configured:
+        retry(
+            "configure the topics " + ", ".join(t.name for t in configured),
+            lambda: _configure(admin, configured),
+            bound_s=bound_s,
+        )
+
+
+def topic_settings(admin: KafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
+    """Each topic's own settings (not the broker defaults it inherits)."""
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    out: dict[str, dict[str, str]] = {}
+    for response in admin.describe_configs(resources):
+        for error_code, error_message, _type, name, entries in response.resources:
+            if error_code:
+                raise for_code(error_code)(f"describing topic {name!r}: {error_message}")
+            out[name] = {e[0]: e[1] for e in entries if e[3] == DYNAMIC_TOPIC_CONFIG}
+    return out
+
+
+def _configure(admin: KafkaAdminClient, wanted: list[NewTopic]) -> None:
+    """Set the wanted settings where a topic differs, then have `retry` call again until the broker
+    shows them (a describe right after a change may not). AlterConfigs replaces a topic's whole
+    set of own settings, so the ones it has beyond those wanted are sent along and kept."""
+    own = topic_settings(admin, [t.name for t in wanted])
+    changes = [
+        ConfigResource(ConfigResourceType.TOPIC, t.name, configs=own.get(t.name, {}) | dict(t.topic_configs))
+        for t in wanted
+        if any(own.get(t.name, {}).get(k) != v for k, v in t.topic_configs.items())
+    ]
+    if not changes:
+        return
+    response = admin.alter_configs(changes)
+    for error_code, error_message, _type, name in response.resources:
+        if error_code:
+            raise for_code(error_code)(f"configuring topic {name!r}: {error_message}")
+    raise StillPendingError(f"{', '.join(str(c.name) for c in changes)} not showing the new settings yet")
 
 
 def delete_topics(admin: KafkaAdminClient, topics: list[str], bound_s: float = DEFAULT_BOUND_S) -> None:

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,29 +149,34 @@ def _kafka_java(settings: Settings, state: Path) -> list[str]:
     ]
 
 
-def _kafka_config(settings: Settings, state: Path) -> Path:
+def _kafka_config(settings: Settings, state: Path, overrides: Mapping[str, str]) -> Path:
     port = int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
     data = state / "kafka" / "data"
     config = state / "kafka" / "server.properties"
     template = (INFRA / "kafka" / "server.properties").read_text()
     config.parent.mkdir(parents=True, exist_ok=True)
+    extra = "".join(f"{key}={value}\n" for key, value in overrides.items())  # a later key wins
     config.write_text(
         template.replace("@PORT@", str(port))
         .replace("@CONTROLLER_PORT@", str(port + 1))
         .replace("@DATA_DIR@", str(data))
         .replace("@PARTITIONS@", str(settings.topic_partitions))
+        + extra
     )
     return config
 
 
-def start_kafka(settings: Settings, state: Path) -> None:
+def start_kafka(settings: Settings, state: Path, overrides: Mapping[str, str] | None = None) -> None:
+    """Start the broker (unless running) and create the platform's topics. `overrides`: broker
+    properties on top of infra/kafka/server.properties, for a test's private broker (e.g. a
+    retention check every second instead of every 5 minutes)."""
     name = "kafka"
     log = state / "logs" / "kafka.log"
     port = int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
     if running_pid(state, name) is None:
         if _port_open(port):
             raise ServiceError(f"port {port} is taken by a process this project did not start")
-        config = _kafka_config(settings, state)
+        config = _kafka_config(settings, state, overrides or {})
         meta = state / "kafka" / "data" / "meta.properties"
         if not meta.exists():
             cluster_id = _cluster_id()
