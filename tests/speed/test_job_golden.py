@@ -46,8 +46,13 @@ START_TIMEOUT_S = 300  # a cold PyFlink start plans a large SQL job; slow on a b
 def consume_all(
     bootstrap: str, topic: str, expected: int, timeout_s: float = 60
 ) -> list[tuple[int, bytes | None]]:
+    # read_committed: the job writes these topics in transactions; an aborted one is no output.
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=2000
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+        isolation_level="read_committed",
     )
     out: list[tuple[int, bytes | None]] = []
     deadline = time.monotonic() + timeout_s

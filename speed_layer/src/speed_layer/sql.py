@@ -114,13 +114,13 @@ def dlq_columns() -> list[Column]:
 
 
 def dlq_options(settings: Settings) -> dict[str, str]:
+    """Malformed records, written exactly once (see _exactly_once)."""
     return {
         "connector": "kafka",
         "topic": settings.topic_dlq,
         "properties.bootstrap.servers": settings.kafka_bootstrap,
         "format": "json",
-        "sink.delivery-guarantee": "at-least-once",
-    }
+    } | _exactly_once(settings, "dlq", settings.topic_dlq)
 
 
 def late_columns() -> list[Column]:
@@ -134,7 +134,28 @@ def late_options(settings: Settings) -> dict[str, str]:
         "topic": settings.topic_late,
         "properties.bootstrap.servers": settings.kafka_bootstrap,
         "format": "raw",
-        "sink.delivery-guarantee": "at-least-once",
+    } | _exactly_once(settings, "late", settings.topic_late)
+
+
+def _exactly_once(settings: Settings, role: str, topic: str) -> dict[str, str]:
+    """Kafka transactions committed with each checkpoint: a restarted job's replay never shows
+    twice to a read_committed reader, which sees a record one checkpoint interval late.
+
+    The transactional id prefix must be unique per sink on the cluster (the DLQ and late sinks of
+    one job included: equal ids fence each other) and stable across restarts (a restarted sink
+    aborts only its own prefix's lingering transactions; another prefix's would block
+    read_committed readers until they time out). The Redis prefix and the topic name name this
+    job's outputs, so they are both. POOLING reuses a few ids per subtask instead of a new one
+    per checkpoint, each of which the broker keeps for 7 days (needs Kafka 3.0+). Flink's default
+    transaction timeout (1 h) is above Kafka's default `transaction.max.timeout.ms` (15 min,
+    infra/kafka/server.properties), which refuses such a producer: 15 min is the bound on how long
+    a job may stay down between a checkpoint and its commit, and on how long a job that is not
+    restarted blocks read_committed readers."""
+    return {
+        "sink.delivery-guarantee": "exactly-once",
+        "sink.transactional-id-prefix": f"{settings.redis_prefix}.speed.{role}.{topic}",
+        "sink.transaction-naming-strategy": "POOLING",
+        "properties.transaction.timeout.ms": str(15 * 60 * 1000),
     }
 
 

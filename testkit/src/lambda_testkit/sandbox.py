@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -16,8 +17,9 @@ from pathlib import Path
 from typing import Final, cast
 
 import redis
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
 
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
@@ -190,6 +192,40 @@ def produce(bootstrap: str, topic: str, records: Iterable[Record]) -> list[tuple
         return [(meta.partition, meta.offset) for meta in (f.get(timeout=60) for f in futures)]
     finally:
         producer.close(10)
+
+
+def read_topic(
+    bootstrap: str, topic: str, *, committed: bool = True, timeout_s: float = 60
+) -> list[ConsumerRecord]:
+    """Every record of `topic` up to its end as of the call, in no group.
+
+    The speed job writes the DLQ and late topics in Kafka transactions: read_committed (the
+    default here) is what its readers see, one record per output, each visible once the checkpoint
+    after it completes; read_uncommitted also returns the records of aborted transactions (a killed
+    run's output, written again by the run that resumed). The end is the last stable offset under
+    read_committed, which an open transaction holds back."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed" if committed else "read_uncommitted",
+        fetch_max_bytes=4 << 20,  # a fetch over several partitions stays below the frame limit
+        receive_message_max_bytes=8 << 20,
+    )
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        end = consumer.end_offsets(parts)
+        out: list[ConsumerRecord] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in parts):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: read {len(out)} records, not at {end} after {timeout_s:.0f} s")
+            for batch in consumer.poll(timeout_ms=500).values():
+                out += batch
+        return out
+    finally:
+        consumer.close()
 
 
 def delete_prefix(client: redis.Redis, prefix: str) -> int:

@@ -92,6 +92,7 @@ def read_topic(box: Sandbox, topic: str) -> list[dict[str, object]]:
         bootstrap_servers=box.bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        isolation_level="read_committed",  # the speed job's topics are transactional: see docs/reliability.md
         fetch_max_bytes=1 << 20,  # an oversized record still comes whole (KIP-74)
         max_partition_fetch_bytes=1 << 20,
         receive_message_max_bytes=8 << 20,
