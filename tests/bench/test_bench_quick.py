@@ -24,6 +24,8 @@ FIELDS = {
     "speed": [
         "events",
         "events_per_s",
+        "peer_events_per_s",
+        "ratio_vs_flink_peer",
         "kafka_consumer_events_per_s",
         "ratio_vs_kafka_consumer",
         "freshness_p99_s",
@@ -52,6 +54,10 @@ def test_quick_bench_writes_a_complete_exact_summary(tmp_path: Path) -> None:
         assert got["exact"] is True, got
         for name in fields:
             assert isinstance(got[name], int | float) and got[name] > 0, (section, name, got)
+    # A smoke run on a busy machine may find no rate with p99 <= 2 s: the figure exists, maybe 0.
+    assert isinstance(summary["speed"]["max_rate_p99_under_2s"], int)
+    assert summary["speed"]["max_rate_p99_under_2s"] >= 0
+    assert Path(summary["speed"]["freshness_timeline"]).exists()
     assert summary["goals_met"]["speed.exact"] and summary["goals_met"]["batch.exact"]
     assert "<svg" in (tmp_path / "summary.html").read_text()
     assert "figure" in proc.stdout  # the table on stdout
