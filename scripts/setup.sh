@@ -56,7 +56,20 @@ if [ ! -f "$stamp" ]; then
   done
   rm -f "$JARS"/.pom-* && touch "$stamp"
 fi
-log "jars ready in $JARS/ (kafka, flink, spark)"
+# The speed job's JVM function, built from speed_layer/functions; rebuilt when its sources change.
+fn_stamp="$JARS/functions/.src-$(cat speed_layer/functions/pom.xml $(find speed_layer/functions/src -type f | sort) | sha256sum | cut -c1-16)"
+if [ ! -f "$fn_stamp" ]; then
+  log "building the speed job's JVM function with mvn"
+  rm -rf "${JARS:?}/functions" && mkdir -p "$JARS/functions"
+  if ! mvn -B -q -Dstyle.color=never -f speed_layer/functions/pom.xml package >"$JARS/mvn-functions.log" 2>&1; then
+    tail -n 30 "$JARS/mvn-functions.log" >&2
+    log "mvn could not build speed_layer/functions (full log: $JARS/mvn-functions.log)"
+    exit 1
+  fi
+  cp speed_layer/functions/target/lambda-speed-functions.jar "$JARS/functions/"
+  touch "$fn_stamp"
+fi
+log "jars ready in $JARS/ (kafka, flink, spark, functions)"
 
 # >>> k8s: kustomize where kubectl has none recent; the operators' CRDs for tests/k8s >>>
 # `make k8s-render` uses `kubectl kustomize` when kubectl bundles kustomize v5, else .local/bin/kustomize,

@@ -43,9 +43,20 @@ def test_the_deployment_keeps_every_cluster_setting_the_local_cluster_has() -> N
     deployed = deployment_config()
     missing = set(local) - LOCAL_ONLY - set(deployed)
     assert not missing, f"the FlinkDeployment lacks {sorted(missing)}"
-    same_meaning = {"state.backend.type", "execution.checkpointing.externalized-checkpoint-retention",
-                    "execution.checkpointing.num-retained", "metrics.reporter.prom.factory.class"}  # fmt: skip
+    same_meaning = {"execution.checkpointing.externalized-checkpoint-retention",
+                    "execution.checkpointing.num-retained", "metrics.reporter.prom.factory.class",
+                    *cluster.state_backend_config("rocksdb")}  # fmt: skip
     assert {k: local[k] for k in same_meaning} == {k: deployed[k] for k in same_meaning}
+
+
+def test_rocksdb_with_incremental_checkpoints_and_bounded_alignment_is_the_default() -> None:
+    local = cluster.local_cluster_config(SETTINGS)
+    assert local["state.backend.type"] == "rocksdb"
+    assert local["execution.checkpointing.incremental"] == "true"
+    assert local["execution.checkpointing.unaligned.enabled"] == "true"
+    heap = cluster.local_cluster_config(Settings.from_env({"LAMBDA_SPEED_STATE_BACKEND": "hashmap"}))
+    assert heap["state.backend.type"] == "hashmap"
+    assert "execution.checkpointing.incremental" not in heap
 
 
 def test_a_job_launched_by_flink_takes_the_cluster_as_its_deployment_made_it(

@@ -10,6 +10,7 @@ from lambda_contract.events import (
     AMOUNT_SCALE_PATTERN,
     AMOUNT_SYNTAX_PATTERN,
     ID_MAX_CHARS,
+    MAX_JSON_DEPTH,
     RULES,
     FieldKind,
     Reason,
@@ -34,7 +35,7 @@ SETTINGS = Settings.from_env(
 def all_sql() -> str:
     return "\n".join(
         [
-            sql.extract_query(),
+            sql.parse_query(),
             sql.classify_query(SETTINGS),
             sql.dlq_insert(),
             sql.late_insert(),
@@ -53,8 +54,8 @@ def test_no_host_or_topic_names_inside_sql_text() -> None:
 
 
 def test_every_reason_of_the_contract_is_produced_in_rule_order() -> None:
-    # Document-level checks run in the extraction step, the field checks after it.
-    expr = sql.extract_query() + v.reason_expr()
+    # Document-level checks first (from the parse's answer), then the field checks.
+    expr = v.reason_expr()
     positions = [expr.index(f"THEN '{reason.value}'") for reason in Reason]
     assert positions == sorted(positions), "reasons must be checked in the contract's order"
     for rule in RULES:
@@ -62,7 +63,7 @@ def test_every_reason_of_the_contract_is_produced_in_rule_order() -> None:
 
 
 def test_patterns_come_from_the_contract_as_whole_value_java_regexes() -> None:
-    expr = sql.parts_query() + v.reason_expr()
+    expr = sql.parse_query()
     for rule in RULES:
         if rule.kind is FieldKind.ID:  # "any 1..ID_MAX_CHARS code points", checked as a length
             assert f"CHAR_LENGTH(s_{rule.name}) BETWEEN 1 AND {ID_MAX_CHARS}" in expr
@@ -79,9 +80,26 @@ def test_sql_string_doubles_quotes() -> None:
     assert v.sql_string("it's") == "'it''s'"
 
 
-def test_json_paths_refuse_names_that_need_quoting() -> None:
-    with pytest.raises(ValueError, match="JSON path"):
-        v._path("amount'); DROP")
+def test_member_names_refuse_names_that_need_quoting() -> None:
+    with pytest.raises(ValueError, match="plain JSON member name"):
+        v._member_name("amount'); DROP")
+
+
+def test_the_payload_is_parsed_by_one_call_with_the_contracts_names_and_depth() -> None:
+    text = sql.parse_query()
+    assert text.count(f"{v.MEMBERS_FUNCTION}(") == 1
+    assert (
+        f"{v.MEMBERS_FUNCTION}(payload, {MAX_JSON_DEPTH}, {', '.join(repr(r.name) for r in RULES)})" in text
+    )
+    assert "JSON_VALUE" not in text and "JSON_QUERY" not in text and "IS JSON" not in text
+
+
+def test_malformed_rows_and_payloads_stay_out_of_the_keyed_exchanges() -> None:
+    classify = sql.classify_query(SETTINGS)
+    assert "WHERE reason IS NULL" in classify  # only valid rows reach the OVER steps
+    # The payload reaches the dedup step only for rows judged late.
+    assert "THEN payload END AS late_payload" in classify
+    assert "FROM parsed WHERE reason IS NOT NULL" in sql.dlq_rows_query()
 
 
 def test_lateness_and_out_of_orderness_come_from_settings() -> None:

@@ -2,8 +2,8 @@
 
 The golden records become rows of the Kafka source's schema (payload, partition, offset,
 timestamp) in production order, registered as `sql.SOURCE_TABLE`; `job.classify` stages the same
-decode -> extract -> parts -> classified views the job runs, and the tests read the classified
-stream, the DLQ and late rows and the aggregate updates the sink would get. Expected values come
+parsed -> classified views the job runs, and the tests read the parsed and classified streams,
+the DLQ and late rows and the aggregate updates the sink would get. Expected values come
 from the reference validator and the ground-truth fold of the same records.
 
 Lateness is the job's own: the progress of each record's partition (OVER state in arrival
@@ -16,7 +16,7 @@ import base64
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -25,7 +25,6 @@ import pytest
 from lambda_contract.events import Event, validate
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
-from lambda_contract.tables import event_date
 from lambda_contract.windows import from_epoch_ms, hour_start, to_epoch_ms
 from lambda_testkit import golden
 from lambda_testkit.truth import View
@@ -42,10 +41,13 @@ TRUTH = golden.compute(RECORDS)
 def stream_tenv() -> Iterator[Any]:
     """A streaming table environment (parallelism 1) with the golden set as `orders_src` and the
     job's views over it."""
+    from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import DataTypes, StreamTableEnvironment
 
-    env = StreamExecutionEnvironment.get_execution_environment()
+    conf = Configuration()
+    conf.set_string("pipeline.jars", job.functions_jar(SETTINGS))  # as job.build configures it
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(1)
     t_env = StreamTableEnvironment.create(env)
     t_env.get_config().set("python.executable", sys.executable)
@@ -105,34 +107,40 @@ def expected_kind(expect: str) -> str:
     return expect if expect in (sql.KIND_VALID, sql.KIND_DUPLICATE, sql.KIND_LATE) else sql.KIND_MALFORMED
 
 
-def test_classify_query_gives_each_golden_record_its_kind_reason_bucket_and_amount(stream_tenv: Any) -> None:
-    got = {
-        r[0]: r[1:]
+def test_parse_and_classify_give_each_golden_record_its_kind_reason_bucket_and_amount(
+    stream_tenv: Any,
+) -> None:
+    malformed = {
+        r[0]: (sql.KIND_MALFORMED, r[1], r[2])
         for r in collect(
-            stream_tenv,
-            f"SELECT koffset, kind, reason, bucket_ms, region, category, currency, CAST(rev AS STRING), "
-            f"is_purchase FROM {sql.CLASSIFIED_VIEW}",
+            stream_tenv, f"SELECT koffset, reason, et_ms FROM {sql.PARSED_VIEW} WHERE reason IS NOT NULL"
         )
     }
-    want: dict[int, tuple[Any, ...]] = {}
+    want_malformed: dict[int, tuple[Any, ...]] = {}
+    want_kinds: Counter[tuple[Any, ...]] = Counter()
     for r in RECORDS:
         kind = expected_kind(r.expect)
         if kind == sql.KIND_MALFORMED:
             result = validate(r.value)
             assert not isinstance(result, Event)
-            day = event_date(result.event_time, r.timestamp)
-            day_ms = to_epoch_ms(datetime(day.year, day.month, day.day, tzinfo=UTC))
-            want[r.seq] = (kind, r.expect, day_ms, "", "", "", Decimal(0), 0)
+            et = None if result.event_time is None else to_epoch_ms(result.event_time)
+            want_malformed[r.seq] = (kind, r.expect, et)
         else:
             e = event(r.value)
-            want[r.seq] = (kind, None, hour_ms(e), e.region, e.category, e.currency, e.signed_amount,
-                           int(e.event_type == "purchase"))  # fmt: skip
-    got = {seq: (*row[:6], Decimal(row[6]), row[7]) for seq, row in got.items()}
-    assert got == want
+            want_kinds[(kind, hour_ms(e), e.region, e.category, e.currency, e.signed_amount,
+                        int(e.event_type == "purchase"))] += 1  # fmt: skip
+    assert malformed == want_malformed
+    got_kinds: Counter[tuple[Any, ...]] = Counter()
+    for row in collect(
+        stream_tenv,
+        f"SELECT kind, bucket_ms, region, category, currency, CAST(rev AS STRING), is_purchase "
+        f"FROM {sql.CLASSIFIED_VIEW}",
+    ):
+        got_kinds[(*row[:5], Decimal(row[5]), row[6])] += 1
+    assert got_kinds == want_kinds
     # The golden expectations are the reference fold's: same duplicates, same malformed reasons.
-    kinds = Counter(row[0] for row in got.values())
-    assert kinds[sql.KIND_DUPLICATE] == TRUTH.duplicates
-    assert Counter(row[1] for row in got.values() if row[1] is not None) == Counter(TRUTH.malformed)
+    assert sum(n for k, n in got_kinds.items() if k[0] == sql.KIND_DUPLICATE) == TRUTH.duplicates
+    assert Counter(row[1] for row in malformed.values()) == Counter(TRUTH.malformed)
 
 
 def test_dlq_and_late_rows_carry_the_records_as_received(stream_tenv: Any) -> None:

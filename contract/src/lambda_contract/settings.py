@@ -51,6 +51,16 @@ def _topic(name: str, raw: str) -> str:
     return value
 
 
+def _one_of(*choices: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
+
+
 def _prefix(name: str, raw: str) -> str:
     value = raw.strip()
     if not value or not all(c.isalnum() or c in "_-." for c in value):
@@ -162,6 +172,12 @@ class Settings:
         "LAMBDA_CHECKPOINT_INTERVAL_S", "10", _int(1), "Flink checkpoint interval, seconds."
     )
     speed_parallelism: int = _setting("LAMBDA_SPEED_PARALLELISM", "1", _int(1), "Flink job parallelism.")
+    speed_state_backend: str = _setting(
+        "LAMBDA_SPEED_STATE_BACKEND",
+        "rocksdb",
+        _one_of("rocksdb", "hashmap"),
+        "Flink state backend of a local job: rocksdb (incremental checkpoints) or hashmap (heap, full snapshots).",
+    )
     speed_metrics_port: int = _setting(
         "LAMBDA_SPEED_METRICS_PORT", "9249", _port, "Flink Prometheus reporter port."
     )

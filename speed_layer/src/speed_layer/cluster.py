@@ -22,13 +22,14 @@ def started_by_flink() -> bool:
 
 
 def local_cluster_config(settings: Settings) -> dict[str, str]:
-    """The mini-cluster: heap state with checkpoints kept on cancel (a restart resumes from the
-    newest), Flink's reporter on LAMBDA_SPEED_METRICS_PORT, Python workers on this interpreter."""
+    """The mini-cluster: RocksDB state with incremental checkpoints kept on cancel (a restart
+    resumes from the newest), Flink's reporter on LAMBDA_SPEED_METRICS_PORT, Python workers on
+    this interpreter. LAMBDA_SPEED_STATE_BACKEND=hashmap keeps state on the heap instead."""
     return {
         "execution.checkpointing.dir": settings.checkpoint_url,
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": "3",
-        "state.backend.type": "hashmap",
+        **state_backend_config(settings.speed_state_backend),
         # Python workers must run this environment's interpreter, not the system python.
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
@@ -37,3 +38,22 @@ def local_cluster_config(settings: Settings) -> dict[str, str]:
         "taskmanager.memory.process.size": "2g",
         "rest.bind-port": "8081-8181",
     }
+
+
+def state_backend_config(backend: str) -> dict[str, str]:
+    """The state backend and checkpoint alignment (the same in the FlinkDeployment, see tests/k8s).
+
+    RocksDB keeps the dedup state (event ids for LAMBDA_DEDUP_TTL_S) on disk, and each checkpoint
+    uploads only the files written since the last. Unaligned checkpoints let the barrier overtake
+    buffered records, and buffer debloating keeps little in flight, so a checkpoint never holds
+    the stream back while one slow channel drains.
+    """
+    conf = {
+        "state.backend.type": backend,
+        "execution.checkpointing.unaligned.enabled": "true",
+        "execution.checkpointing.aligned-checkpoint-timeout": "0 s",
+        "taskmanager.network.memory.buffer-debloat.enabled": "true",
+    }
+    if backend == "rocksdb":
+        conf["execution.checkpointing.incremental"] = "true"
+    return conf

@@ -1,14 +1,14 @@
 """Wires the speed job: Flink configuration, Kafka tables, the SQL of `sql.py`, the Redis sink.
 
-SQL stages joined by DataStream boundaries, all in the JVM:
-  decode   reads Kafka once and decodes each payload to text once;
-  extract  evaluates the validation's JSON calls once per record;
-  parts    derives the values the rules read several times, once per record;
-  classify validates, deduplicates and judges lateness;
-  outputs  (DLQ topic, late topic, aggregate updates) share the classified stream, so each
-           record is classified exactly once.
-The boundaries matter for speed: Flink's planner merges adjacent projections and has no common
-subexpression sharing, so without them every reference to a field would parse the JSON again.
+Two SQL stages joined by DataStream boundaries, all in the JVM:
+  parse    reads Kafka once, parses each payload once (the JsonMembers function) and validates;
+           malformed rows leave here for the DLQ and the malformed counters;
+  classify judges lateness per partition and deduplicates the valid rows;
+  outputs  (late topic, aggregate updates) share the classified stream, so each record is
+           classified exactly once.
+A boundary is where one stream feeds several outputs: without it each output would be planned
+on its own, with its own Kafka source and parse. Within a stage the planner never copies the
+parse (the function is non-deterministic), so no boundary is needed for speed.
 """
 
 from __future__ import annotations
@@ -18,14 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from pyflink.common import Configuration
-from pyflink.datastream import StreamExecutionEnvironment
-from pyflink.table import DataTypes, Schema, StreamTableEnvironment, TableDescriptor
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.table import DataTypes, Schema, StreamTableEnvironment, TableDescriptor, TableEnvironment
+from pyflink.table.changelog_mode import ChangelogMode
 
 from lambda_contract.settings import Settings
 from speed_layer import cluster, sql
+from speed_layer import validation_sql as v
 from speed_layer.flink_sink import RedisSink
 
-JARS = ("flink/flink-sql-connector-kafka-5.0.0-2.2.jar", "flink/flink-metrics-prometheus-2.2.1.jar")
+JARS = (
+    "flink/flink-sql-connector-kafka-5.0.0-2.2.jar",
+    "flink/flink-metrics-prometheus-2.2.1.jar",
+    v.MEMBERS_JAR,
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,10 @@ def job_config(settings: Settings, options: JobOptions) -> dict[str, str]:
     jars_dir = settings.path(settings.jars_dir)
     conf = {
         "pipeline.name": "lambda-speed",
+        # Every operator of the SQL part gets a uid from its place in the plan, as the sink has
+        # one of its own: a restored savepoint finds each state, also after the SQL changed in a
+        # way that keeps the plan's shape (docs/specs/speed.md, "Upgrades").
+        "table.exec.uid.generation": "ALWAYS",
         # The job ships its connector itself (LAMBDA_JARS_DIR: .local/jars locally, the image's
         # /opt/lambda/jars in Kubernetes).
         "pipeline.jars": ";".join((jars_dir / j).as_uri() for j in JARS),
@@ -116,10 +126,10 @@ def build(settings: Settings, options: JobOptions) -> StreamExecutionEnvironment
     outputs.add_insert_sql(sql.late_insert())
     outputs.attach_as_datastream()
 
-    updates = t_env.to_changelog_stream(t_env.sql_query(sql.updates_query(settings)))
     beats = t_env.to_data_stream(t_env.from_descriptor(heartbeat(options)))
     (
-        updates.connect(beats)
+        updates(t_env, settings)
+        .connect(beats)
         .key_by(lambda _row: 0, lambda _beat: 0, key_type=_int_type())
         .process(RedisSink(settings, options.tick_ms, options.refresh_s))
         .uid("speed-redis-sink")
@@ -129,15 +139,38 @@ def build(settings: Settings, options: JobOptions) -> StreamExecutionEnvironment
 
 
 def classify(t_env: StreamTableEnvironment, settings: Settings) -> None:
-    """The table options and the decode -> extract -> parts -> classified views over whatever is
-    registered as `sql.SOURCE_TABLE`: the Kafka table in the job, in-memory rows of the same
-    schema in tests/speed/test_sql_in_memory.py."""
+    """The table options, the JsonMembers function and the parsed -> classified views over
+    whatever is registered as `sql.SOURCE_TABLE`: the Kafka table in the job, in-memory rows of
+    the same schema in tests/speed/test_sql_in_memory.py."""
     for key, value in sql.table_config(settings).items():
         t_env.get_config().set(key, value)
-    _stage(t_env, sql.decode_query(), sql.DECODED_VIEW)
-    _stage(t_env, sql.extract_query(), sql.EXTRACTED_VIEW)
-    _stage(t_env, sql.parts_query(), sql.PARTS_VIEW, proctime=True)
-    _stage(t_env, sql.classify_query(settings), sql.CLASSIFIED_VIEW, proctime=True)
+    register_functions(t_env)
+    _stage(t_env, sql.parse_query(), sql.PARSED_VIEW, proctime=True)
+    _stage(t_env, sql.classify_query(settings), sql.CLASSIFIED_VIEW)
+
+
+def functions_jar(settings: Settings) -> str:
+    """The URI of the jar with the job's JVM function (for `pipeline.jars`)."""
+    return (settings.path(settings.jars_dir) / v.MEMBERS_JAR).as_uri()
+
+
+def register_functions(t_env: TableEnvironment) -> None:
+    """The JVM function the generated SQL calls (its jar is in `pipeline.jars`)."""
+    t_env.create_java_temporary_system_function(v.MEMBERS_FUNCTION, v.MEMBERS_CLASS)
+
+
+def updates(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
+    """The aggregate updates as one upsert stream (inserts and new values, no retractions)."""
+    # One nullable schema for all three, so that their streams have one type and can merge.
+    schema = Schema.new_builder()
+    for col in sql.update_columns():
+        schema.column(col.name, DataTypes.STRING() if col.type == "STRING" else DataTypes.BIGINT())
+    everything = schema.build()
+    streams = [
+        t_env.to_changelog_stream(t_env.sql_query(query), everything, ChangelogMode.upsert())
+        for query in sql.updates_queries(settings).values()
+    ]
+    return streams[0].union(*streams[1:])
 
 
 def heartbeat(options: JobOptions) -> TableDescriptor:
@@ -182,6 +215,7 @@ def plugins_dir(settings: Settings) -> Path:
     target = root / "metrics-prometheus" / "flink-metrics-prometheus.jar"
     target.parent.mkdir(parents=True, exist_ok=True)
     source = settings.path(settings.jars_dir) / JARS[1]
-    if not target.exists() and source.exists():
+    if source.exists() and not target.exists():
+        target.unlink(missing_ok=True)  # a link left dangling by a moved or removed checkout
         target.symlink_to(source)
     return root

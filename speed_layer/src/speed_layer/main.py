@@ -41,9 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         from speed_layer import sql
 
         print(
-            sql.decode_query(),
-            sql.extract_query(),
-            sql.parts_query(),
+            sql.parse_query(),
             sql.classify_query(settings),
             sql.dlq_insert(),
             sql.late_insert(),

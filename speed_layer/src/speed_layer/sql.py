@@ -3,17 +3,18 @@
 Data flow (every per-event step runs in the JVM):
 
   orders_src (Kafka, raw bytes and metadata)
-    -> decoded: plus the payload as text, decoded once
-    -> extracted: each JSON parse and whole-text regex of the validation, once per record
-    -> parts: values the rules use several times (amount text, event-time parts), once
-       (DataStream boundaries separate the steps, so the planner cannot inline them again)
-    -> classified: validate (reason), progress of the record's own partition (newest valid
-       event time, OVER state), dedup by event_id (occurrence number, state TTL), lateness;
-       kind = valid | duplicate | late | malformed
-    -> DLQ (malformed) and late topics (Kafka sinks)
+    -> parsed: one parse per record (the JsonMembers function), the contract's validation
+       (reason), and the few values the later steps need. [DataStream boundary: the split]
+    -> DLQ (malformed rows, straight from here: they never cross a keyed exchange)
+    -> judged (valid rows only; the payload travels no further unless the row is late):
+       progress of the record's own partition (newest valid event time, OVER state keyed by
+       partition) and the lateness that progress implies
+    -> classified: dedup by event_id (first arrival wins; occurrence number, state TTL); kind =
+       valid | duplicate | late. [DataStream boundary: shared by the two outputs below]
+    -> late topic (Kafka sink, the raw payload of late first arrivals)
     -> updates: running absolute totals per (hour, region, category, currency), per
-       (date, reason) and per partition (progress), aggregated in mini-batches: a changelog of
-       a few hundred rows per second at most, which is all the Python Redis sink sees.
+       (date, reason) and per partition (progress), aggregated in mini-batches: an upsert stream
+       of a few hundred rows per second at most, which is all the Python Redis sink sees.
 
 No host names or topic names appear in SQL text: connectors are configured through option maps.
 """
@@ -29,9 +30,7 @@ from lambda_contract.windows import HOUR_MS
 from speed_layer import validation_sql as v
 
 SOURCE_TABLE: Final = "orders_src"
-DECODED_VIEW: Final = "decoded"
-EXTRACTED_VIEW: Final = "extracted"
-PARTS_VIEW: Final = "parts"
+PARSED_VIEW: Final = "parsed"
 DLQ_TABLE: Final = "dlq_sink"
 LATE_TABLE: Final = "late_sink"
 CLASSIFIED_VIEW: Final = "classified"
@@ -67,23 +66,35 @@ def source_columns() -> list[Column]:
     ]
 
 
-def decode_query() -> str:
-    """orders_src -> plus the payload as text, decoded once (UTF-8; invalid bytes replaced)."""
-    return f"SELECT *, CAST(payload AS STRING) AS txt FROM {SOURCE_TABLE}"  # noqa: S608
+def parse_query() -> str:
+    """orders_src -> one row per record: its reason (NULL when valid) and what the later steps use.
+
+    One parse per record: the extraction step's only column is the JsonMembers answer, which the
+    planner never inlines twice (the function is non-deterministic), and every rule reads the
+    parts step's named elements of it.
+    """
+    x = v.Extracted()
+    amount = f"TRY_CAST({x.amount_text} AS DECIMAL({AMOUNT_PRECISION}, {AMOUNT_SCALE}))"
+    return f"""
+SELECT payload, kpartition, koffset, kts,
+  {v.reason_expr(x)} AS reason,
+  {v.readable_event_time_ms_expr(x)} AS et_ms,
+  {v.field_value_expr("event_id", x)} AS event_id,
+  {v.field_value_expr("region", x)} AS region,
+  {v.field_value_expr("category", x)} AS category,
+  {v.field_value_expr("currency", x)} AS currency,
+  {v.field_value_expr("event_type", x)} = 'purchase' AS is_purchase,
+  {amount} AS amount
+FROM (
+  SELECT *,
+    {_select_list(v.part_columns(x), 4)}
+  FROM (SELECT *, {_select_list(v.extract_columns("payload", x), 4)} FROM {SOURCE_TABLE})
+)
+"""  # noqa: S608 (contract constants only)
 
 
-def extract_query() -> str:
-    """decoded -> plus the validation's expensive calls, each evaluated once."""
-    return f"SELECT *,\n  {_select_list(v.extract_columns('payload', 'txt'))}\nFROM {DECODED_VIEW}"
-
-
-def parts_query() -> str:
-    """extracted -> plus the derived values the rules read several times, each evaluated once."""
-    return f"SELECT *,\n  {_select_list(v.part_columns())}\nFROM {EXTRACTED_VIEW}"
-
-
-def _select_list(columns: list[tuple[str, str]]) -> str:
-    return ",\n  ".join(f"{expr} AS {alias}" for expr, alias in columns)
+def _select_list(columns: list[tuple[str, str]], indent: int = 2) -> str:
+    return f",\n{' ' * indent}".join(f"{expr} AS {alias}" for expr, alias in columns)
 
 
 def source_options(settings: Settings, *, bounded: bool, group_id: str) -> dict[str, str]:
@@ -160,68 +171,52 @@ def _exactly_once(settings: Settings, role: str, topic: str) -> dict[str, str]:
 
 
 def classify_query(settings: Settings) -> str:
-    """parts -> one insert-only row per record: its kind and what the later steps need.
+    """parsed (valid rows) -> one insert-only row per record: its kind and what the outputs need.
 
-    Order of decisions as in the contract: validate, then dedup by event_id (first arrival
-    wins: a later copy is a duplicate, never late), then lateness of first arrivals.
+    Order of decisions as in the contract: validate (done: only valid rows come here), then
+    dedup by event_id (first arrival wins: a later copy is a duplicate, never late), then
+    lateness of first arrivals.
 
     Lateness is judged by the watermark of the partition the event arrives on: the newest valid
-    event time seen on that partition (OVER state, so a restored job continues from its
-    checkpoint) minus the out-of-orderness and 1 ms. Kafka orders records within a partition
-    only, so this is the one lateness decision that a live run, a catch-up and a replay all make
-    identically; a watermark over all partitions would depend on how fast each partition happened
-    to be read. The watermark the sink publishes (which closes hours) is the minimum of these
-    partition watermarks over partitions that are not idle (see view.SpeedView).
+    event time seen on that partition (OVER state keyed by partition, so a restored job continues
+    from its checkpoint) minus the out-of-orderness and 1 ms. Kafka orders records within a
+    partition only, so this is the one lateness decision that a live run, a catch-up and a replay
+    all make identically; a watermark over all partitions would depend on how fast each partition
+    happened to be read (docs/specs/speed.md, "Lateness", has the trade-off). The watermark the
+    sink publishes (which closes hours) is the minimum of these partition watermarks over
+    partitions that are not idle (see view.SpeedView).
 
-    The validation CASE is evaluated once per record: it sits in the projection below the first
-    OVER, which is computed for every record (malformed ones included) so nothing filters on it.
+    The raw payload leaves the partition step only for late rows (the late topic needs it), so
+    the dedup exchange carries a few numbers and keys per record.
     """
-    x = v.Extracted()
     close_ms = f"{v.hour_start_ms_expr('et_ms')} + {HOUR_MS + settings.allowed_lateness_s * 1000}"
     lag_ms = settings.out_of_orderness_s * 1000 + 1
-    # TRY_CAST: computed for every record; for a valid one the text passed the amount checks.
-    amount = f"TRY_CAST({x.amount_text} AS DECIMAL({AMOUNT_PRECISION}, {AMOUNT_SCALE}))"
     rows = "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
-    malformed_day = _day_start_ms("COALESCE(et_ms, " + _epoch_ms("kts") + ")")
-
-    def valid_only(column: str, default: str = "''") -> str:
-        return f"CASE WHEN reason IS NULL THEN {column} ELSE {default} END"
-
     return f"""
-WITH parsed AS (
-  SELECT payload, kpartition, koffset, kts, pt,
-    {v.reason_expr(x)} AS reason,
-    {v.readable_event_time_ms_expr(x)} AS et_ms,
-    {v.field_value_expr("event_id", x)} AS event_id,
-    {v.field_value_expr("region", x)} AS region,
-    {v.field_value_expr("category", x)} AS category,
-    {v.field_value_expr("currency", x)} AS currency,
-    {v.field_value_expr("event_type", x)} = 'purchase' AS is_purchase,
-    {amount} AS amount
-  FROM {PARTS_VIEW}
+WITH progressed AS (
+  SELECT *, MAX(et_ms) OVER (PARTITION BY kpartition ORDER BY pt {rows}) AS partition_max
+  FROM {PARSED_VIEW} WHERE reason IS NULL
 ),
-progressed AS (
-  SELECT *, MAX(CASE WHEN reason IS NULL THEN et_ms END) OVER (
-    PARTITION BY kpartition ORDER BY pt {rows}) AS partition_max
-  FROM parsed
+judged AS (
+  SELECT event_id, et_ms, region, category, currency, is_purchase, amount, kpartition, pt,
+    partition_max - {lag_ms} >= {close_ms} AS is_late,
+    CASE WHEN partition_max - {lag_ms} >= {close_ms} THEN payload END AS late_payload
+  FROM progressed
 ),
 numbered AS (
-  SELECT *, COUNT(*) OVER (
-    PARTITION BY CASE WHEN reason IS NULL THEN event_id END ORDER BY pt {rows}) AS occ
-  FROM progressed
+  SELECT *, COUNT(*) OVER (PARTITION BY event_id ORDER BY pt {rows}) AS occ
+  FROM judged
 )
 SELECT
-  CASE WHEN reason IS NOT NULL THEN '{KIND_MALFORMED}'
-       WHEN occ > 1 THEN '{KIND_DUPLICATE}'
-       WHEN partition_max - {lag_ms} >= {close_ms} THEN '{KIND_LATE}'
+  CASE WHEN occ > 1 THEN '{KIND_DUPLICATE}'
+       WHEN is_late THEN '{KIND_LATE}'
        ELSE '{KIND_VALID}' END AS kind,
-  reason, payload, kpartition, koffset, et_ms,
-  {valid_only(v.hour_start_ms_expr("et_ms"), malformed_day)} AS bucket_ms,
-  {valid_only("region")} AS region,
-  {valid_only("category")} AS category,
-  {valid_only("currency")} AS currency,
-  {valid_only("CASE WHEN is_purchase THEN amount ELSE -amount END", _decimal("0"))} AS rev,
-  CASE WHEN reason IS NULL AND is_purchase THEN 1 ELSE 0 END AS is_purchase
+  CASE WHEN occ = 1 AND is_late THEN late_payload END AS payload,
+  kpartition, et_ms,
+  {v.hour_start_ms_expr("et_ms")} AS bucket_ms,
+  region, category, currency,
+  CASE WHEN is_purchase THEN amount ELSE -amount END AS rev,
+  CASE WHEN is_purchase THEN 1 ELSE 0 END AS is_purchase
 FROM numbered
 """  # noqa: S608 (contract constants and integer settings only)
 
@@ -247,7 +242,7 @@ SELECT reason,
   CASE WHEN reason = '{Reason.NOT_UTF8.value}' THEN CAST(NULL AS STRING) ELSE CAST(payload AS STRING) END,
   CASE WHEN reason = '{Reason.NOT_UTF8.value}' THEN TO_BASE64(payload) ELSE CAST(NULL AS STRING) END,
   kpartition, koffset, DATE_FORMAT(pt, {stamp})
-FROM {CLASSIFIED_VIEW} WHERE kind = '{KIND_MALFORMED}'
+FROM {PARSED_VIEW} WHERE reason IS NOT NULL
 """  # noqa: S608 (contract constants and integer settings only)
 
 
@@ -259,18 +254,21 @@ def late_rows_query() -> str:
     return f"SELECT payload FROM {CLASSIFIED_VIEW} WHERE kind = '{KIND_LATE}'"  # noqa: S608
 
 
-def updates_query(settings: Settings) -> str:
-    """Absolute totals per hour and key, per date and reason, and per partition: what the sink writes.
+def updates_queries(settings: Settings) -> dict[str, str]:
+    """Absolute totals, by update kind: per hour and key, per date and reason, per partition.
 
-    Sums are DECIMAL(38,4) handed over as their exact text (PyFlink's DataStream type bridge
-    cannot carry DECIMAL); the sink parses them with Decimal. Mini-batch aggregation (see
-    table_config) changes a running total at most once per key and batch, in streaming and
-    bounded runs alike (a bounded run flushes the last batch at the end of the input).
-    Totals keep their state for the speed retention (late counters of a closed hour can still
-    grow); only the dedup and progress states use LAMBDA_DEDUP_TTL_S.
+    Each is a GROUP BY on its own key, so it is an upsert stream on that key: the sink gets each
+    new total once (no retraction of the old one). Sums are DECIMAL(38,4) handed over as their
+    exact text (PyFlink's DataStream type bridge cannot carry DECIMAL); the sink parses them with
+    Decimal. Mini-batch aggregation (see table_config) changes a running total at most once per
+    key and batch, in streaming and bounded runs alike (a bounded run flushes the last batch at
+    the end of the input). Totals keep their state for the speed retention (late counters of a
+    closed hour can still grow); only the dedup and progress states use LAMBDA_DEDUP_TTL_S.
     """
     zero = _decimal("0")
     ttl = f"{settings.speed_retention_s} s"
+    no_money = "'0', CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT)"
+    no_count = "CAST(0 AS BIGINT)"
 
     def money(kind: str) -> str:
         return f"CAST(CAST(SUM(CASE WHEN kind = '{kind}' THEN rev ELSE {zero} END) AS {SUM_TYPE}) AS STRING)"
@@ -278,10 +276,10 @@ def updates_query(settings: Settings) -> str:
     def count(kind: str, cond: str = "TRUE") -> str:
         return f"SUM(CASE WHEN kind = '{kind}' AND {cond} THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END)"
 
-    return f"""
+    malformed_day = _day_start_ms("COALESCE(et_ms, " + _epoch_ms("kts") + ")")
+    hour = f"""
 SELECT /*+ STATE_TTL('s' = '{ttl}') */
-  CASE WHEN reason IS NULL THEN '{UPDATE_HOUR}' ELSE '{UPDATE_DLQ}' END AS update_kind,
-  bucket_ms, region, category, currency, COALESCE(reason, '') AS reason,
+  '{UPDATE_HOUR}' AS update_kind, bucket_ms, region, category, currency, '' AS reason,
   {money(KIND_VALID)} AS revenue,
   {count(KIND_VALID, "is_purchase = 1")} AS orders,
   {count(KIND_VALID, "is_purchase = 0")} AS refunds,
@@ -291,19 +289,56 @@ SELECT /*+ STATE_TTL('s' = '{ttl}') */
   {count(KIND_LATE, "is_purchase = 0")} AS late_refunds,
   {count(KIND_LATE)} AS late_events,
   {count(KIND_DUPLICATE)} AS duplicates,
-  {count(KIND_MALFORMED)} AS malformed,
+  {no_count} AS malformed,
   CAST(NULL AS BIGINT) AS max_event_ms
 FROM {CLASSIFIED_VIEW} AS s
-GROUP BY bucket_ms, region, category, currency, reason
-UNION ALL
+GROUP BY bucket_ms, region, category, currency
+"""  # noqa: S608 (contract constants and integer settings only)
+    dlq = f"""
+SELECT /*+ STATE_TTL('d' = '{ttl}') */
+  '{UPDATE_DLQ}' AS update_kind, day_ms AS bucket_ms, '' AS region, '' AS category,
+  '' AS currency, reason, {no_money}, {no_money}, {no_count}, COUNT(*) AS malformed,
+  CAST(NULL AS BIGINT) AS max_event_ms
+FROM (SELECT reason, {malformed_day} AS day_ms FROM {PARSED_VIEW} WHERE reason IS NOT NULL) AS d
+GROUP BY day_ms, reason
+"""  # noqa: S608 (contract constants and integer settings only)
+    partition = f"""
 SELECT /*+ STATE_TTL('p' = '{ttl}') */
-  '{UPDATE_PARTITION}', CAST(kpartition AS BIGINT), '', '', '', '',
-  '0', CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), '0', CAST(0 AS BIGINT),
-  CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT),
-  MAX(CASE WHEN kind <> '{KIND_MALFORMED}' THEN et_ms END)
+  '{UPDATE_PARTITION}' AS update_kind, CAST(kpartition AS BIGINT) AS bucket_ms, '' AS region,
+  '' AS category, '' AS currency, '' AS reason, {no_money}, {no_money}, {no_count}, {no_count},
+  MAX(et_ms) AS max_event_ms
 FROM {CLASSIFIED_VIEW} AS p
 GROUP BY kpartition
 """  # noqa: S608 (contract constants and integer settings only)
+    return {
+        kind: _typed_updates(q)
+        for kind, q in ((UPDATE_HOUR, hour), (UPDATE_DLQ, dlq), (UPDATE_PARTITION, partition))
+    }
+
+
+def update_columns() -> list[Column]:
+    """The updates' columns: the same names and types for every kind (their streams are merged)."""
+    text = ("update_kind", "region", "category", "currency", "reason", "revenue", "late_revenue")
+    return [
+        Column(name, "STRING" if name in text else "BIGINT")
+        for name in (
+            "update_kind", "bucket_ms", "region", "category", "currency", "reason", "revenue",
+            "orders", "refunds", "events", "late_revenue", "late_orders", "late_refunds",
+            "late_events", "duplicates", "malformed", "max_event_ms",
+        )
+    ]  # fmt: skip
+
+
+def _typed_updates(query: str) -> str:
+    columns = update_columns()
+    positional = ", ".join(f"c{i}" for i in range(len(columns)))
+    typed = ", ".join(f"CAST(c{i} AS {c.type}) AS {c.name}" for i, c in enumerate(columns))
+    return f"SELECT {typed} FROM ({query}) AS u({positional})"  # noqa: S608 (names above only)
+
+
+def updates_query(settings: Settings) -> str:
+    """Every update kind in one changelog (the tests read it so; the job keeps them apart)."""
+    return "\nUNION ALL\n".join(updates_queries(settings).values())
 
 
 def table_config(settings: Settings) -> dict[str, str]:

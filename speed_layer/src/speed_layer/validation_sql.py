@@ -1,23 +1,21 @@
 """The contract's validation rules translated into Flink SQL expressions (pure: text in, text out).
 
-Everything here is generated from `lambda_contract.events` (RULES, the *_PATTERN constants,
-`java_regex`, Reason codes), so the JVM evaluates the same definition as the Python reference
-`validate()`. Flink details this translation relies on (each checked by tests/speed):
+Everything here is generated from `lambda_contract.events` (RULES, MAX_JSON_DEPTH, the *_PATTERN
+constants, `java_regex`, Reason codes), so the JVM evaluates the same definition as the Python
+reference `validate()`. Each payload is parsed once, by the JVM function `JsonMembers`
+(speed_layer/functions): it answers the document's kind and each rule's member as its JSON type
+and scalar text (a string's content, a number's literal as written), and knows nothing else of
+the contract. Flink details this translation relies on (each checked by tests/speed):
 
-- `CAST(bytes AS STRING)` replaces invalid UTF-8; re-encoding and comparing tells it apart.
-- `JSON_VALUE` returns a JSON number's text through BigDecimal (`1.50000` stays, `1.5e1`
-  becomes `15`), so a number amount's literal text is taken from the payload and cross-checked.
-- `JSON_QUERY(... WITH UNCONDITIONAL ARRAY WRAPPER)` is NULL for an absent or null field and
-  otherwise starts with the JSON type of the value: `["` string, `[{` object, `[[` array, ...
-- `IS JSON` ignores trailing tokens after the first value; Python's parser does not.
+- The function is declared non-deterministic, so the planner never copies its call into the
+  expressions that read its result: one parse per record, with no DataStream boundary needed.
 - `CHAR_LENGTH` and Java regexes count Unicode code points, like Python.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Final
 
 from lambda_contract.events import (
@@ -28,6 +26,7 @@ from lambda_contract.events import (
     AMOUNT_SCALE_PATTERN,
     AMOUNT_SYNTAX_PATTERN,
     ID_MAX_CHARS,
+    MAX_JSON_DEPTH,
     RFC3339_PATTERN,
     RULES,
     FieldKind,
@@ -37,14 +36,22 @@ from lambda_contract.events import (
 )
 from lambda_contract.windows import HOUR_MS
 
+MEMBERS_FUNCTION: Final = "LAMBDA_JSON_MEMBERS"
+"""The name `JsonMembers` is registered under (job.register_functions)."""
+MEMBERS_CLASS: Final = "lambda.speed.functions.JsonMembers"
+MEMBERS_JAR: Final = "functions/lambda-speed-functions.jar"
+"""Built by `make setup` from speed_layer/functions into LAMBDA_JARS_DIR."""
+
+# The function's answers (JsonMembers' constants): the document's kind, then JSON types.
+DOC_EMPTY: Final = "empty"
+DOC_NOT_UTF8: Final = "not_utf8"
+DOC_NOT_JSON: Final = "not_json"
+JSON_OBJECT: Final = "object"
+JSON_STRING: Final = "string"
+JSON_NUMBER: Final = "number"
+JSON_NULL: Final = "null"
+
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Python's json module accepts exactly these blanks around a document and its tokens.
-_JSON_BLANK: Final = r"[ \t\n\r]"
-# A complete JSON scalar document (number, true, false, null); objects, arrays and strings are
-# recognised by their closing character instead.
-_JSON_SCALAR: Final = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?|true|false|null"
-# The characters a JSON number literal may consist of (the first must be '-' or a digit).
-_NUMBER_LITERAL: Final = r"-?[0-9][0-9.eE+-]*"
 
 
 def sql_string(text: str) -> str:
@@ -52,10 +59,11 @@ def sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _path(name: str) -> str:
+def _member_name(name: str) -> str:
+    """A rule's field name as a SQL literal; the contract's names are plain identifiers."""
     if not _NAME.fullmatch(name):
-        raise ValueError(f"field name {name!r} cannot be used in a simple JSON path")
-    return sql_string(f"$.{name}")
+        raise ValueError(f"field name {name!r} is not a plain JSON member name")
+    return sql_string(name)
 
 
 def _regexp(expr: str, pattern: str) -> str:
@@ -74,115 +82,71 @@ AMOUNT_RULE: Final = next(r for r in RULES if r.kind is FieldKind.AMOUNT)
 class Extracted:
     """Column names of the two preparing steps, which the rules read.
 
-    Flink does not share common subexpressions: an expression that names a column defined in a
-    sub-select is inlined, so a JSON function referenced ten times parses the document ten times.
-    The job therefore runs two steps behind DataStream boundaries (which the planner cannot
-    merge across): `extract_columns` evaluates each JSON call once, `part_columns` derives
-    each value the rules use several times (the amount's text, the event time's parts) once.
+    `extract_columns` parses the payload once (one array column); `part_columns` names its
+    elements and derives the values the rules read several times (the amount's text, the event
+    time's parts).
     """
 
-    document: str = "doc_reason"  # the document-level reason (empty, not UTF-8, not JSON, ...)
-    amount_literal: str = "amount_literal"  # a number amount's literal text in the payload
+    members: str = "m"  # the JsonMembers answer (extract step)
+    document: str = "doc_kind"  # the document's kind (parts step)
     amount_text: str = "amount_text"  # the amount's text as the contract defines it (parts step)
 
     def time_parts(self) -> dict[str, str]:
         """The event time's parts (parts step), by TIME_PARTS name."""
         return {name: f"et_{name}" for name in TIME_PARTS}
 
-    def wrapped(self, rule: FieldRule) -> str:
-        """The field as JSON text inside `[...]` (NULL when absent or JSON null)."""
-        return f"w_{rule.name}"
-
-    scalar_overrides: Mapping[str, str] = field(default_factory=dict)
+    def kind(self, rule: FieldRule) -> str:
+        """The member's JSON type; NULL when absent."""
+        return f"t_{rule.name}"
 
     def scalar(self, rule: FieldRule) -> str:
-        """JSON_VALUE of the field: a string's content or a number's canonical text, else NULL."""
-        return self.scalar_overrides.get(rule.name, f"s_{rule.name}")
+        """A string member's content or a number's literal; NULL for other types."""
+        return f"s_{rule.name}"
 
 
-def extract_columns(
-    payload: str = "payload", text: str | None = None, x: Extracted = Extracted()
-) -> list[tuple[str, str]]:
-    """(expression, alias) pairs over the raw payload: every parse of the whole document, once.
+def extract_columns(payload: str = "payload", x: Extracted = Extracted()) -> list[tuple[str, str]]:
+    """(expression, alias) pairs over the raw payload: its one parse."""
+    names = ", ".join(_member_name(rule.name) for rule in RULES)
+    return [(f"{MEMBERS_FUNCTION}({payload}, {MAX_JSON_DEPTH}, {names})", x.members)]
 
-    Each field's JSON_QUERY gives its presence, JSON type and JSON text; the event time's
-    JSON_VALUE is also taken here because the parts step reads it a dozen times. `text` names a
-    column holding CAST(payload AS STRING) when the caller decoded it once already (otherwise
-    every reference decodes the bytes again).
-    """
-    text = text or f"CAST({payload} AS STRING)"
-    out = [(_document_reason(payload, text), x.document)]
-    for rule in RULES:
-        out.append(
-            (f"JSON_QUERY({text}, {_path(rule.name)} WITH UNCONDITIONAL ARRAY WRAPPER)", x.wrapped(rule))
-        )
-    out.append((f"JSON_VALUE({text}, {_path(EVENT_TIME_RULE.name)})", x.scalar(EVENT_TIME_RULE)))
-    # A number amount's literal as written: the last `"amount": <number>` occurrence (the last
-    # duplicate key wins, as in Python); amount_text_expr checks it denotes the parsed value.
-    # Searched forwards from its literal start (fast), with a look-ahead for a later occurrence.
-    key = rf"\"{re.escape(AMOUNT_RULE.name)}\"{_JSON_BLANK}*:{_JSON_BLANK}*"
-    literal_regex = rf"{key}({_NUMBER_LITERAL})(?![\s\S]*{key}{_NUMBER_LITERAL})"
-    out.append((f"REGEXP_EXTRACT({text}, {sql_string(literal_regex)}, 1)", x.amount_literal))
-    return out
+
+def _element(x: Extracted, index: int) -> str:
+    """Element `index` (0-based) of the function's answer (SQL arrays count from 1)."""
+    return f"{x.members}[{index + 1}]"
+
+
+def _member_kind(x: Extracted, rule: FieldRule) -> str:
+    return _element(x, 1 + 2 * RULES.index(rule))
+
+
+def _member_text(x: Extracted, rule: FieldRule) -> str:
+    return _element(x, 2 + 2 * RULES.index(rule))
 
 
 def part_columns(x: Extracted = Extracted()) -> list[tuple[str, str]]:
-    """(expression, alias) pairs over the extraction step's columns: derived values, each once."""
-    out = [(_scalar_of_wrapped(rule, x), x.scalar(rule)) for rule in RULES if rule is not EVENT_TIME_RULE]
-    # The amount text reads the amount's scalar: inline it here (a sibling alias is not visible).
-    amount = replace(x, scalar_overrides={AMOUNT_RULE.name: _scalar_of_wrapped(AMOUNT_RULE, x)})
-    out.append((amount_text_expr(AMOUNT_RULE, amount), x.amount_text))
+    """(expression, alias) pairs over the extraction step's column: named and derived values."""
+    out = [(_element(x, 0), x.document)]
+    for rule in RULES:
+        out += [(_member_kind(x, rule), x.kind(rule)), (_member_text(x, rule), x.scalar(rule))]
+    # A sibling alias is not visible in the same projection: these read the elements directly.
+    kind = _member_kind(x, AMOUNT_RULE)
+    amount = (
+        f"(CASE WHEN {kind} IN ('{JSON_STRING}', '{JSON_NUMBER}') THEN {_member_text(x, AMOUNT_RULE)} END)"
+    )
+    out.append((amount, x.amount_text))
     # Only a JSON string can match the RFC 3339 pattern (a number's text has no 'T'): no type check.
-    parts = time_part_exprs(x.scalar(EVENT_TIME_RULE))
+    parts = time_part_exprs(_member_text(x, EVENT_TIME_RULE))
     out += [(parts[name], column) for name, column in x.time_parts().items()]
     return out
 
 
-def _scalar_of_wrapped(rule: FieldRule, x: Extracted) -> str:
-    r"""What JSON_VALUE gives for the field, from its small wrapped text instead of the document.
-
-    Jackson writes a string as `["..."]` escaping only `"`, `\` and control characters, so a
-    string without a backslash is its own content; anything else (escapes, numbers) is parsed
-    again, from the few bytes of the wrapped value.
-    """
-    w = x.wrapped(rule)
-    return (
-        f"(CASE WHEN SUBSTRING({w} FROM 1 FOR 2) = '[\"' AND POSITION('\\' IN {w}) = 0 "
-        f"THEN SUBSTRING({w} FROM 3 FOR CHAR_LENGTH({w}) - 4) ELSE JSON_VALUE({w}, '$[0]') END)"
-    )
-
-
-def _json_type_char(rule: FieldRule, x: Extracted) -> str:
-    return f"SUBSTRING({x.wrapped(rule)} FROM 2 FOR 1)"
-
-
 def is_string_expr(rule: FieldRule, x: Extracted = Extracted()) -> str:
-    return f"({_json_type_char(rule, x)} = '\"')"
-
-
-def is_number_expr(rule: FieldRule, x: Extracted = Extracted()) -> str:
-    return f"({_json_type_char(rule, x)} IN ('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'))"
+    return f"({x.kind(rule)} = '{JSON_STRING}')"
 
 
 def value_expr(rule: FieldRule, x: Extracted = Extracted()) -> str:
     """A string field's content, NULL for any other JSON type."""
     return f"(CASE WHEN {is_string_expr(rule, x)} THEN {x.scalar(rule)} END)"
-
-
-def amount_text_expr(rule: FieldRule, x: Extracted = Extracted()) -> str:
-    """The amount's text as the contract defines it; NULL for any other JSON type.
-
-    A string gives its content. A number gives its literal as written in the payload, used only
-    if it denotes the same value as the parsed number, else Flink's canonical text.
-    """
-    literal = x.amount_literal
-    same_value = f"TRY_CAST({literal} AS DOUBLE) = TRY_CAST({x.scalar(rule)} AS DOUBLE)"
-    return (
-        f"(CASE WHEN {is_string_expr(rule, x)} THEN {x.scalar(rule)} "
-        f"WHEN {is_number_expr(rule, x)} THEN "
-        f"(CASE WHEN {literal} IS NOT NULL AND {same_value} THEN {literal} ELSE {x.scalar(rule)} END) "
-        "END)"
-    )
 
 
 # --- event time -------------------------------------------------------------------------------
@@ -266,7 +230,7 @@ def readable_event_time_ms_expr(x: Extracted = Extracted()) -> str:
 
     This is what malformed events are bucketed by (tables.event_date).
     """
-    return f"(CASE WHEN {x.document} IS NULL THEN {event_time_ms_expr(x.time_parts())} END)"
+    return f"(CASE WHEN {x.document} = '{JSON_OBJECT}' THEN {event_time_ms_expr(x.time_parts())} END)"
 
 
 # --- reasons ----------------------------------------------------------------------------------
@@ -284,7 +248,9 @@ def _amount_checks(text: str) -> list[tuple[str, Reason]]:
 
 def _field_checks(rule: FieldRule, x: Extracted) -> list[tuple[str, Reason]]:
     """(failure condition, reason) pairs for one field, in the reference validator's order."""
-    checks = [(f"{x.wrapped(rule)} IS NULL", rule.missing)]
+    # Python's doc.get() gives None for an absent member and for a JSON null alike.
+    kind = x.kind(rule)
+    checks = [(f"({kind} IS NULL OR {kind} = '{JSON_NULL}')", rule.missing)]
     value = x.scalar(rule)  # only reached once the string check below passed (CASE order)
     if rule.kind is FieldKind.AMOUNT:
         text = x.amount_text
@@ -306,25 +272,13 @@ def _field_checks(rule: FieldRule, x: Extracted) -> list[tuple[str, Reason]]:
     return checks
 
 
-def _document_reason(payload: str, text: str) -> str:
-    """The first failing document-level check's reason, else NULL (part of the extraction step).
-
-    What Flink's IS JSON accepts but Python's parser rejects are trailing tokens after the value,
-    so the text without surrounding blanks must also have the shape of one complete value: an
-    object, array or string from its first to its last character, or a whole scalar. Given that,
-    the document is an object exactly when those characters are `{` and `}`.
-    """
-    blanks = "U&'" + "".join(f"\\{ord(c):04X}" for c in " \t\n\r") + "'"  # Python's JSON blanks
-    first = f"LEFT(TRIM(LEADING {blanks} FROM {text}), 1)"
-    last = f"RIGHT(TRIM(TRAILING {blanks} FROM {text}), 1)"
-    ends = f"CONCAT({first}, {last})"
-    scalar = f"REGEXP(TRIM(BOTH {blanks} FROM {text}), {sql_string(java_regex(_JSON_SCALAR))})"
-    complete = f"(CASE WHEN {ends} IN ('{{}}', '[]', '\"\"') THEN TRUE ELSE {scalar} END)"
+def document_reason_expr(x: Extracted = Extracted()) -> str:
+    """The document-level reason from the parse's answer, else NULL (an object)."""
     checks = [
-        (f"{payload} IS NULL OR CHAR_LENGTH({text}) = 0", Reason.EMPTY_PAYLOAD),
-        (f"NOT (CAST({text} AS BYTES) = {payload})", Reason.NOT_UTF8),
-        (f"NOT ({text} IS JSON) OR NOT {complete}", Reason.NOT_JSON),
-        (f"{ends} <> '{{}}'", Reason.NOT_OBJECT),
+        (f"{x.document} = '{DOC_EMPTY}'", Reason.EMPTY_PAYLOAD),
+        (f"{x.document} = '{DOC_NOT_UTF8}'", Reason.NOT_UTF8),
+        (f"{x.document} = '{DOC_NOT_JSON}'", Reason.NOT_JSON),
+        (f"{x.document} <> '{JSON_OBJECT}'", Reason.NOT_OBJECT),
     ]
     return _first_failure(checks)
 
@@ -337,7 +291,7 @@ def _first_failure(checks: list[tuple[str, Reason]]) -> str:
 def reason_expr(x: Extracted = Extracted()) -> str:
     """The first failing check's Reason value, or NULL for a valid event (CASE short-circuits)."""
     checks = [check for rule in RULES for check in _field_checks(rule, x)]
-    return f"COALESCE({x.document}, {_first_failure(checks)})"
+    return f"COALESCE({document_reason_expr(x)}, {_first_failure(checks)})"
 
 
 def amount_expr(x: Extracted = Extracted()) -> str:
