@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+
 import pytest
 
 from lambda_contract.redis_layout import HOUR_CLOSED, Metrics, RedisLayout
