@@ -1,7 +1,8 @@
 """Finding the checkpoint to resume from: the newest complete one under the checkpoint directory.
 
 Flink writes `<dir>/<job id>/chk-<n>/_metadata` last, so a `chk-*` folder with `_metadata` is
-complete. Each run has a new job id, hence the search across job folders. Only local (file:)
+complete. A job stopped by SIGINT or SIGTERM leaves a savepoint in `<dir>/savepoints/`, found
+the same way. Each run has a new job id, hence the search across job folders. Only local (file:)
 directories can be searched here; elsewhere (an object store in production) the Flink
 Kubernetes Operator tracks the latest checkpoint itself.
 """
@@ -26,11 +27,20 @@ def latest_complete(url: str) -> str | None:
     root = local_dir(url)
     if root is None or not root.is_dir():
         return None
-    candidates = [m.parent for m in root.glob("*/chk-*/_metadata") if m.is_file()]
+    found = [*root.glob("*/chk-*/_metadata"), *root.glob(f"{SAVEPOINTS}/savepoint-*/_metadata")]
+    candidates = [m.parent for m in found if m.is_file()]
     if not candidates:
         return None
     best = max(candidates, key=lambda p: (p.joinpath("_metadata").stat().st_mtime, _number(p)))
     return best.resolve().as_uri()
+
+
+SAVEPOINTS = "savepoints"
+
+
+def savepoint_dir(url: str) -> str:
+    """Where a stopped job's savepoint goes: beside its checkpoints, so the next start finds it."""
+    return url.rstrip("/") + "/" + SAVEPOINTS
 
 
 def latest_age_s(url: str) -> float | None:

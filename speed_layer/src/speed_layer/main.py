@@ -9,12 +9,29 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
+from typing import Any
 
 from lambda_contract.settings import Settings, SettingsError
 from speed_layer import checkpoints
 
 log = logging.getLogger("speed_layer")
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _log_to_stderr() -> None:
+    """The layer's log lines go to stderr whatever happens to the root logger: a local job runs
+    its Python operators in this process (PyFlink's loopback mode), and their Beam worker replaces
+    the root logger's handlers with one that forwards to Flink's log."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    _log_to_stderr()
     args = parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -61,8 +79,51 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("FLINK_PLUGINS_DIR", str(job.plugins_dir(settings)))
     options = job.JobOptions(bounded=args.bounded, restore_from=restore, group_id=args.group_id)
     env = job.build(settings, options)
-    env.execute("lambda-speed")
+    if args.bounded:
+        env.execute("lambda-speed")
+        return 0
+    return run_until_stopped(env, settings)
+
+
+def run_until_stopped(env: Any, settings: Settings) -> int:
+    """Run the streaming job until SIGINT or SIGTERM, then stop it with a savepoint.
+
+    A savepoint (not a cancel) is what an upgrade or a rescale restores: every operator's state
+    at one consistent point, with the sink's final flush done. The signal goes to this process
+    only: PyFlink's JVM ignores SIGINT, and a SIGTERM to the whole group would stop the JVM
+    before the savepoint is written.
+    """
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    client = env.execute_async("lambda-speed")
+    last = ""
+    while not stop.wait(1.0):
+        status = str(client.get_job_status().result()).rsplit(".", 1)[-1]
+        if status != last:
+            log.info("job %s: %s", client.get_job_id(), status)
+            last = status
+        if status in ("FINISHED", "FAILED", "CANCELED"):
+            client.get_job_execution_result().result()  # raises the failure's cause
+            return 0
+    target = checkpoints.savepoint_dir(settings.checkpoint_url)
+    log.info("stopping with a savepoint in %s", target)
+    try:
+        path = _stop_with_savepoint(client, target)
+    except Exception as exc:  # the JVM got the signal too (a whole process group was stopped)
+        log.warning("no savepoint (%s); the next start resumes from the newest checkpoint", exc)
+        return 0
+    log.info("savepoint written: %s (the next start resumes from it)", path)
     return 0
+
+
+def _stop_with_savepoint(client: Any, target: str) -> str:
+    """JobClient.stopWithSavepoint, called directly: PyFlink 2.2's wrapper still passes the two
+    arguments of Flink 1.x, and the Java method now also takes the savepoint's format."""
+    from pyflink.java_gateway import get_gateway
+
+    canonical = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+    return str(client._j_job_client.stopWithSavepoint(False, target, canonical).get())
 
 
 if __name__ == "__main__":

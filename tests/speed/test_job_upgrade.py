@@ -1,0 +1,133 @@
+"""Upgrades and rescales keep the speed job's state (docs/specs/speed.md, "Upgrades").
+
+The job runs on generated traffic until Redis is exact, is stopped with SIGTERM (which takes a
+savepoint: speed_layer/main.py), and starts again from that savepoint, changed:
+- an upgrade: a new optional output column (the DLQ rows carry `job_version`) and a changed rule
+  constant (the contract's id length limit doubled), at the same parallelism;
+- a rescale: parallelism 1 -> 2, unchanged otherwise.
+More traffic follows, including copies of events the first run counted: they are duplicates only
+if the dedup state came back. Redis must then equal the truth of everything sent, exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from lambda_testkit.processes import Child, wait_until
+from lambda_testkit.sandbox import Sandbox, duplicates, hash_of, produce, read_view
+from lambda_testkit.truth import SentRecord, Truth, compute_truth
+from lambda_tools.generator import GeneratedRecord, GeneratorConfig, history
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT_S = 420  # a cold PyFlink start plans a large SQL job; slow on a busy 2-core machine
+# The upgrade, applied before the job is built: what a new release of the job would change.
+UPGRADED = """
+import sys
+from speed_layer import main, sql, validation_sql
+
+columns, rows = sql.dlq_columns, sql.dlq_rows_query
+sql.dlq_columns = lambda: [*columns(), sql.Column("job_version", "STRING")]
+sql.dlq_rows_query = lambda: rows().replace("\\nFROM parsed", ", '2' AS job_version\\nFROM parsed")
+assert "job_version" in sql.dlq_rows_query()
+validation_sql.ID_MAX_CHARS = 2 * validation_sql.ID_MAX_CHARS
+sys.exit(main.main(sys.argv[1:]))
+"""
+
+
+def job(env: dict[str, str], log: Path, code: str | None = None) -> Child:
+    if code is None:
+        return Child([sys.executable, "-m", "speed_layer.main"], env, log)
+    return Child([sys.executable, "-c", code], env, log)
+
+
+def send(sandbox: Sandbox, records: list[GeneratedRecord]) -> None:
+    topic = sandbox.topics["LAMBDA_TOPIC_ORDERS"]
+    produce(sandbox.bootstrap, topic, [(r.partition, r.key, r.value, r.timestamp_ms) for r in records])
+
+
+def truth_of(records: list[GeneratedRecord]) -> Truth:
+    return compute_truth(
+        SentRecord(r.value, datetime.fromtimestamp(r.timestamp_ms / 1000, UTC)) for r in records
+    )
+
+
+def wait_exact(sandbox: Sandbox, truth: Truth, child: Child) -> float:
+    """Seconds until Redis holds exactly `truth` (speed view, duplicates, malformed per date)."""
+    client, prefix = sandbox.redis(), sandbox.settings().redis_prefix
+    started = time.monotonic()
+
+    def exact() -> bool:
+        malformed = {
+            day: {
+                k.decode(): int(v)
+                for k, v in hash_of(client, f"{prefix}:speed:dlq:{day.isoformat()}").items()
+            }
+            for day in truth.malformed_by_date
+        }
+        return (
+            read_view(client, prefix, "hour") == truth.speed
+            and read_view(client, prefix, "late") == truth.late
+            and duplicates(client, prefix) == truth.duplicates
+            and malformed == truth.malformed_by_date
+        )
+
+    def progress() -> str:
+        have = sum(m.events for m in read_view(client, prefix, "hour").values())
+        want = sum(m.events for m in truth.speed.values())
+        return f"events in Redis {have} of {want}, duplicates {duplicates(client, prefix)} of {truth.duplicates}\n{child.tail()}"
+
+    assert wait_until(lambda: exact() or not child.alive(), TIMEOUT_S, interval=1.0), progress()
+    assert exact(), progress()
+    return time.monotonic() - started
+
+
+def stop_with_savepoint(child: Child, log: Path) -> None:
+    os.kill(child.proc.pid, signal.SIGTERM)  # this process only: its JVM must live to write it
+    assert child.wait(time.monotonic() + 180) == 0, child.tail()
+    assert "savepoint written" in log.read_text(), child.tail()
+
+
+@pytest.mark.parametrize(
+    ("change", "before", "after"),
+    [("upgrade", 1, 1), ("rescale", 1, 2)],
+)
+def test_a_job_restored_from_a_savepoint_after_a_change_is_exact(
+    sandbox: Sandbox, tmp_path: Path, change: str, before: int, after: int
+) -> None:
+    config = GeneratorConfig(seed=11, late_rate=0.0, duplicate_rate=0.02, malformed_rate=0.02)
+    start = (datetime.now(UTC) - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+    first = list(history(config, start, start + timedelta(hours=2), 4_000))
+    send(sandbox, first)
+
+    log1 = tmp_path / "job-1.log"
+    one = job(sandbox.env(LAMBDA_SPEED_PARALLELISM=str(before)), log1)
+    try:
+        first_s = wait_exact(sandbox, truth_of(first), one)
+        stop_with_savepoint(one, log1)
+    finally:
+        one.kill()
+
+    # Later traffic, plus copies of records the first run has already counted.
+    later = list(history(GeneratorConfig(seed=12, late_rate=0.0, duplicate_rate=0.02, malformed_rate=0.02),
+                         start + timedelta(hours=2), start + timedelta(hours=4), 4_000))  # fmt: skip
+    copies = first[:: len(first) // 200]
+    log2 = tmp_path / "job-2.log"
+    two = job(
+        sandbox.env(LAMBDA_SPEED_PARALLELISM=str(after)), log2, UPGRADED if change == "upgrade" else None
+    )
+    try:
+        assert wait_until(lambda: "resuming from" in log2.read_text() or not two.alive(), 60), two.tail()
+        assert "/savepoints/savepoint-" in log2.read_text(), "the restart did not pick the savepoint"
+        send(sandbox, later + copies)
+        second_s = wait_exact(sandbox, truth_of(first + later + copies), two)
+    finally:
+        two.kill()
+    print(f"{change}: first run exact after {first_s:.0f} s, restored run after {second_s:.0f} s")
