@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from lambda_contract.events import RULES, FieldKind, Invalid, validate
 from lambda_testkit.processes import Child, wait_until
 from lambda_testkit.sandbox import Sandbox, duplicates, hash_of, produce, read_view
 from lambda_testkit.truth import SentRecord, Truth, compute_truth
@@ -40,6 +41,19 @@ assert "job_version" in sql.dlq_rows_query()
 validation_sql.ID_MAX_CHARS = 2 * validation_sql.ID_MAX_CHARS
 sys.exit(main.main(sys.argv[1:]))
 """
+
+
+# Ids of 65 to 128 characters are valid for the upgraded job only: the traffic holds none, so one
+# truth serves both runs (what is tested is that the state survives, not the new limit).
+ID_REASONS = {rule.invalid for rule in RULES if rule.kind is FieldKind.ID}
+
+
+def same_for_both(records: list[GeneratedRecord]) -> list[GeneratedRecord]:
+    def judged_alike(r: GeneratedRecord) -> bool:
+        result = validate(r.value)
+        return not (isinstance(result, Invalid) and result.reason in ID_REASONS)
+
+    return [r for r in records if judged_alike(r)]
 
 
 def job(env: dict[str, str], log: Path, code: str | None = None) -> Child:
@@ -104,7 +118,7 @@ def test_a_job_restored_from_a_savepoint_after_a_change_is_exact(
 ) -> None:
     config = GeneratorConfig(seed=11, late_rate=0.0, duplicate_rate=0.02, malformed_rate=0.02)
     start = (datetime.now(UTC) - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
-    first = list(history(config, start, start + timedelta(hours=2), 4_000))
+    first = same_for_both(list(history(config, start, start + timedelta(hours=2), 4_000)))
     send(sandbox, first)
 
     log1 = tmp_path / "job-1.log"
@@ -116,8 +130,8 @@ def test_a_job_restored_from_a_savepoint_after_a_change_is_exact(
         one.kill()
 
     # Later traffic, plus copies of records the first run has already counted.
-    later = list(history(GeneratorConfig(seed=12, late_rate=0.0, duplicate_rate=0.02, malformed_rate=0.02),
-                         start + timedelta(hours=2), start + timedelta(hours=4), 4_000))  # fmt: skip
+    later = same_for_both(list(history(GeneratorConfig(seed=12, late_rate=0.0, duplicate_rate=0.02, malformed_rate=0.02),
+                                       start + timedelta(hours=2), start + timedelta(hours=4), 4_000)))  # fmt: skip
     copies = first[:: len(first) // 200]
     log2 = tmp_path / "job-2.log"
     two = job(
