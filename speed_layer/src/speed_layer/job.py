@@ -155,8 +155,9 @@ def functions_jar(settings: Settings) -> str:
 
 
 def register_functions(t_env: TableEnvironment) -> None:
-    """The JVM function the generated SQL calls (its jar is in `pipeline.jars`)."""
+    """The JVM functions the generated SQL calls (their jar is in `pipeline.jars`)."""
     t_env.create_java_temporary_system_function(v.MEMBERS_FUNCTION, v.MEMBERS_CLASS)
+    t_env.create_java_temporary_system_function(v.ONCE_FUNCTION, v.ONCE_CLASS)
 
 
 def updates(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:

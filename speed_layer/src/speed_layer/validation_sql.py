@@ -39,6 +39,10 @@ from lambda_contract.windows import HOUR_MS
 MEMBERS_FUNCTION: Final = "LAMBDA_JSON_MEMBERS"
 """The name `JsonMembers` is registered under (job.register_functions)."""
 MEMBERS_CLASS: Final = "lambda.speed.functions.JsonMembers"
+ONCE_FUNCTION: Final = "LAMBDA_ONCE"
+"""The identity, non-deterministic (`Once`): keeps a derived value from being inlined into each of
+its readers, so it is computed once per row."""
+ONCE_CLASS: Final = "lambda.speed.functions.Once"
 MEMBERS_JAR: Final = "functions/lambda-speed-functions.jar"
 """Built by `make setup` from speed_layer/functions into LAMBDA_JARS_DIR."""
 
@@ -133,11 +137,17 @@ def part_columns(x: Extracted = Extracted()) -> list[tuple[str, str]]:
     amount = (
         f"(CASE WHEN {kind} IN ('{JSON_STRING}', '{JSON_NUMBER}') THEN {_member_text(x, AMOUNT_RULE)} END)"
     )
-    out.append((amount, x.amount_text))
+    out.append((_once(amount), x.amount_text))
     # Only a JSON string can match the RFC 3339 pattern (a number's text has no 'T'): no type check.
     parts = time_part_exprs(_member_text(x, EVENT_TIME_RULE))
-    out += [(parts[name], column) for name, column in x.time_parts().items()]
+    out += [(_once(parts[name]), column) for name, column in x.time_parts().items()]
     return out
+
+
+def _once(expr: str) -> str:
+    """`expr`, evaluated once per row however many expressions read it (the rules read the
+    event time's parts a dozen times; inlined, each read would cut and parse the text again)."""
+    return f"{ONCE_FUNCTION}({expr})"
 
 
 def is_string_expr(rule: FieldRule, x: Extracted = Extracted()) -> str:

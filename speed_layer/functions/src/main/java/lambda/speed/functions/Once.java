@@ -1,0 +1,36 @@
+package lambda.speed.functions;
+
+import org.apache.flink.table.functions.ScalarFunction;
+
+/**
+ * The identity, declared non-deterministic: a value the generated SQL reads several times is
+ * computed once.
+ *
+ * <p>Flink's planner inlines a projected expression into every expression that reads it (it has
+ * no common subexpression elimination), except a non-deterministic one. Wrapping a derived value
+ * (an event time's parts, say) in this function keeps it in its own projection, evaluated once per
+ * row. It holds no rule of the contract.
+ */
+public final class Once extends ScalarFunction {
+
+    public String eval(String value) {
+        return value;
+    }
+
+    public Long eval(Long value) {
+        return value;
+    }
+
+    public Integer eval(Integer value) {
+        return value;
+    }
+
+    public Boolean eval(Boolean value) {
+        return value;
+    }
+
+    @Override
+    public boolean isDeterministic() {
+        return false;
+    }
+}
