@@ -18,8 +18,9 @@ from k8s_support import REPO
 pytestmark = pytest.mark.unit
 
 LAYERS = ["speed_layer", "batch_layer", "serving_layer"]
-# Paths a Dockerfile may copy that are not committed but made by `make setup` (infra/jars/pom.xml).
-SETUP_MADE = (".local/jars/flink/", ".local/jars/spark/")
+# Paths a Dockerfile may copy that are not committed but made by `make setup`: the jars of
+# infra/jars/pom.xml's profiles, and the speed job's functions built from speed_layer/functions.
+SETUP_MADE = (".local/jars/flink/", ".local/jars/spark/", ".local/jars/functions/")
 
 
 @dataclass
@@ -93,7 +94,12 @@ def test_every_copied_path_exists_or_is_made_by_setup(layer: str) -> None:
                 # Made by `make setup`: .local/jars/<profile>/ from that profile of infra/jars/pom.xml.
                 assert src.startswith(SETUP_MADE), f"{layer}: {src} is neither committed nor made by setup"
                 profile = src.split("/")[2]
-                assert f"<id>{profile}</id>" in (REPO / "infra/jars/pom.xml").read_text(), (layer, src)
+                if profile == "functions":
+                    setup = (REPO / "scripts/setup.sh").read_text()
+                    assert "speed_layer/functions/pom.xml" in setup, (layer, src)
+                    assert f"target/{Path(src).name}" in setup, (layer, src)
+                else:
+                    assert f"<id>{profile}</id>" in (REPO / "infra/jars/pom.xml").read_text(), (layer, src)
             else:
                 tracked = subprocess.run(
                     ["git", "ls-files", "--error-unmatch", src], cwd=REPO, capture_output=True
