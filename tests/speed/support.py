@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
+from typing import Any
 
+from lambda_contract.settings import Settings
 from lambda_testkit.sandbox import produce
 from lambda_testkit.truth import SentRecord, Truth, compute_truth
 from lambda_tools.generator import GeneratedRecord, GeneratorConfig, history
+from speed_layer import job, sql
 
 
 def preload_history(
@@ -19,3 +23,42 @@ def preload_history(
     )
     produce(bootstrap, topic, [(r.partition, r.key, r.value, r.timestamp_ms) for r in records])
     return records, truth
+
+
+def classified_over_rows(settings: Settings, rows: list[tuple[bytes | None, int, int, int]]) -> Any:
+    """A streaming table environment (parallelism 1) with `rows` (payload, partition, offset,
+    record timestamp ms, in arrival order) as `sql.SOURCE_TABLE` and the job's views over them:
+    the job's SQL without Kafka or Redis."""
+    from pyflink.common import Configuration
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import DataTypes, StreamTableEnvironment
+
+    conf = Configuration()
+    conf.set_string("pipeline.jars", job.functions_jar(settings))  # as job.build configures it
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    env.set_parallelism(1)
+    t_env = StreamTableEnvironment.create(env)
+    t_env.get_config().set("python.executable", sys.executable)
+    t_env.get_config().set("python.client.executable", sys.executable)
+    # from_elements, not VALUES: literal rows would be constant-folded by the planner at plan time.
+    table = t_env.from_elements(
+        [(None if value is None else bytearray(value), p, o, ts) for value, p, o, ts in rows],
+        DataTypes.ROW(
+            [
+                DataTypes.FIELD("payload", DataTypes.BYTES()),
+                DataTypes.FIELD("kpartition", DataTypes.INT()),
+                DataTypes.FIELD("koffset", DataTypes.BIGINT()),
+                DataTypes.FIELD("kts_ms", DataTypes.BIGINT()),
+            ]
+        ),
+    )
+    t_env.create_temporary_view("in_memory_rows", table)
+    # The Kafka source's schema (sql.source_columns), with the record timestamp as TIMESTAMP_LTZ.
+    t_env.create_temporary_view(
+        sql.SOURCE_TABLE,
+        t_env.sql_query(
+            "SELECT payload, kpartition, koffset, TO_TIMESTAMP_LTZ(kts_ms, 3) AS kts FROM in_memory_rows"
+        ),
+    )
+    job.classify(t_env, settings)
+    return t_env

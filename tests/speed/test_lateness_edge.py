@@ -11,17 +11,17 @@ view keeps agreeing with gold, which counts the event too.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from support import classified_over_rows
 
 from lambda_contract.redis_layout import HOUR_CLOSED, Metrics, RedisLayout
 from lambda_contract.settings import Settings
 from lambda_contract.windows import HOUR_MS, format_instant, hour_id, to_epoch_ms
-from speed_layer import job, sql
+from speed_layer import sql
 from speed_layer.view import HSet, SpeedView, Update
 
 SETTINGS = Settings.from_env({})
@@ -51,35 +51,9 @@ ARRIVALS = [
 
 @pytest.fixture(scope="module")
 def kinds() -> Iterator[dict[str, str]]:
-    from pyflink.common import Configuration
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.table import DataTypes, StreamTableEnvironment
-
-    conf = Configuration()
-    conf.set_string("pipeline.jars", job.functions_jar(SETTINGS))
-    env = StreamExecutionEnvironment.get_execution_environment(conf)
-    env.set_parallelism(1)
-    t_env = StreamTableEnvironment.create(env)
-    t_env.get_config().set("python.executable", sys.executable)
-    rows = t_env.from_elements(
-        [(bytearray(payload(i, at)), p, o, to_epoch_ms(at)) for p, o, i, at in ARRIVALS],
-        DataTypes.ROW(
-            [
-                DataTypes.FIELD("payload", DataTypes.BYTES()),
-                DataTypes.FIELD("kpartition", DataTypes.INT()),
-                DataTypes.FIELD("koffset", DataTypes.BIGINT()),
-                DataTypes.FIELD("kts_ms", DataTypes.BIGINT()),
-            ]
-        ),
+    t_env = classified_over_rows(
+        SETTINGS, [(payload(i, at), p, o, to_epoch_ms(at)) for p, o, i, at in ARRIVALS]
     )
-    t_env.create_temporary_view("edge_rows", rows)
-    t_env.create_temporary_view(
-        sql.SOURCE_TABLE,
-        t_env.sql_query(
-            "SELECT payload, kpartition, koffset, TO_TIMESTAMP_LTZ(kts_ms, 3) AS kts FROM edge_rows"
-        ),
-    )
-    job.classify(t_env, SETTINGS)
     out: dict[str, str] = {}
     query = f"SELECT kpartition, et_ms, kind FROM {sql.CLASSIFIED_VIEW}"
     with t_env.sql_query(query).execute().collect() as results:

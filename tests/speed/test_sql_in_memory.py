@@ -13,7 +13,6 @@ order), not a Flink watermark, so one bounded stream at parallelism 1 decides it
 from __future__ import annotations
 
 import base64
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
@@ -21,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from support import classified_over_rows
 
 from lambda_contract.events import Event, validate
 from lambda_contract.redis_layout import GroupKey, Metrics
@@ -28,7 +28,7 @@ from lambda_contract.settings import Settings
 from lambda_contract.windows import from_epoch_ms, hour_start, to_epoch_ms
 from lambda_testkit import golden
 from lambda_testkit.truth import View
-from speed_layer import job, sql
+from speed_layer import sql
 
 pytestmark = pytest.mark.integration
 
@@ -41,42 +41,7 @@ TRUTH = golden.compute(RECORDS)
 def stream_tenv() -> Iterator[Any]:
     """A streaming table environment (parallelism 1) with the golden set as `orders_src` and the
     job's views over it."""
-    from pyflink.common import Configuration
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.table import DataTypes, StreamTableEnvironment
-
-    conf = Configuration()
-    conf.set_string("pipeline.jars", job.functions_jar(SETTINGS))  # as job.build configures it
-    env = StreamExecutionEnvironment.get_execution_environment(conf)
-    env.set_parallelism(1)
-    t_env = StreamTableEnvironment.create(env)
-    t_env.get_config().set("python.executable", sys.executable)
-    t_env.get_config().set("python.client.executable", sys.executable)
-    # from_elements, not VALUES: literal rows would be constant-folded by the planner at plan time.
-    rows = t_env.from_elements(
-        [
-            (None if r.value is None else bytearray(r.value), r.partition, r.seq, r.timestamp_ms)
-            for r in RECORDS
-        ],
-        DataTypes.ROW(
-            [
-                DataTypes.FIELD("payload", DataTypes.BYTES()),
-                DataTypes.FIELD("kpartition", DataTypes.INT()),
-                DataTypes.FIELD("koffset", DataTypes.BIGINT()),
-                DataTypes.FIELD("kts_ms", DataTypes.BIGINT()),
-            ]
-        ),
-    )
-    t_env.create_temporary_view("golden_rows", rows)
-    # The Kafka source's schema (sql.source_columns), with the record timestamp as TIMESTAMP_LTZ.
-    t_env.create_temporary_view(
-        sql.SOURCE_TABLE,
-        t_env.sql_query(
-            "SELECT payload, kpartition, koffset, TO_TIMESTAMP_LTZ(kts_ms, 3) AS kts FROM golden_rows"
-        ),
-    )
-    job.classify(t_env, SETTINGS)
-    yield t_env
+    yield classified_over_rows(SETTINGS, [(r.value, r.partition, r.seq, r.timestamp_ms) for r in RECORDS])
 
 
 def collect(t_env: Any, query: str) -> list[tuple[Any, ...]]:
