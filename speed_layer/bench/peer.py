@@ -62,19 +62,12 @@ MINI_BATCH_KEYS: Final = (
 
 
 def source_options(settings: Settings, *, bounded: bool, group_id: str) -> dict[str, str]:
-    opts = {
-        "connector": "kafka",
-        "topic": settings.topic_orders,
-        "properties.bootstrap.servers": settings.kafka_bootstrap,
-        "properties.group.id": group_id,
-        "scan.startup.mode": "earliest-offset",
+    """The job's Kafka source options (sql.source_options), with the `json` format instead of raw."""
+    return sql.source_options(settings, bounded=bounded, group_id=group_id) | {
         "format": "json",
         "json.ignore-parse-errors": "true",
         "json.fail-on-missing-field": "false",
     }
-    if bounded:
-        opts["scan.bounded.mode"] = "latest-offset"
-    return opts
 
 
 def source(settings: Settings, *, bounded: bool, group_id: str) -> TableDescriptor:

@@ -48,7 +48,6 @@ def job_config(settings: Settings, options: JobOptions) -> dict[str, str]:
     """What the job itself decides, wherever it runs: its name and jars, width, checkpoint cadence
     and guarantee, and the latencies of its exchanges. Cluster settings come from the deployment, or
     from `cluster.local_cluster_config` when the job starts its own mini-cluster."""
-    jars_dir = settings.path(settings.jars_dir)
     conf = {
         "pipeline.name": "lambda-speed",
         # Every operator of the SQL part gets a uid from its place in the plan, as the sink has
@@ -57,7 +56,7 @@ def job_config(settings: Settings, options: JobOptions) -> dict[str, str]:
         "table.exec.uid.generation": "ALWAYS",
         # The job ships its connector itself (LAMBDA_JARS_DIR: .local/jars locally, the image's
         # /opt/lambda/jars in Kubernetes).
-        "pipeline.jars": ";".join((jars_dir / j).as_uri() for j in JARS),
+        "pipeline.jars": ";".join(jar_uri(settings, j) for j in JARS),
         "parallelism.default": str(settings.speed_parallelism),
         "execution.checkpointing.interval": f"{settings.checkpoint_interval_s} s",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
@@ -149,9 +148,14 @@ def classify(t_env: StreamTableEnvironment, settings: Settings) -> None:
     _stage(t_env, sql.classify_query(settings), sql.CLASSIFIED_VIEW)
 
 
+def jar_uri(settings: Settings, jar: str) -> str:
+    """The URI of one of `JARS` under LAMBDA_JARS_DIR (for `pipeline.jars`)."""
+    return (settings.path(settings.jars_dir) / jar).as_uri()
+
+
 def functions_jar(settings: Settings) -> str:
-    """The URI of the jar with the job's JVM function (for `pipeline.jars`)."""
-    return (settings.path(settings.jars_dir) / v.MEMBERS_JAR).as_uri()
+    """The URI of the jar with the job's JVM functions (for `pipeline.jars`)."""
+    return jar_uri(settings, v.MEMBERS_JAR)
 
 
 def register_functions(t_env: TableEnvironment) -> None:
