@@ -73,7 +73,8 @@ log "jars ready in $JARS/ (kafka, flink, spark, functions)"
 
 # >>> k8s: kustomize where kubectl has none recent; the operators' CRDs for tests/k8s >>>
 # `make k8s-render` uses `kubectl kustomize` when kubectl bundles kustomize v5, else .local/bin/kustomize,
-# built here from the Go module proxy. The CRD schemas (Strimzi, Flink operator, prometheus-operator)
+# built here from the Go module proxy. The CRD schemas (Strimzi, Flink operator, prometheus-operator,
+# spark-operator)
 # are built into .local/crds/ from registry packages: see lambda_tools/k8s_crds.py and docs/operations.md.
 if ! kubectl version --client -o json 2>/dev/null | grep -q '"kustomizeVersion": "v5' \
    && [ ! -x .local/bin/kustomize ]; then

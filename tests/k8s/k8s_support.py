@@ -95,7 +95,13 @@ CRD_FILES = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors.monitoring.coreos.com.yaml",
     ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitors.monitoring.coreos.com.yaml",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrules.monitoring.coreos.com.yaml",
+    ("sparkoperator.k8s.io/v1beta2", "SparkApplication"): "sparkapplications.sparkoperator.k8s.io.yaml",
+    ("sparkoperator.k8s.io/v1beta2", "ScheduledSparkApplication"): (
+        "scheduledsparkapplications.sparkoperator.k8s.io.yaml"
+    ),
 }
+# Kinds with a CRD here that the overlays need not render (yet): the batch's spark-operator manifests.
+OPTIONAL_CUSTOM_KINDS = {"SparkApplication", "ScheduledSparkApplication"}
 # The newest flink-kubernetes-operator-api on Maven Central here is 1.10.0, whose flinkVersion enum
 # stops at v1_20; operator 1.11-1.14 add v2_0..v2_2 and nothing else this deployment uses.
 FLINK_VERSIONS_ADDED_AFTER_1_10 = ["v2_0", "v2_1", "v2_2"]

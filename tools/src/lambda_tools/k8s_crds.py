@@ -9,6 +9,8 @@ produced the way the operator's own release produces it.
 - prometheus-operator: `controller-gen` (a Go module) generates the CRDs from the Go API types of
   `github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring` (also a Go module), as
   upstream's build does.
+- spark-operator (kubeflow): its Go module `github.com/kubeflow/spark-operator/v2` carries the CRDs
+  its controller-gen run produced (config/crd/bases), taken as they are.
 
 Run: `python -m lambda_tools.k8s_crds --jars .local/crds/jars --out .local/crds` (scripts/setup.sh).
 """
@@ -32,6 +34,7 @@ STRIMZI_VERSION: Final = "1.2.0"
 FLINK_OPERATOR_API_VERSION: Final = "1.10.0"
 PROMETHEUS_OPERATOR_VERSION: Final = "v0.95.2"
 CONTROLLER_TOOLS_VERSION: Final = "v0.19.0"
+SPARK_OPERATOR_VERSION: Final = "v2.3.0"
 
 STRIMZI_KINDS: Final = {
     "io.strimzi.api.kafka.model.kafka.Kafka": "kafkas.kafka.strimzi.io.yaml",
@@ -45,6 +48,14 @@ PROMETHEUS_CRDS: Final = {
     "monitoring.coreos.com_servicemonitors.yaml": "servicemonitors.monitoring.coreos.com.yaml",
     "monitoring.coreos.com_podmonitors.yaml": "podmonitors.monitoring.coreos.com.yaml",
     "monitoring.coreos.com_prometheusrules.yaml": "prometheusrules.monitoring.coreos.com.yaml",
+}
+
+SPARK_OPERATOR_MODULE: Final = "github.com/kubeflow/spark-operator/v2"
+SPARK_CRDS: Final = {
+    "sparkoperator.k8s.io_sparkapplications.yaml": "sparkapplications.sparkoperator.k8s.io.yaml",
+    "sparkoperator.k8s.io_scheduledsparkapplications.yaml": (
+        "scheduledsparkapplications.sparkoperator.k8s.io.yaml"
+    ),
 }
 
 
@@ -101,10 +112,37 @@ def strimzi_crds(jars: Path, out: Path) -> None:
         raise CrdError(f"Strimzi crd-generator failed: {result.stderr[-2000:]}")
 
 
-def prometheus_crds(out: Path) -> None:
+def go_binary() -> str:
+    """`go` from PATH or Debian's /usr/local/go; a CrdError when neither exists."""
     go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
     if go is None:
-        raise CrdError("controller-gen needs Go (go is not on PATH)")
+        raise CrdError("the CRDs from Go modules need Go (go is not on PATH)")
+    return go
+
+
+def spark_crds(out: Path) -> None:
+    """Copies the CRDs out of the spark-operator module the Go module proxy serves."""
+    go = go_binary()
+    with tempfile.TemporaryDirectory(prefix="crdgen-") as tmp:
+        result = subprocess.run(
+            [go, "mod", "download", "-json", f"{SPARK_OPERATOR_MODULE}@{SPARK_OPERATOR_VERSION}"],
+            cwd=tmp,
+            env={**os.environ, "GOFLAGS": "-mod=mod", "GOWORK": "off"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    info = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+    if result.returncode != 0 or "Dir" not in info:
+        detail = info.get("Error") or result.stderr[-2000:]
+        raise CrdError(f"go mod download {SPARK_OPERATOR_MODULE}@{SPARK_OPERATOR_VERSION} failed: {detail}")
+    bases = Path(info["Dir"]) / "config" / "crd" / "bases"
+    for source, name in SPARK_CRDS.items():
+        shutil.copyfile(bases / source, out / name)
+
+
+def prometheus_crds(out: Path) -> None:
+    go = go_binary()
     module = "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring"
     with tempfile.TemporaryDirectory(prefix="crdgen-") as tmp:
         env = {**os.environ, "GOFLAGS": "-mod=mod"}
@@ -137,6 +175,7 @@ def versions() -> dict[str, str]:
         "flink-kubernetes-operator-api": FLINK_OPERATOR_API_VERSION,
         "prometheus-operator": PROMETHEUS_OPERATOR_VERSION,
         "controller-tools": CONTROLLER_TOOLS_VERSION,
+        "spark-operator": SPARK_OPERATOR_VERSION,
     }
 
 
@@ -152,6 +191,7 @@ def build(jars: Path, out: Path) -> list[str]:
         (FLINK_CRDS.values(), lambda: flink_crds(jars, out)),
         (STRIMZI_KINDS.values(), lambda: strimzi_crds(jars, out)),
         (PROMETHEUS_CRDS.values(), lambda: prometheus_crds(out)),
+        (SPARK_CRDS.values(), lambda: spark_crds(out)),
     ]
     problems: list[str] = []
     for names, step in steps:
