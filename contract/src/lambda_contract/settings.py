@@ -240,6 +240,13 @@ class Settings:
         _str,
         "CSV of (date, currency, rate_to_usd); empty means the shipped table.",
     )
+    fx_source_url: str = _setting(
+        "LAMBDA_FX_SOURCE_URL",
+        "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist.zip",
+        _nonempty,
+        "Where `lambda-fx fetch` reads the ECB's euro reference rates (eurofxref CSV or its zip; "
+        "an http(s) or file:// URL or a path) to write LAMBDA_FX_RATES_PATH.",
+    )
     reports_dir: str = _setting(
         "LAMBDA_REPORTS_DIR", "reports", _nonempty, "Where reconciliation reports are written."
     )
