@@ -1,6 +1,12 @@
-"""CLI entry point: `lambda-batch run|ingest|maintain`. Arguments are checked before Spark starts.
+"""CLI entry point: `lambda-batch run|nightly|ingest|maintain`. Arguments are checked before Spark starts.
 
-Exit codes: 0 ok, 1 a run or a date failed (the summary says which), 2 bad arguments/settings.
+Every command writes the Delta tables, so each holds the batch writer lock (batch_layer.lock) from
+before Spark starts until it ends: ingest, recompute, maintenance and backfills never overlap.
+`nightly` is `run` that also writes the dates it recomputed to --dates-out, for the
+reconciliation that follows it (`lambda-reconcile --dates-file`, docs/operations.md).
+
+Exit codes: 0 ok, 1 a run or a date failed (the summary says which) or the lock was not had in
+time, 2 bad arguments/settings.
 """
 
 from __future__ import annotations
@@ -9,9 +15,11 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
 
 from batch_layer import planning
+from batch_layer.lock import LeaseApiError, LockTimeoutError, held
 from batch_layer.maintain import MIN_RETENTION_HOURS, UnsafeRetentionError, check_retention
 from lambda_contract.settings import Settings, SettingsError
 
@@ -30,6 +38,15 @@ def _parser() -> argparse.ArgumentParser:
         "--no-auto", action="store_true", help="only the named dates, not past dates with new bronze rows"
     )
     _common(run)
+    nightly = sub.add_parser(
+        "nightly",
+        help="the nightly step: `run` (yesterday and dates with new rows), then list what it recomputed",
+    )
+    nightly.add_argument("--date", help="the named UTC date, YYYY-MM-DD (default: yesterday)")
+    nightly.add_argument(
+        "--dates-out", type=Path, required=True, help="file to write the recomputed dates to, one a line"
+    )
+    _common(nightly)
     ing = sub.add_parser("ingest", help="only ingest Kafka into bronze")
     _common(ing)
     mt = sub.add_parser("maintain", help="compact (OPTIMIZE) and VACUUM every table")
@@ -62,13 +79,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         extra = _confs(args.conf)
-        named = planning.named_dates(args.date, args.start, args.end, today) if args.command == "run" else []
+        if args.command == "run":
+            named = planning.named_dates(args.date, args.start, args.end, today)
+        elif args.command == "nightly":
+            named = planning.named_dates(args.date, None, None, today)
+        else:
+            named = []
         if args.command == "maintain":
             check_retention(args.retain_hours, args.force)
     except (SettingsError, planning.BadDatesError, UnsafeRetentionError) as exc:
         print(f"lambda-batch: {exc}", file=sys.stderr)
         return 2
-    # Spark (and its JVM) only from here on: bad input never pays the start-up.
+    try:
+        with held(settings, f"lambda-batch {args.command}"):
+            return _locked(args, settings, extra, named, today)
+    except (LockTimeoutError, LeaseApiError) as exc:
+        print(f"lambda-batch {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # also how the Lease's renewer stops a writer that lost it
+        print(f"lambda-batch {args.command}: interrupted", file=sys.stderr)
+        return 1
+
+
+def _locked(
+    args: argparse.Namespace, settings: Settings, extra: dict[str, str], named: list[date], today: date
+) -> int:
+    """The command itself, with the writer lock held. Spark (and its JVM) only from here on: bad
+    input never pays the start-up, and a writer waiting for the lock holds no executors."""
     from batch_layer import summary
     from batch_layer.runner import RunReport, push_metrics, run
     from batch_layer.spark import JarsMissingError, build_session
@@ -109,8 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings,
             named,
             today=today,
-            do_ingest=not args.no_ingest,
-            auto=not args.no_auto,
+            do_ingest=not getattr(args, "no_ingest", False),
+            auto=not getattr(args, "no_auto", False),
             allow_data_loss=args.allow_data_loss,
             max_offsets_per_trigger=args.max_offsets_per_trigger,
         )
@@ -120,6 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         push_metrics(settings, report)
+        if args.command == "nightly":
+            days = sorted({r.day for r in report.results})
+            args.dates_out.parent.mkdir(parents=True, exist_ok=True)
+            args.dates_out.write_text("".join(f"{d.isoformat()}\n" for d in days))
+            print(f"recomputed dates for the reconciliation: {args.dates_out}")
         return 0 if report.ok else 1
     except Exception as exc:
         log.exception("lambda-batch %s failed", args.command)

@@ -214,6 +214,33 @@ class Settings:
         _nonempty,
         "spark.driver.memory (local mode does all work in the driver).",
     )
+    batch_lock: str = _setting(
+        "LAMBDA_BATCH_LOCK",
+        "auto",
+        _one_of("auto", "file", "lease"),
+        "How a batch writer (ingest, run, nightly, maintain) makes itself the only writer of the "
+        "Delta tables: `lease` a Kubernetes Lease through the pod's service account, `file` an "
+        "fcntl lock under <state>/locks keyed by the Delta root, `auto` the lease inside a "
+        "cluster (KUBERNETES_SERVICE_HOST set) and the file elsewhere.",
+    )
+    batch_lock_timeout_s: int = _setting(
+        "LAMBDA_BATCH_LOCK_TIMEOUT_S",
+        "3600",
+        _int(0),
+        "How long a second batch writer waits for the lock before it fails naming the holder.",
+    )
+    batch_lease_name: str = _setting(
+        "LAMBDA_BATCH_LEASE_NAME",
+        "lambda-batch-writer",
+        _nonempty,
+        "Name of the coordination.k8s.io/v1 Lease the batch writers share (in the pod's namespace).",
+    )
+    batch_lease_duration_s: int = _setting(
+        "LAMBDA_BATCH_LEASE_DURATION_S",
+        "60",
+        _int(3),
+        "A Lease not renewed for this long is taken over; its holder renews every third of it.",
+    )
     pushgateway_url: str = _setting(
         "LAMBDA_PUSHGATEWAY_URL",
         "",
