@@ -324,6 +324,8 @@ def start_pushgateway(settings: Settings, state: Path) -> None:
 # --- commands ----------------------------------------------------------------------------------
 
 SERVICES = ("kafka", "redis", "prometheus", "pushgateway")
+# Started by `make k8s-up` (lambda_tools.k8s_apiserver), in start order; `down` stops them too.
+K8S_PROCESSES = ("etcd", "kube-apiserver")
 
 
 def up(settings: Settings) -> None:
@@ -336,10 +338,13 @@ def up(settings: Settings) -> None:
 
 
 def down(settings: Settings) -> list[str]:
-    """Stop what `up` started (by recorded pid), waiting for each to exit. Returns what stopped."""
+    """Stop what `up` and `make k8s-up` started (by recorded pid), waiting for each to exit.
+
+    Returns what stopped.
+    """
     state = settings.state_path
     stopped = []
-    for name in reversed(SERVICES):
+    for name in reversed(SERVICES + K8S_PROCESSES):
         pid = running_pid(state, name)
         if pid is not None:
             _stop(pid)
