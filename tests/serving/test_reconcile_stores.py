@@ -4,6 +4,7 @@ filled with the golden set's truth (speed view, late counters, gold), through th
 from __future__ import annotations
 
 import json
+import os
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -110,7 +111,7 @@ def test_a_bad_date_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
     assert exc.value.code == 2 and "not a date" in capsys.readouterr().err
 
 
-def test_the_api_serves_the_same_report_and_sets_the_gauges(env: Settings, r: redis.Redis) -> None:
+def test_the_api_serves_the_same_report_and_sets_no_gauge(env: Settings, r: redis.Redis) -> None:
     from conftest import make_client
 
     with make_client(env) as client:
@@ -126,6 +127,57 @@ def test_the_api_serves_the_same_report_and_sets_the_gauges(env: Settings, r: re
         assert client.get("/v1/reconciliation/2026-02-30").status_code == 400
         assert client.get("/v1/reconciliation/2026-11-20?format=pdf").status_code == 400
         assert client.get("/v1/reconciliation/2026-11-20", headers={"Authorization": ""}).status_code == 401
-        metrics = client.get("/metrics").text
-        assert "lambda_reconciliation_residual_events 0.0" in metrics
-        assert "lambda_reconciliation_drift_ratio" in metrics
+        # The scheduled lambda-reconcile publishes the gauges per date; a viewed report sets none.
+        assert "lambda_reconciliation_" not in client.get("/metrics").text
+
+
+def test_the_scheduled_run_reconciles_every_recomputed_date_and_pushes_each_under_its_date(
+    env: Settings, r: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The nightly flow's step: the dates `lambda-batch nightly` wrote, each reconciled and its gauges
+    pushed to the real Pushgateway as the group date=D (removed afterwards)."""
+    import urllib.request
+
+    from serving_layer.reconciliation_io import JOB
+
+    url = os.environ.get("LAMBDA_PUSHGATEWAY_URL_FOR_TESTS") or "http://localhost:9091"
+    monkeypatch.setenv("LAMBDA_PUSHGATEWAY_URL", url)
+    truth = golden.truth()
+    tampered = dict(truth.full)
+    key = next(iter(tampered))
+    tampered[key] = tampered[key] + Metrics(Decimal("0.0100"), 0, 0, 1)
+    _fill(env, r, gold_override=tampered)
+    dates = tmp_path / "dates"
+    dates.write_text("2026-11-20\n\n2026-11-21\n")
+    try:
+        # 2026-11-20 has a residual (3), 2026-11-21 was never computed (4): the residual wins.
+        assert reconcile_cli.main(["--dates-file", str(dates), "--out", str(tmp_path)]) == 3
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+            mine = [line for line in resp.read().decode().splitlines() if f'job="{JOB}"' in line]
+        residual = [
+            line
+            for line in mine
+            if line.startswith("lambda_reconciliation_residual_events{") and 'date="2026-11-20"' in line
+        ]
+        assert len(residual) == 1, mine
+        assert float(residual[0].rsplit(" ", 1)[1]) != 0
+        assert not [line for line in mine if 'date="2026-11-21"' in line], (
+            "a date not computed pushes nothing"
+        )
+    finally:
+        req = urllib.request.Request(f"{url}/metrics/job/{JOB}/date/2026-11-20", method="DELETE")
+        urllib.request.urlopen(req, timeout=5).close()
+
+
+def test_a_dates_file_naming_nothing_reconciles_nothing_and_a_bad_line_is_a_usage_error(
+    env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    assert reconcile_cli.main(["--dates-file", str(empty), "--out", str(tmp_path)]) == 0
+    assert "names no date" in capsys.readouterr().out
+    bad = tmp_path / "bad"
+    bad.write_text("2026-11-20\nyesterday\n")
+    assert reconcile_cli.main(["--dates-file", str(bad), "--out", str(tmp_path)]) == 2
+    assert f"{bad}:2: 'yesterday' is not a date" in capsys.readouterr().err
+    assert reconcile_cli.main(["--dates-file", str(tmp_path / "absent"), "--out", str(tmp_path)]) == 2

@@ -120,17 +120,23 @@ SERVING_TABLE_VERSION: Final = _m(
 )
 
 # --- reconciliation ---------------------------------------------------------------------------
+# Set by the scheduled `lambda-reconcile` (the nightly flow) per reconciled date, pushed to the
+# Pushgateway under job="lambda_reconciliation" with the date as grouping key, so they persist.
 RECON_DRIFT: Final = _m(
-    "reconciliation", "drift_ratio", "gauge", "|speed - batch| / batch events of the last reconciled date."
+    "reconciliation", "drift_ratio", "gauge", "|speed - batch| / batch events of the date.", "date"
 )
 RECON_RESIDUAL_EVENTS: Final = _m(
-    "reconciliation", "residual_events", "gauge", "Events no cause explains (must be 0)."
+    "reconciliation", "residual_events", "gauge", "Events of the date no cause explains (must be 0).", "date"
 )
 RECON_RESIDUAL_REVENUE: Final = _m(
-    "reconciliation", "residual_revenue_usd", "gauge", "Revenue no cause explains, in USD (must be 0)."
+    "reconciliation",
+    "residual_revenue_usd",
+    "gauge",
+    "Revenue of the date no cause explains, in USD (must be 0).",
+    "date",
 )
 RECON_LAST_RUN: Final = _m(
-    "reconciliation", "last_run_timestamp_seconds", "gauge", "When the last reconciliation ran."
+    "reconciliation", "last_run_timestamp_seconds", "gauge", "When the date was last reconciled.", "date"
 )
 
 ALL: Final[tuple[MetricSpec, ...]] = tuple(v for v in list(globals().values()) if isinstance(v, MetricSpec))

@@ -43,16 +43,8 @@ class ServingMetrics:
         # Set at scrape time from a fresh read of the speed layer's meta hash; NaN when unknown.
         self.speed_watermark_lag = _gauge(specs.SERVING_SPEED_WATERMARK_LAG, self.registry)
         self.speed_watermark_lag.set(math.nan)
-        # Reconciliation gauges, set whenever /v1/reconciliation/{date} computes a report.
-        self.reconciliation = {
-            spec.name: _gauge(spec, self.registry)
-            for spec in (
-                specs.RECON_DRIFT,
-                specs.RECON_RESIDUAL_EVENTS,
-                specs.RECON_RESIDUAL_REVENUE,
-                specs.RECON_LAST_RUN,
-            )
-        }
+        # No reconciliation gauges here: the scheduled `lambda-reconcile` pushes them per date
+        # (reconciliation_io.push_gauges); a report opened in one replica sets nothing.
         self._rows: dict[str, Counter] = {}
         self._hours: dict[str, Counter] = {}
 

@@ -1,5 +1,9 @@
 """I/O of the reconciliation: read one date's inputs from Redis and Delta, publish its gauges.
 
+The gauges of each date go to the Pushgateway as their own group (job="lambda_reconciliation",
+grouping key date=D), so they persist after the job, one date never overwrites another's, and a
+residual alerts for the date that has it until a later reconciliation of that date clears it.
+
 Redis is read in one pipelined round trip (24 hour hashes, 24 late hashes, 24 duplicate hashes,
 the hours hash and the date's DLQ counters); Delta through delta-rs with partition filters, so
 only the date's files are read. Used by the CLI and, in a worker thread, by the API.
@@ -110,9 +114,15 @@ def gauges(totals: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def push_gauges(pushgateway_url: str, values: dict[str, float]) -> None:
-    """Replace the reconciliation group on the Pushgateway (job="lambda_reconciliation")."""
+JOB = "lambda_reconciliation"
+
+
+def push_gauges(pushgateway_url: str, day: date, values: dict[str, float]) -> None:
+    """Replace the date's group on the Pushgateway (job="lambda_reconciliation", date=D)."""
     registry = CollectorRegistry()
     for name, value in values.items():
-        Gauge(name, m.by_name(name).doc, registry=registry).set(value)
-    push_to_gateway(pushgateway_url, job="lambda_reconciliation", registry=registry, timeout=10)
+        spec = m.by_name(name)
+        Gauge(name, spec.doc, list(spec.labels), registry=registry).labels(day.isoformat()).set(value)
+    push_to_gateway(
+        pushgateway_url, job=JOB, registry=registry, grouping_key={"date": day.isoformat()}, timeout=10
+    )

@@ -1,5 +1,6 @@
 """GET /v1/reconciliation/{day}: the reconciliation report of a date, as JSON or HTML, computed on
-request in a worker thread (the same report `lambda-reconcile` writes)."""
+request in a worker thread (the same report `lambda-reconcile` writes). It sets no metric: the
+scheduled `lambda-reconcile` publishes each date's gauges (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from serving_layer.auth import AUTHORIZED
 from serving_layer.params import ParamError
 from serving_layer.reconciliation import reconcile, to_json
 from serving_layer.reconciliation_html import render as render_report
-from serving_layer.reconciliation_io import NotComputedError, gauges, read_inputs
+from serving_layer.reconciliation_io import NotComputedError, read_inputs
 from serving_layer.responses import json_response
 from serving_layer.services import Svc
 
@@ -37,8 +38,6 @@ async def reconciliation(services: Svc, day: str, format: str = "json") -> Respo
     except NotComputedError as exc:
         return json_response({"error": "not_computed", "detail": str(exc)}, 404)
     doc = to_json(reconcile(inputs), services.fx)
-    for name, value in gauges(doc["totals"]).items():
-        services.metrics.reconciliation[name].set(value)
     if format == "html":
         return HTMLResponse(render_report(doc))
     return json_response(doc)
