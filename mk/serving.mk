@@ -1,5 +1,5 @@
 # Serving layer (serving_layer/README.md): HTTP API + dashboard on LAMBDA_API_PORT (default 8000).
-.PHONY: serve serve-bench
+.PHONY: serve serve-bench fx-rates
 
 SERVING := $(VENVS)/serving/bin
 API_TOKEN_FILE := $(LAMBDA_STATE_DIR)/secrets/api-token
@@ -17,3 +17,6 @@ serve: up ## serve the API (/docs) and the dashboard (/) on LAMBDA_API_PORT, def
 
 serve-bench: up ## benchmark /v1/revenue/hourly (24 h x region,category,currency) vs a bare HGETALL endpoint
 	@$(SERVING)/python serving_layer/bench/bench_hourly.py $(BENCH_ARGS)
+
+fx-rates: ## regenerate the shipped FX table from the ECB-format fixtures (serving_layer/src/serving_layer/data/README.md)
+	@$(SERVING)/lambda-fx shipped

@@ -6,6 +6,11 @@ the hour's UTC date. All arithmetic is Decimal in a wide context: products are e
 division by the reporting currency's rate is correct to 60 significant digits, and rounding to 2
 places (half-even) happens only when the API renders the number.
 
+The rates come from the European Central Bank's euro reference rates (fx_ecb.py, `lambda-fx`):
+the shipped table is the loader's output from a synthetic fixture in the ECB's format
+(data/README.md); in production a CronJob fetches the real file. The ECB publishes working days
+only, so weekends and TARGET holidays have no row and take the fallback below.
+
 Missing rates: a date without a rate uses the latest earlier rate of that currency and the row
 is marked stale. A currency with no rate on or before the date cannot be converted: the row's
 revenue is then unknown (None, rendered as null) and the currency is listed, rather than being
