@@ -258,6 +258,13 @@ class Settings:
         _tokens,
         "Bearer tokens accepted by /v1/*, comma separated; none means no access.",
     )
+    serving_gold_cache_mb: int = _setting(
+        "LAMBDA_SERVING_GOLD_CACHE_MB",
+        "64",
+        _int(1),
+        "Serving layer: MiB of gold dates kept in memory (an LRU; the dates a request needs are read "
+        "by partition, never the whole table).",
+    )
     cors_origins: tuple[str, ...] = _setting(
         "LAMBDA_CORS_ORIGINS", "", _csv, "Origins allowed by CORS; empty keeps CORS closed."
     )
