@@ -153,7 +153,11 @@ def test_container_commands_exist_in_the_layers(rendered: Rendered) -> None:
 
     from lambda_tools.k8s_jobs import backfill_job
 
-    crons = objects(rendered["prod"], "CronJob")
+    crons = [
+        c
+        for c in objects(rendered["prod"], "CronJob")
+        if c["metadata"]["labels"]["app.kubernetes.io/name"] == "lambda-batch"
+    ]
     arg_lists = [c["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"] for c in crons]
     backfill = backfill_job(
         one(rendered["prod"], "CronJob", "nightly-recompute"), date(2026, 1, 1), date(2026, 1, 2)
@@ -165,6 +169,11 @@ def test_container_commands_exist_in_the_layers(rendered: Rendered) -> None:
             [str(batch), "-m", "batch_layer.main", *args, "--help"], capture_output=True, text=True
         )
         assert out.returncode == 0, f"lambda-batch {' '.join(args)}: {out.stderr[-500:]}"
+    fx = one(rendered["prod"], "CronJob", "fx-rates-fetch")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    serving_bin = REPO / ".venvs/serving/bin"
+    fx_cmd = [str(serving_bin / fx["containers"][0]["command"][0]), *fx["containers"][0]["args"], "--help"]
+    out = subprocess.run(fx_cmd, capture_output=True, text=True)
+    assert out.returncode == 0, f"{' '.join(fx_cmd)}: {out.stderr[-500:]}"
     job = one(rendered["prod"], "FlinkDeployment", "lambda-speed")["spec"]["job"]
     module = job["args"][job["args"].index("-pym") + 1]
     speed = REPO / ".venvs/speed/bin/python"
