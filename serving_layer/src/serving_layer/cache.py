@@ -29,6 +29,14 @@ class ByteBoundedLru(Generic[K, V]):
         self._entries.move_to_end(key)
         return entry[0]
 
+    def key_list(self) -> list[K]:
+        return list(self._entries)
+
+    def discard(self, key: K) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+
     def put(self, key: K, value: V) -> None:
         size = self.size_of(value)
         old = self._entries.pop(key, None)

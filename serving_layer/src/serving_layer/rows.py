@@ -15,7 +15,7 @@ from typing import Any
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.windows import hour_label
 from serving_layer.fx import FxTable, to_cents
-from serving_layer.merge import HourData, MergedHour
+from serving_layer.merge import HourData, MergedHour, entries
 from serving_layer.params import HourlyQuery
 
 Row = dict[str, Any]
@@ -31,10 +31,13 @@ class Bucket:
     revenue: dict[str, Decimal] = field(default_factory=dict)
 
     def add(self, currency: str, metrics: Metrics) -> None:
-        self.orders += metrics.orders
-        self.refunds += metrics.refunds
-        self.events += metrics.events
-        self.revenue[currency] = self.revenue.get(currency, Decimal(0)) + metrics.revenue
+        self.add_values(currency, metrics.revenue, metrics.orders, metrics.refunds, metrics.events)
+
+    def add_values(self, currency: str, revenue: Decimal, orders: int, refunds: int, events: int) -> None:
+        self.orders += orders
+        self.refunds += refunds
+        self.events += events
+        self.revenue[currency] = self.revenue.get(currency, Decimal(0)) + revenue
 
 
 def selected(key: GroupKey, query: HourlyQuery) -> bool:
@@ -44,17 +47,20 @@ def selected(key: GroupKey, query: HourlyQuery) -> bool:
 
 
 def group_hour(groups: HourData, query: HourlyQuery) -> dict[tuple[str | None, ...], Bucket]:
-    """Sum the hour's keys that pass the filters into one bucket per group_by value tuple."""
+    """Sum the hour's keys that pass the filters into one bucket per group_by value tuple.
+
+    Rows come as plain tuples (merge.entries): a gold hour kept as columns is never turned into
+    Metrics objects just to be summed."""
     buckets: dict[tuple[str | None, ...], Bucket] = {}
     fields = query.group_by
-    for key, metrics in groups.items():
+    for key, revenue, orders, refunds, events in entries(groups):
         if not selected(key, query):
             continue
         values = tuple(getattr(key, f) for f in fields)
         bucket = buckets.get(values)
         if bucket is None:
             bucket = buckets[values] = Bucket()
-        bucket.add(key.currency, metrics)
+        bucket.add_values(key.currency, revenue, orders, refunds, events)
     return buckets
 
 

@@ -5,11 +5,14 @@ hour hashes whose cached copy is due; see SpeedStore for the bounds on staleness
 cached per hour and reused while the raw hash is unchanged, which dict equality checks in C; each decoded hour gets a fresh token so rendered rows
 and whole responses can be cached by data version.
 
-Delta gold and the coverage manifest are read with delta-rs (no JVM), loaded whole into memory
-and reloaded only when either table's version changes; the version check runs off the event
-loop at most every `refresh_interval_s`. A table that does not exist yet is an empty view: the
-API serves from the speed layer alone until the first batch run. A failed reload keeps the last
-good view and is reported by /v1/status.
+Delta gold and the coverage manifest are read with delta-rs (no JVM). The manifest (a row per
+hour) is loaded whole; gold only for the dates a request needs, by partition pruning on `date`,
+kept as columns (merge.ColumnHour) in an LRU bounded by LAMBDA_SERVING_GOLD_CACHE_MB. Versions
+are checked off the event loop at most every `refresh_interval_s`; a new gold version drops
+exactly the cached dates whose files changed (the date's file list in the Delta log is its
+fingerprint). A table that does not exist yet is an empty view: the API serves from the speed
+layer alone until the first batch run. A failed reload keeps the last good view and is reported
+by /v1/status.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -25,6 +29,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import redis.asyncio as aioredis
 from deltalake import DeltaTable
 
@@ -32,7 +38,8 @@ from lambda_contract.redis_layout import GroupKey, Metrics, RedisLayout
 from lambda_contract.settings import Settings
 from lambda_contract.tables import GOLD, MANIFEST
 from lambda_contract.windows import HOUR, from_epoch_ms, parse_hour_id
-from serving_layer.merge import BatchView, HourData, SpeedSnapshot, speed_closed
+from serving_layer.cache import ByteBoundedLru
+from serving_layer.merge import BatchView, ColumnHour, HourData, SpeedSnapshot, speed_closed
 
 log = logging.getLogger("serving_layer.stores")
 
@@ -241,11 +248,14 @@ def open_table(url: str) -> DeltaTable | None:
 
 
 Filters = list[tuple[str, str, Any]] | None
+GOLD_COLUMNS: Final = ("hour", "region", "category", "currency", "revenue", "orders", "refunds", "events")
+MAX_INTERNED_KEYS: Final = 100_000
 
 
 def load_gold(table: DeltaTable, filters: Filters = None) -> dict[datetime, dict[GroupKey, Metrics]]:
-    """Gold rows per hour and key (all of them, or those matching partition `filters`)."""
-    columns = ["hour", "region", "category", "currency", "revenue", "orders", "refunds", "events"]
+    """Gold rows per hour and key (all of them, or those matching partition `filters`), as dicts:
+    for one date (reconciliation); the API keeps columns (GoldDate)."""
+    columns = list(GOLD_COLUMNS)
     data = table.to_pyarrow_table(columns=columns, filters=filters)
     hours: dict[datetime, dict[GroupKey, Metrics]] = {}
     cols = [data.column(c).to_pylist() for c in columns]
@@ -287,8 +297,67 @@ def load_manifest(table: DeltaTable) -> tuple[frozenset[datetime], LastRun | Non
     return computed_hours, last
 
 
+@dataclass(frozen=True)
+class GoldDate:
+    """One date of gold as columns, sliced per hour; `token` is new whenever the date is read."""
+
+    day: date
+    token: int
+    hours: dict[datetime, ColumnHour]
+    nbytes: int
+    files: frozenset[str] = frozenset()  # the date's files it was read from
+
+
+def gold_files(table: DeltaTable) -> dict[date, frozenset[str]]:
+    """The data files of each gold date in the table's current version: a date whose files did
+    not change between two versions holds the same rows (Delta never edits a file)."""
+    actions = pa.table(table.get_add_actions(flatten=True)).select(
+        ["path", f"partition.{GOLD.partition_by[0]}"]
+    )
+    files: dict[date, set[str]] = {}
+    for path, day in zip(*(c.to_pylist() for c in actions.columns), strict=True):
+        files.setdefault(day, set()).add(path)
+    return {day: frozenset(paths) for day, paths in files.items()}
+
+
+def gold_dates(
+    table: DeltaTable, days: Sequence[date], interned: dict[tuple[str, str, str], GroupKey]
+) -> list[GoldDate]:
+    """Read `days` of gold with partition pruning, each sorted by hour into per-hour column slices.
+
+    Keys are shared objects (`interned`, one per distinct key); numbers stay in Arrow."""
+    key = GOLD.partition_by[0]
+    data = table.to_pyarrow_table(
+        columns=[key, *GOLD_COLUMNS], filters=[(key, "in", [d.isoformat() for d in days])]
+    )
+    data = data.sort_by([("hour", "ascending")]).combine_chunks()  # a stable sort: file order kept
+    if len(interned) > MAX_INTERNED_KEYS:
+        interned.clear()
+    keys: list[GroupKey] = []
+    for parts in zip(*(data.column(c).to_pylist() for c in ("region", "category", "currency")), strict=True):
+        found = interned.get(parts)
+        if found is None:
+            found = interned[parts] = GroupKey(*parts)
+        keys.append(found)
+    numbers = [data.column(c).combine_chunks() for c in ("revenue", "orders", "refunds", "events")]
+    runs = sorted(pc.value_counts(data.column("hour")).to_pylist(), key=lambda run: run["values"])
+    out: dict[date, dict[datetime, ColumnHour]] = {d: {} for d in days}
+    offset = 0
+    for run in runs:
+        hour, count = _utc(run["values"]), int(run["counts"])
+        slices = [col.slice(offset, count) for col in numbers]
+        out.setdefault(hour.date(), {})[hour] = ColumnHour(keys[offset : offset + count], *slices)
+        offset += count
+    row_bytes = 8 + sum(col.nbytes for col in numbers) // max(1, data.num_rows)
+    return [
+        GoldDate(day, next(_tokens), out[day], 256 + sum(h.row_count for h in out[day].values()) * row_bytes)
+        for day in days
+    ]
+
+
 class BatchStore:
-    """Gold + manifest, reloaded when a table version changes (checked at most every interval)."""
+    """The manifest, whole, reloaded when a version changes (checked at most every interval), and
+    gold by date on demand, behind a byte-bounded LRU that a new version invalidates per date."""
 
     def __init__(self, settings: Settings, refresh_interval_s: float = 1.0) -> None:
         self.gold_url = settings.delta_table_url(GOLD.name)
@@ -297,8 +366,15 @@ class BatchStore:
         self.state = BatchState()
         self._gold: DeltaTable | None = None
         self._manifest: DeltaTable | None = None
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one delta-rs user at a time: refresh or a date load
         self._last_attempt: float | None = None  # failed attempts also wait for the interval
+        self._files: dict[date, frozenset[str]] = {}  # gold's files per date at state.gold_version
+        self._cache_lock = threading.Lock()  # the LRU is touched from the loop and from refresh's thread
+        self.cache: ByteBoundedLru[date, GoldDate] = ByteBoundedLru(
+            settings.serving_gold_cache_mb << 20, lambda d: d.nbytes
+        )
+        self._interned: dict[tuple[str, str, str], GroupKey] = {}
+        self.dates_read = 0  # gold dates read from Delta since start (tests and the bench look)
 
     def _version(self, attr: str, url: str) -> int | None:
         table: DeltaTable | None = getattr(self, attr)
@@ -324,9 +400,10 @@ class BatchStore:
             last_run = None
             if self._manifest is not None:
                 computed, last_run = load_manifest(self._manifest)
-            gold = load_gold(self._gold) if self._gold is not None else {}
+            if gold_version != state.gold_version or state.checked_at is None:
+                self._invalidate(gold_files(self._gold) if self._gold is not None else {})
             self.state = BatchState(
-                view=BatchView(computed=computed, hours=gold, token=(gold_version, manifest_version)),
+                view=BatchView(computed=computed, token=(gold_version, manifest_version)),
                 gold_version=gold_version,
                 manifest_version=manifest_version,
                 last_run=last_run,
@@ -339,7 +416,7 @@ class BatchStore:
                     "gold_version": gold_version,
                     "manifest_version": manifest_version,
                     "computed_hours": len(computed),
-                    "gold_hours": len(gold),
+                    "gold_dates": len(self._files),
                 },
             )
             return True
@@ -348,6 +425,67 @@ class BatchStore:
             self._gold = self._manifest = None
             log.warning("batch view refresh failed", extra={"error": self.state.error})
             return False
+
+    def _invalidate(self, files: dict[date, frozenset[str]]) -> None:
+        """Take gold's new file lists; cached dates whose files changed are dropped."""
+        with self._cache_lock:
+            for day in self.cache.key_list():
+                if files.get(day) != self._files.get(day):
+                    self.cache.discard(day)
+            self._files = files
+
+    def _read_dates(self, days: list[date]) -> dict[date, GoldDate]:
+        """Read the dates not cached (run in a thread, under the store's lock)."""
+        with self._cache_lock:
+            missing = [d for d in days if d in self._files and self.cache.get(d) is None]
+        if not missing or self._gold is None:
+            return {}
+        files = self._files
+        read = {
+            g.day: GoldDate(g.day, g.token, g.hours, g.nbytes, files[g.day])
+            for g in gold_dates(self._gold, missing, self._interned)
+        }
+        self.dates_read += len(missing)
+        return read
+
+    def _keep(self, read: dict[date, GoldDate]) -> None:
+        """Cache what was read while it is still current: a refresh may have come in between."""
+        with self._cache_lock:
+            for day, entry in read.items():
+                if self._files.get(day) == entry.files:
+                    self.cache.put(day, entry)
+
+    async def view(self, state: BatchState, hours: Sequence[datetime]) -> BatchView:
+        """The batch view of `hours`: the computed set, and gold rows for the computed ones,
+        read by date (partition pruning) unless cached. The dates a request needs stay with it
+        while it is answered, however small the cache."""
+        computed = state.view.computed
+        days = sorted({h.date() for h in hours if h in computed})
+        if not days:
+            return state.view
+        found: dict[date, GoldDate] = {}
+        with self._cache_lock:
+            for day in days:
+                cached = self.cache.get(day)
+                if cached is not None:
+                    found[day] = cached
+        wanted = [d for d in days if d not in found and d in self._files]
+        if wanted:
+            async with self._lock:
+                read = await asyncio.to_thread(self._read_dates, wanted)
+            self._keep(read)
+            with self._cache_lock:
+                for day in wanted:
+                    entry = read.get(day) or self.cache.get(day)
+                    if entry is not None:
+                        found[day] = entry
+        rows: dict[datetime, HourData] = {}
+        tokens: dict[datetime, object] = {}
+        for entry in found.values():
+            for hour, data in entry.hours.items():
+                rows[hour] = data
+                tokens[hour] = entry.token
+        return BatchView(computed=computed, hours=rows, token=state.view.token, tokens=tokens)
 
     async def ensure_fresh(self) -> BatchState:
         """Refresh if the last check is older than the interval; concurrent callers do not wait."""

@@ -68,11 +68,12 @@ async def revenue_hourly(request: Request) -> Response:
     now = services.clock()
     state = await services.batch.ensure_fresh()
     hours = query.hours
-    computed = state.view.computed
+    view = await services.batch.view(state, hours)
+    computed = view.computed
     read = await services.speed.read([h for h in hours if h not in computed])
     if read.bad_entries:
         services.metrics.bad_redis_entries.inc(read.bad_entries)
-    merged = merge(hours, state.view, read.snapshot, now, services.lateness)
+    merged = merge(hours, view, read.snapshot, now, services.lateness)
     body = services.bodies.body(query, merged, read.meta.watermark, state.complete_through)
     services.metrics.count_response(body.rows_by_source, body.hours_by_status)
     return body.response(request.headers.get("accept-encoding", ""))
