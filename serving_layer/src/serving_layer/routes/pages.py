@@ -1,5 +1,6 @@
-"""The dashboard shell at `/` with its static files, and Swagger UI at `/docs`, all from files
-shipped in the package (no CDN); the page's data calls carry the token, so these are open."""
+"""The dashboard shell at `/`, the reconciliation page at `/reconciliation`, their static files
+(with the vendored chart library) and Swagger UI at `/docs`, all from files shipped in the package
+(no CDN); the pages' data calls carry the token, so these are open."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 DASHBOARD_DIR: Final = Path(__file__).parent.with_name("dashboard")
 SWAGGER_DIR: Final = Path(__file__).parent.with_name("swagger_ui")
 INDEX_HTML: Final = (DASHBOARD_DIR / "index.html").read_bytes()
+RECONCILIATION_HTML: Final = (DASHBOARD_DIR / "reconciliation.html").read_bytes()
 DASHBOARD_HEADERS: Final = {
     "Cache-Control": "no-cache",
     # Only the page's own files, no inline script, no framing: a stolen-token XSS has nowhere to start.
@@ -32,6 +34,12 @@ async def dashboard() -> Response:
     return HTMLResponse(INDEX_HTML, headers=DASHBOARD_HEADERS)
 
 
+@router.get("/reconciliation")
+async def reconciliation_page() -> Response:
+    """Speed against batch per hour of a date (`#date=YYYY-MM-DD`), drawn from /v1/reconciliation."""
+    return HTMLResponse(RECONCILIATION_HTML, headers=DASHBOARD_HEADERS)
+
+
 @router.get("/docs")
 async def docs(request: Request) -> Response:
     app: FastAPI = request.app
@@ -45,6 +53,6 @@ async def docs(request: Request) -> Response:
 
 
 def mount_static(app: FastAPI) -> None:
-    """The dashboard's files under /static and the vendored Swagger UI under /swagger."""
+    """The pages' files (and vendor/: Apache ECharts) under /static, the vendored Swagger UI under /swagger."""
     app.mount("/static", StaticFiles(directory=DASHBOARD_DIR), name="static")
     app.mount("/swagger", StaticFiles(directory=SWAGGER_DIR), name="swagger")
