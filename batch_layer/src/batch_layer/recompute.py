@@ -1,9 +1,10 @@
 """Recompute one UTC date from bronze: read the date, classify it once, commit its writes.
 
-Per date three Delta commits, in this order: quarantine (replace the date), gold (replace the
-date in ONE commit with replaceWhere, so readers see the old or the new date, never a mix), then
-the coverage manifest (24 rows, replaced). The manifest goes last: it only ever claims hours that
-gold already holds. Everything is a pure function of the bronze snapshot that was read, so a
+Per date four Delta commits, in this order: quarantine (replace the date), silver (the date's
+classified events, each row carrying the run id), gold (replace the date in ONE commit with
+replaceWhere, so readers see the old or the new date, never a mix), then the coverage manifest
+(24 rows, replaced). The manifest goes last: it only ever claims hours that gold and silver
+already hold, and names the run whose silver rows explain them (docs/specs/delta.md). Everything is a pure function of the bronze snapshot that was read, so a
 rerun on the same snapshot writes identical gold. The steps themselves are in `transforms.py`.
 """
 
@@ -22,23 +23,26 @@ from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 from batch_layer import delta_tables
 from batch_layer.planning import PlannedDate
 from batch_layer.transforms import (
+    SILVER_ORDER,
     Coverage,
     DateResult,
     GoldStats,
     aware,
     bad_rows,
     classified,
+    counted_copies,
     coverage,
     date_result,
-    gold_of,
+    gold_of_counted,
     gold_rows_of,
     gold_stats,
     gold_summary,
     quarantine_of,
+    silver_of,
     valid_rows,
 )
 from lambda_contract.settings import Settings
-from lambda_contract.tables import BRONZE, GOLD, MANIFEST, QUARANTINE, Table
+from lambda_contract.tables import BRONZE, GOLD, MANIFEST, QUARANTINE, SILVER, Table
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,7 @@ def new_run_id(now: datetime | None = None) -> str:
 
 
 def ensure_tables(spark: SparkSession, settings: Settings) -> None:
-    for table in (BRONZE, QUARANTINE, GOLD, MANIFEST):
+    for table in (BRONZE, QUARANTINE, SILVER, GOLD, MANIFEST):
         if not delta_tables.exists(spark, settings, table):
             delta_tables.ensure(spark, settings, table)
 
@@ -107,19 +111,30 @@ def commit_date(
     bronze_version: int,
     progress: Progress,
 ) -> tuple[GoldStats, Coverage]:
-    """A date's writes, in order: quarantine, gold, manifest. `rows` are the date's materialised
-    classified rows; they are released once gold is committed."""
+    """A date's writes, in order: quarantine, silver, gold, manifest. `rows` are the date's
+    materialised classified rows; they are released once silver is committed."""
+    copies = counted_copies(valid_rows(rows)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        # Two passes over the rows: the bad ones (counted per hour while cached, then written),
-        # and gold's, which also counts the valid rows per hour (`valid_rows`).
+        # Passes over the rows: the bad ones (counted per hour while cached, then written), the
+        # silver write (which materialises the valid copies with `counted`, the window's one
+        # shuffle and sort), and gold's groups over those copies, which also count the valid rows
+        # per hour (`valid_rows`).
         bad = bad_rows(rows).cache()
         quarantined = {aware(r["hour"]): int(r["count"]) for r in bad.groupBy("hour").count().collect()}
         progress(f"{day}: writing quarantine ({sum(quarantined.values())} rows)")
         # One file per date, but repartition, not coalesce: coalesce(1) would also run the scan
         # and filter of every row of the date (or gold's dedup) in that one task, on one core.
         _replace_date(quarantine_of(bad, day).repartition(1), settings, QUARANTINE, "event_date", day)
+        progress(f"{day}: writing silver (every row, classified)")
+        # One file per hour, sorted by key and Kafka position: a reader opens one folder and skips
+        # the row groups of other keys (docs/specs/delta.md).
+        silver = (
+            silver_of(copies, bad, day, run_id).repartition("hour_of_day").sortWithinPartitions(*SILVER_ORDER)
+        )
+        _replace_date(silver, settings, SILVER, "date", day)
         bad.unpersist()
-        groups = gold_of(valid_rows(rows), day).repartition(1).cache()
+        rows.unpersist()
+        groups = gold_of_counted(copies, day).repartition(1).cache()
         gold = gold_stats(gold_summary(groups).collect())
         progress(
             f"{day}: {sum(gold.valid.values())} valid rows; writing gold ({gold.gold_rows} rows, one commit)"
@@ -129,6 +144,7 @@ def commit_date(
         groups.unpersist()
     finally:
         rows.unpersist()
+        copies.unpersist()
     previous = _previous_inputs(spark, settings, day)
     covered = coverage(day, run_id, bronze_version, quarantined, gold, previous, datetime.now(UTC))
     manifest = spark.createDataFrame(covered.rows, delta_tables.schema(MANIFEST))

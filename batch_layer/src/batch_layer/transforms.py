@@ -1,4 +1,4 @@
-"""Pure steps of a date's recompute: classified rows, quarantine, gold, the manifest's rows.
+"""Pure steps of a date's recompute: classified rows, quarantine, silver, gold, the manifest's rows.
 
 DataFrame → DataFrame, or values → rows: nothing here reads, writes, caches or collects;
 `recompute.py` does that, in one commit function per date.
@@ -12,12 +12,12 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Final
 
-from pyspark.sql import DataFrame, Row, Window
+from pyspark.sql import Column, DataFrame, Row, Window
 from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 
 from batch_layer import delta_tables, validation
 from batch_layer.planning import PlannedDate
-from lambda_contract.tables import GOLD, QUARANTINE, REVENUE_TYPE
+from lambda_contract.tables import DUPLICATE, GOLD, QUARANTINE, REVENUE_TYPE, SILVER
 from lambda_contract.windows import hours_of_date
 
 _PURCHASE = "purchase"
@@ -84,7 +84,7 @@ def aware(value: datetime) -> datetime:
 
 
 def classified(bronze_of_date: DataFrame) -> DataFrame:
-    """Bronze rows with reason, hour, and what quarantine or gold needs of them.
+    """Bronze rows with reason, hour, and what quarantine, silver or gold needs of them.
 
     Kept as slim as the consumers allow, since the recompute materialises it once (raw value and
     topic only for bad rows; no order or customer ids): on a 10 M-event day every column costs
@@ -102,6 +102,7 @@ def classified(bronze_of_date: DataFrame) -> DataFrame:
         *_FIRST_ORDER,
         *_GOLD_INPUTS,
         validation.AMOUNT,
+        F.timestamp_millis(F.col(validation.EVENT_MS)).alias("event_time"),
     )
 
 
@@ -118,22 +119,30 @@ def quarantine_of(bad: DataFrame, day: date) -> DataFrame:
     return delta_tables.conform(bad.withColumn("event_date", F.lit(day)), QUARANTINE)
 
 
-def gold_of(valid: DataFrame, day: date) -> DataFrame:
-    """Gold's groups: the first copy of each event_id (by kafka timestamp, partition, offset)
-    aggregated per (hour, region, category, currency), plus `valid_rows`, every valid copy of the
-    group, duplicates included (the manifest's valid count, without another pass over the rows).
+def counted_copies(valid: DataFrame) -> DataFrame:
+    """The valid rows with `counted`: true for the first copy of each event_id (by kafka
+    timestamp, partition, offset), the one gold sums; later copies are duplicates.
 
-    A group holding only later copies has `events` 0 and is not written (`gold_rows_of`). A
-    window's row_number, not min(struct): Spark aggregates a struct only by sorting, so
+    A window's row_number, not min(struct): Spark aggregates a struct only by sorting, so
     min(struct) cost a partial sort before the shuffle and a full one after it; the window needs
-    the one sort after the shuffle.
+    the one sort after the shuffle. The recompute materialises the result once for both silver
+    and gold, so the two agree row for row.
     """
     # The gold fields break (impossible) ties of the Kafka position, so a rerun is identical.
     order = Window.partitionBy("event_id").orderBy(
         *_FIRST_ORDER, "hour", *_GOLD_INPUTS[1:], validation.AMOUNT
     )
-    copies = valid.select("*", (F.row_number().over(order) == 1).alias("_first"))
-    first = F.col("_first")
+    return valid.select("*", (F.row_number().over(order) == 1).alias("counted"))
+
+
+def gold_of_counted(copies: DataFrame, day: date) -> DataFrame:
+    """Gold's groups of `counted_copies`: the counted rows aggregated per (hour, region,
+    category, currency), plus `valid_rows`, every valid copy of the group, duplicates included
+    (the manifest's valid count, without another pass over the rows).
+
+    A group holding only later copies has `events` 0 and is not written (`gold_rows_of`).
+    """
+    first = F.col("counted")
     purchase = F.col("event_type") == _PURCHASE
     signed = F.when(purchase, F.col(validation.AMOUNT)).otherwise(-F.col(validation.AMOUNT))
     agg = copies.groupBy("hour", "region", "category", "currency").agg(
@@ -144,6 +153,43 @@ def gold_of(valid: DataFrame, day: date) -> DataFrame:
         F.count(F.lit(1)).alias("valid_rows"),
     )
     return agg.withColumn("date", F.lit(day))
+
+
+def gold_of(valid: DataFrame, day: date) -> DataFrame:
+    """Gold's groups straight from valid rows (`counted_copies`, then `gold_of_counted`)."""
+    return gold_of_counted(counted_copies(valid), day)
+
+
+SILVER_ORDER: Final = ("hour_of_day", "region", "category", "currency", "kafka_partition", "kafka_offset")
+"""Silver's order within a file: one hour's key contiguous, in the events route's cursor order."""
+
+
+def silver_of(copies: DataFrame, bad: DataFrame, day: date, run_id: str) -> DataFrame:
+    """Silver's rows of `day`: the valid copies (counted, or a `duplicate`) and the malformed rows
+    (their reason code), each with its Kafka position and the run that wrote it."""
+
+    def shaped(df: DataFrame, counted: Column, reason: Column) -> DataFrame:
+        return df.select(
+            F.lit(day).alias("date"),
+            F.hour("hour").alias("hour_of_day"),
+            "hour",
+            "region",
+            "category",
+            "currency",
+            "event_type",
+            validation.AMOUNT,
+            counted.alias("counted"),
+            reason.alias("reason"),
+            "event_id",
+            "event_time",
+            F.col("partition").alias("kafka_partition"),
+            F.col("offset").alias("kafka_offset"),
+            F.lit(run_id).alias("run_id"),
+        )
+
+    valid = shaped(copies, F.col("counted"), F.when(~F.col("counted"), F.lit(DUPLICATE)))
+    malformed = shaped(bad, F.lit(False), F.col(validation.REASON))
+    return delta_tables.conform(valid.unionByName(malformed), SILVER)
 
 
 def gold_rows_of(groups: DataFrame) -> DataFrame:

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Final
 
-from lambda_contract.events import AMOUNT_SCALE, SUM_PRECISION
+from lambda_contract.events import AMOUNT_PRECISION, AMOUNT_SCALE, SUM_PRECISION
 from lambda_contract.windows import date_of
 
 REVENUE_TYPE: Final = f"decimal({SUM_PRECISION},{AMOUNT_SCALE})"
+AMOUNT_TYPE: Final = f"decimal({AMOUNT_PRECISION},{AMOUNT_SCALE})"
+DUPLICATE: Final = "duplicate"
+"""Silver's reason for a valid copy of an event_id that is not the first (see `SILVER`)."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,36 @@ MANIFEST: Final = Table(
     ),
 )
 
-TABLES: Final = (BRONZE, QUARANTINE, GOLD, MANIFEST)
+SILVER: Final = Table(
+    name="silver_events",
+    doc="Every bronze row of a recomputed date, classified: counted in gold, a duplicate, or malformed.",
+    partition_by=("date", "hour_of_day"),
+    columns=(
+        Column("date", "date", False, "UTC date of the hour"),
+        Column("hour_of_day", "int", False, "UTC hour of the day, 0-23 (partition: one hour is one folder)"),
+        Column("hour", "timestamp", False, "UTC start of the hour (the event time's, else Kafka's)"),
+        Column("region", "string", True, "event region; null when malformed"),
+        Column("category", "string", True, "event category; null when malformed"),
+        Column("currency", "string", True, "native currency; null when malformed"),
+        Column("event_type", "string", True, "purchase or refund; null when malformed"),
+        Column(
+            "amount", AMOUNT_TYPE, True, "the event's amount in its own currency, exact; null when malformed"
+        ),
+        Column(
+            "counted", "boolean", False, "true for the first copy of a valid event_id: the rows gold sums"
+        ),
+        Column("reason", "string", True, "null when counted, else 'duplicate' or the contract's reason code"),
+        Column("event_id", "string", True, "null when malformed"),
+        Column("event_time", "timestamp", True, "the event's own time (UTC); null when it cannot be read"),
+        Column("kafka_partition", "int", False, "Kafka partition"),
+        Column("kafka_offset", "bigint", False, "Kafka offset"),
+        Column(
+            "run_id", "string", False, "the batch run that wrote the row; the manifest names the hour's run"
+        ),
+    ),
+)
+
+TABLES: Final = (BRONZE, QUARANTINE, GOLD, SILVER, MANIFEST)
 
 
 def event_date(event_time: datetime | None, kafka_timestamp: datetime) -> date:
