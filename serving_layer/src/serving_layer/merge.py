@@ -4,6 +4,8 @@ Per hour, never by a single max-time boundary:
 
 1. the coverage manifest marks the hour computed -> gold: `batch` / `final` (an hour with no gold
    rows is a zero hour: the batch looked and found nothing);
+   while Redis cannot be read, every other hour that has started is `none` / `unavailable`
+   (no numbers: nothing is known about it), and rules 2-4 apply only when Redis answered;
 2. else the speed layer holds the hour -> Redis: `speed` / `closed` once the speed watermark has
    reached hour end + allowed lateness (or the speed layer itself marked it closed), else `open`;
 3. else an hour that has not started yet -> `none` / `future` (zeros, nothing can exist yet);
@@ -112,6 +114,7 @@ class Status(enum.StrEnum):
     OPEN = "open"
     MISSING = "missing"
     FUTURE = "future"
+    UNAVAILABLE = "unavailable"  # not computed by the batch, and Redis could not be read
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class SpeedSnapshot:
     held: Mapping[datetime, str] = field(default_factory=dict)
     hours: Mapping[datetime, HourData] = field(default_factory=dict)
     tokens: Mapping[datetime, object] = field(default_factory=dict)  # per hour, new when data changed
+    available: bool = True  # False: Redis did not answer, so nothing is known about its hours
 
     @cached_property
     def span(self) -> tuple[datetime, datetime] | None:
@@ -189,6 +193,8 @@ def merge_hour(
     if hour in batch.computed:
         token = batch.tokens.get(hour, batch.token)
         return MergedHour(hour, Source.BATCH, Status.FINAL, batch.hours.get(hour, _EMPTY), token)
+    if not speed.available and hour <= now:
+        return MergedHour(hour, Source.NONE, Status.UNAVAILABLE, _EMPTY)
     if speed.covers(hour):
         status = speed.status(hour, allowed_lateness)
         return MergedHour(hour, Source.SPEED, status, speed.hours.get(hour, _EMPTY), speed.tokens.get(hour))

@@ -15,7 +15,7 @@ from typing import Any
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.windows import hour_label
 from serving_layer.fx import FxTable, to_cents
-from serving_layer.merge import HourData, MergedHour, entries
+from serving_layer.merge import HourData, MergedHour, Status, entries
 from serving_layer.params import HourlyQuery
 
 Row = dict[str, Any]
@@ -66,6 +66,12 @@ def group_hour(groups: HourData, query: HourlyQuery) -> dict[tuple[str | None, .
 
 def render_hour(merged: MergedHour, query: HourlyQuery, fx: FxTable) -> list[Row]:
     """The hour's rows, sorted by group values; one zero row when nothing matches."""
+    if merged.status is Status.UNAVAILABLE:
+        # Nothing is known about the hour: no number at all rather than zeros that look real.
+        unknown: Row = {"hour": hour_label(merged.hour), **dict.fromkeys(query.group_by)}
+        unknown.update(revenue=None, orders=None, refunds=None, events=None)
+        unknown.update(source=merged.source.value, status=merged.status.value, fx_stale=False)
+        return [unknown]
     buckets = group_hour(merged.groups, query)
     if not buckets:
         buckets[tuple(None for _ in query.group_by)] = Bucket()

@@ -20,13 +20,18 @@ async def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: Redis answers")
+@router.get("/readyz", summary="Readiness: the batch view can be read (Redis is reported, not required)")
 async def readyz(services: Svc) -> Response:
-    # The FX table needs no check here: create_app loads and validates it, so an app without
-    # rates never starts.
-    if await services.speed.ping():
-        return json_response({"status": "ready"})
-    return json_response({"status": "not ready", "detail": "Redis does not answer"}, 503)
+    """Ready while the batch view (gold and the coverage manifest) can be read. Redis down does not
+    make a pod unready: every pod shares the one Redis, so failing them all would take the
+    batch-final hours offline too, while /v1/revenue/hourly serves them and marks the speed hours
+    `unavailable`. The FX table needs no check: create_app validates it before the app starts."""
+    state = await services.batch.ensure_fresh()
+    redis = "up" if await services.speed.ping() else "down"
+    if state.error is not None:
+        detail = f"the batch view cannot be read: {state.error}"
+        return json_response({"status": "not ready", "detail": detail, "redis": redis}, 503)
+    return json_response({"status": "ready", "redis": redis})
 
 
 @router.get("/metrics", summary="Prometheus metrics (lambda_serving_*), open for the scraper")

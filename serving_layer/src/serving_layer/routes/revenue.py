@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from typing import Final
 
+import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from serving_layer.auth import check_bearer
-from serving_layer.merge import merge
+from serving_layer.merge import SpeedSnapshot, merge
 from serving_layer.middleware import TemplateRoute
 from serving_layer.params import GROUP_FIELDS, parse_hourly_params
 from serving_layer.services import Services
+from serving_layer.stores import SpeedMeta, SpeedRead
 
 PATH: Final = "/v1/revenue/hourly"
 
@@ -70,7 +72,11 @@ async def revenue_hourly(request: Request) -> Response:
     hours = query.hours
     view = await services.batch.view(state, hours)
     computed = view.computed
-    read = await services.speed.read([h for h in hours if h not in computed])
+    try:
+        read = await services.speed.read([h for h in hours if h not in computed])
+    except (aioredis.RedisError, OSError):
+        # Batch-final hours need no Redis: they are served, the others are `unavailable`.
+        read = SpeedRead(snapshot=SpeedSnapshot(available=False), meta=SpeedMeta(), tokens={})
     if read.bad_entries:
         services.metrics.bad_redis_entries.inc(read.bad_entries)
     merged = merge(hours, view, read.snapshot, now, services.lateness)
