@@ -12,7 +12,7 @@ from serving_layer.errors import add_error_handlers
 from serving_layer.fx import SHIPPED_RATES, FxTable, load_rates
 from serving_layer.metrics import ServingMetrics
 from serving_layer.middleware import add_middleware
-from serving_layer.routes import pages, probes, reconciliation, revenue, status
+from serving_layer.routes import events, pages, probes, reconciliation, revenue, status
 from serving_layer.services import VERSION, Clock, Options, lifespan, utc_now
 from serving_layer.stores import CLOSED_HOUR_TTL_S, OPEN_TTL_S, BatchStore
 
@@ -55,8 +55,7 @@ def create_app(
     )
     add_middleware(app, settings, metrics)
     add_error_handlers(app)
-    for module in (revenue, status, reconciliation, probes, pages):
+    for module in (revenue, events, status, reconciliation, probes, pages):
         app.include_router(module.router)
-    app.router.routes.insert(0, revenue.hot_route())  # ahead of FastAPI's own route for it
     pages.mount_static(app)
     return app

@@ -7,9 +7,10 @@ import logging
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
-from serving_layer.params import ParamError
+from serving_layer.params import ParamError, validation_message
 from serving_layer.responses import json_response
 
 log = logging.getLogger("serving_layer.app")  # one name for the app's own lines (start-up, Redis errors)
@@ -17,6 +18,11 @@ log = logging.getLogger("serving_layer.app")  # one name for the app's own lines
 
 async def bad_param(request: Request, exc: ParamError) -> Response:
     return json_response({"error": "bad_request", "detail": str(exc)}, 400)
+
+
+async def bad_declared_param(request: Request, exc: RequestValidationError) -> Response:
+    """FastAPI's own check of declared parameters (a missing required one): a 400 like ParamError's."""
+    return json_response({"error": "bad_request", "detail": validation_message(exc.errors())}, 400)
 
 
 async def redis_down(request: Request, exc: aioredis.RedisError) -> Response:
@@ -36,5 +42,6 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
 
 def add_error_handlers(app: FastAPI) -> None:
     app.exception_handler(ParamError)(bad_param)
+    app.exception_handler(RequestValidationError)(bad_declared_param)
     app.exception_handler(aioredis.RedisError)(redis_down)
     app.exception_handler(HTTPException)(http_error)

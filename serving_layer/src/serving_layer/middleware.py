@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Final
 
 from fastapi import FastAPI
@@ -97,7 +97,7 @@ def route_template(scope: Scope, root_path: str, routes: Sequence[BaseRoute]) ->
     if route is None and routes:
         probe = {**scope, "root_path": root_path}
         partial = None
-        for candidate in routes:
+        for candidate in _flat(routes):
             match, _ = candidate.matches(probe)
             if match is Match.FULL:
                 route = candidate
@@ -108,6 +108,17 @@ def route_template(scope: Scope, root_path: str, routes: Sequence[BaseRoute]) ->
             route = partial
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     return str(template) if template else "unmatched"
+
+
+def _flat(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
+    """The routes one by one: FastAPI keeps an included router as one entry whose routes (each
+    with its full path) it lists through `effective_candidates`."""
+    for route in routes:
+        inner = getattr(route, "effective_candidates", None)
+        if callable(inner):
+            yield from _flat(inner())
+        else:
+            yield route
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

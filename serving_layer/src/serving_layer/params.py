@@ -8,15 +8,16 @@ the request without reading the code.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from lambda_contract.events import CATEGORY_PATTERN, CURRENCY_PATTERN, REGION_PATTERN, parse_event_time
 from lambda_contract.windows import HOUR, hour_label, is_hour_boundary
 
 GROUP_FIELDS: Final = ("region", "category", "currency")
+RANGE_REQUIRED: Final = "start and end are required, e.g. start=2026-11-25T00:00:00Z&end=2026-11-26T00:00:00Z"
 MAX_RANGE: Final = timedelta(days=31)
 MAX_FILTER_VALUES: Final = 50
 DEFAULT_CURRENCY: Final = "USD"
@@ -115,9 +116,7 @@ def parse_hourly(
 ) -> HourlyQuery:
     """Validate every parameter of /v1/revenue/hourly; raises ParamError with the first problem."""
     if start is None or end is None:
-        raise ParamError(
-            "start and end are required, e.g. start=2026-11-25T00:00:00Z&end=2026-11-26T00:00:00Z"
-        )
+        raise ParamError(RANGE_REQUIRED)
     start_at = parse_instant("start", start)
     end_at = parse_instant("end", end)
     if end_at <= start_at:
@@ -139,15 +138,22 @@ def parse_hourly(
 HOURLY_PARAMS: Final = ("start", "end", "group_by", "region", "category", "currency")
 
 
-def parse_hourly_params(items: Iterable[tuple[str, str]], known_currencies: frozenset[str]) -> HourlyQuery:
-    """The raw query string's (name, value) pairs: unknown or repeated names are errors too."""
+def check_names(items: Iterable[tuple[str, str]], allowed: tuple[str, ...] = HOURLY_PARAMS) -> dict[str, str]:
+    """The raw query string's (name, value) pairs as a dict: unknown or repeated names are errors
+    (a framework would silently ignore the one and keep the last of the other)."""
     values: dict[str, str] = {}
     for name, value in items:
-        if name not in HOURLY_PARAMS:
-            raise ParamError(f"unknown parameter {name[:40]!r}; allowed: {', '.join(HOURLY_PARAMS)}")
+        if name not in allowed:
+            raise ParamError(f"unknown parameter {name[:40]!r}; allowed: {', '.join(allowed)}")
         if name in values:
             raise ParamError(f"{name} is given more than once; give several values comma-separated")
         values[name] = value
+    return values
+
+
+def parse_hourly_params(items: Iterable[tuple[str, str]], known_currencies: frozenset[str]) -> HourlyQuery:
+    """Every check of /v1/revenue/hourly on the raw query string's (name, value) pairs."""
+    values = check_names(items)
     return parse_hourly(
         start=values.get("start"),
         end=values.get("end"),
@@ -157,3 +163,12 @@ def parse_hourly_params(items: Iterable[tuple[str, str]], known_currencies: froz
         currency=values.get("currency"),
         known_currencies=known_currencies,
     )
+
+
+def validation_message(errors: Sequence[Mapping[str, Any]]) -> str:
+    """One message for a framework's parameter errors (FastAPI's `RequestValidationError.errors()`),
+    in this module's words: a missing range is RANGE_REQUIRED, anything else names the parameter."""
+    names = [str(e.get("loc", ("", "?"))[-1]) for e in errors]
+    if any(e.get("type") == "missing" and n in ("start", "end") for e, n in zip(errors, names, strict=True)):
+        return RANGE_REQUIRED
+    return "; ".join(f"{n}: {str(e.get('msg', 'invalid'))[:200]}" for e, n in zip(errors, names, strict=True))
