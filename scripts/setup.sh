@@ -6,6 +6,42 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+LOGS=.local/setup-logs
+
+# Runs a long step with its output in a log, under one status line: what, elapsed seconds, the
+# log's size, the artifacts downloaded so far and its last line (for mvn, the last artifact).
+# Redrawn in place on a terminal; elsewhere (CI, a log) a plain line every 5 s. So setup is never
+# silent for more than 10 s, and a step that fails shows the end of its log.
+with_progress() {
+  local what=$1 logf=$2 start=$SECONDS last=0 rc=0 pid el size got detail
+  shift 2
+  mkdir -p "$(dirname "$logf")"
+  "$@" >"$logf" 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    el=$((SECONDS - start))
+    size=$(( $(stat -c %s "$logf" 2>/dev/null || echo 0) / 1024 ))
+    got=$(grep -c 'Downloaded from\|^Get:\|Downloaded ' "$logf" 2>/dev/null || true)
+    detail=$(tail -c 4000 "$logf" 2>/dev/null | tr '\r' '\n' | sed -E 's/\x1b\[[0-9;]*[A-Za-z]//g' | grep -v '^[[:space:]]*$' | tail -n 1 |
+      sed -E 's#.*Download(ed|ing) from [^:]*: ##; s# \(.*##; s#^https?://.*/##' | cut -c1-70 || true)
+    if [ -t 1 ]; then
+      printf '\r\033[K\033[1m[setup]\033[0m %s: %d s, log %d KB, %s downloaded · %s' "$what" "$el" "$size" "${got:-0}" "$detail"
+    elif ((el - last >= 5)); then
+      printf '[setup] %s: %d s, log %d KB, %s downloaded · %s\n' "$what" "$el" "$size" "${got:-0}" "$detail"
+      last=$el
+    fi
+    sleep 1
+  done
+  wait "$pid" || rc=$?
+  if [ -t 1 ]; then printf '\r\033[K'; fi
+  if ((rc == 0)); then
+    log "$what: done in $((SECONDS - start)) s (log $logf)"
+  else
+    tail -n 30 "$logf" >&2
+    log "$what: FAILED (exit $rc) after $((SECONDS - start)) s (full log: $logf)"
+  fi
+  return "$rc"
+}
 
 # 1. System packages, only when missing.
 APT_PACKAGES=(redis-server redis-tools prometheus prometheus-pushgateway chromium wrk)
@@ -16,8 +52,9 @@ done
 if ((${#missing[@]})); then
   log "installing system packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  with_progress "apt-get update" "$LOGS/apt-update.log" $SUDO apt-get update
+  with_progress "apt-get install ${missing[*]}" "$LOGS/apt-install.log" \
+    env DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
   # The platform runs its own instances under .local/state; packaged services would hold the ports.
   if [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now redis-server prometheus prometheus-pushgateway >/dev/null 2>&1 || true
@@ -27,15 +64,15 @@ fi
 # 2. uv, the lock and environment tool.
 PY=${PYTHON:-python3.11}
 if ! "$PY" -m uv --version >/dev/null 2>&1; then
-  log "installing uv"
-  "$PY" -m pip install -q "uv==0.13.9"
+  with_progress "installing uv" "$LOGS/pip-uv.log" "$PY" -m pip install "uv==0.13.9"
 fi
 export UV_PYTHON_DOWNLOADS=never UV_PYTHON="$PY"
 
 # 3. One environment per project, from its committed lock file.
 for project in tools speed_layer batch_layer serving_layer; do
   env_name=${project%_layer}
-  (cd "$project" && UV_PROJECT_ENVIRONMENT="$PWD/../.venvs/$env_name" "$PY" -m uv sync --locked --all-groups -q)
+  with_progress "uv sync $project -> .venvs/$env_name" "$LOGS/uv-$env_name.log" \
+    env UV_PROJECT_ENVIRONMENT="$PWD/.venvs/$env_name" "$PY" -m uv sync --locked --all-groups --project "$project"
 done
 log "python environments ready in .venvs/ (tools, speed, batch, serving)"
 
@@ -44,28 +81,20 @@ JARS=.local/jars
 stamp="$JARS/.pom-$(sha256sum infra/jars/pom.xml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   for profile in kafka flink spark; do
-    log "fetching $profile jars with mvn"
     rm -rf "${JARS:?}/$profile"
     mkdir -p "$JARS"
-    if ! mvn -B -q -Dstyle.color=never -f infra/jars/pom.xml -P"$profile" dependency:copy-dependencies \
-      -DoutputDirectory="$PWD/$JARS/$profile" -DexcludeScope=provided >"$JARS/mvn-$profile.log" 2>&1; then
-      tail -n 30 "$JARS/mvn-$profile.log" >&2
-      log "mvn could not fetch the $profile jars (full log: $JARS/mvn-$profile.log)"
-      exit 1
-    fi
+    with_progress "fetching the $profile jars with mvn" "$JARS/mvn-$profile.log" \
+      mvn -B -Dstyle.color=never -f infra/jars/pom.xml -P"$profile" dependency:copy-dependencies \
+      -DoutputDirectory="$PWD/$JARS/$profile" -DexcludeScope=provided || exit 1
   done
   rm -f "$JARS"/.pom-* && touch "$stamp"
 fi
 # The speed job's JVM function, built from speed_layer/functions; rebuilt when its sources change.
 fn_stamp="$JARS/functions/.src-$(cat speed_layer/functions/pom.xml $(find speed_layer/functions/src -type f | sort) | sha256sum | cut -c1-16)"
 if [ ! -f "$fn_stamp" ]; then
-  log "building the speed job's JVM function with mvn"
   rm -rf "${JARS:?}/functions" && mkdir -p "$JARS/functions"
-  if ! mvn -B -q -Dstyle.color=never -f speed_layer/functions/pom.xml package >"$JARS/mvn-functions.log" 2>&1; then
-    tail -n 30 "$JARS/mvn-functions.log" >&2
-    log "mvn could not build speed_layer/functions (full log: $JARS/mvn-functions.log)"
-    exit 1
-  fi
+  with_progress "building the speed job's JVM function with mvn" "$JARS/mvn-functions.log" \
+    mvn -B -Dstyle.color=never -f speed_layer/functions/pom.xml package || exit 1
   cp speed_layer/functions/target/lambda-speed-functions.jar "$JARS/functions/"
   touch "$fn_stamp"
 fi
