@@ -77,6 +77,16 @@ def _redis_url(name: str, raw: str) -> str:
     return value
 
 
+def _sentinels(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    nodes = []
+    for item in (t.strip() for t in raw.split(",") if t.strip()):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f"{name} must be host:port[,host:port...], got {item!r}")
+        nodes.append((host, int(port)))
+    return tuple(nodes)
+
+
 def _port(name: str, raw: str) -> int:
     value = _int(1)(name, raw)
     if value > 65535:
@@ -134,6 +144,17 @@ class Settings:
     )
     redis_password_file: str = _setting(
         "LAMBDA_REDIS_PASSWORD_FILE", "", _str, "File holding the Redis password (a mounted Secret in k8s)."
+    )
+    redis_sentinels: tuple[tuple[str, int], ...] = _setting(
+        "LAMBDA_REDIS_SENTINELS",
+        "",
+        _sentinels,
+        "Redis Sentinels as host:port,... (HA in production): clients ask them for the current master "
+        "of LAMBDA_REDIS_SENTINEL_MASTER, with LAMBDA_REDIS_URL's database and the same password. "
+        "Empty: connect to LAMBDA_REDIS_URL directly.",
+    )
+    redis_sentinel_master: str = _setting(
+        "LAMBDA_REDIS_SENTINEL_MASTER", "lambda", _nonempty, "Master name the Sentinels monitor."
     )
     redis_prefix: str = _setting(
         "LAMBDA_REDIS_PREFIX", "lambda", _prefix, "Prefix of every Redis key the platform writes."
@@ -342,6 +363,12 @@ class Settings:
     @property
     def redis_layout(self) -> RedisLayout:
         return RedisLayout(self.redis_prefix)
+
+    @property
+    def redis_db(self) -> int:
+        """The database number in LAMBDA_REDIS_URL's path (0 when it names none)."""
+        path = self.redis_url.split("://", 1)[1].partition("/")[2].partition("?")[0]
+        return int(path) if path.isdigit() else 0
 
     def resolved_redis_password(self) -> str | None:
         """The Redis password from the variable or its file; None when neither is set."""

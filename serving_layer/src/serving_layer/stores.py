@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import redis.asyncio as aioredis
 from deltalake import DeltaTable
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
 from lambda_contract.redis_layout import GroupKey, Metrics, RedisLayout
 from lambda_contract.settings import Settings
@@ -50,10 +51,26 @@ _tokens = itertools.count(1)
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
-    """An asyncio client (hiredis parser when installed) with the configured password."""
+    """An asyncio client (hiredis parser when installed) with the configured password; with
+    LAMBDA_REDIS_SENTINELS, a client of the master the Sentinels name (it follows a failover)."""
+    password = settings.resolved_redis_password()
+    if settings.redis_sentinels:
+        sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
+            list(settings.redis_sentinels),
+            sentinel_kwargs={"password": password, "socket_timeout": 5, "socket_connect_timeout": 5},
+        )
+        master: aioredis.Redis = sentinel.master_for(
+            settings.redis_sentinel_master,
+            db=settings.redis_db,
+            password=password,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        return master
     return aioredis.Redis.from_url(
         settings.redis_url,
-        password=settings.resolved_redis_password(),
+        password=password,
         socket_timeout=5,
         socket_connect_timeout=5,
         health_check_interval=30,

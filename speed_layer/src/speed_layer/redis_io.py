@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import cast
 
 import redis
+from redis.sentinel import Sentinel
 
 from lambda_contract.redis_layout import HOUR_OPEN, RedisLayout
 from lambda_contract.settings import Settings
@@ -16,10 +17,27 @@ from speed_layer.view import Command, Expire, HDel, HSet
 
 
 def connect(settings: Settings) -> redis.Redis:
-    """A client for LAMBDA_REDIS_URL with the password from the variable or its file."""
+    """A client for LAMBDA_REDIS_URL with the password from the variable or its file; with
+    LAMBDA_REDIS_SENTINELS, a client of the master the Sentinels name, which follows a failover
+    (a write that fails during one raises, and the sink's retry reconnects to the new master)."""
+    password = settings.resolved_redis_password()
+    if settings.redis_sentinels:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(settings.redis_sentinels),
+            sentinel_kwargs={"password": password, "socket_timeout": 10, "socket_connect_timeout": 10},
+        )
+        master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+            settings.redis_sentinel_master,
+            db=settings.redis_db,
+            password=password,
+            socket_timeout=10,
+            socket_connect_timeout=10,
+            health_check_interval=30,
+        )
+        return master
     return redis.Redis.from_url(
         settings.redis_url,
-        password=settings.resolved_redis_password(),
+        password=password,
         socket_timeout=10,
         socket_connect_timeout=10,
         health_check_interval=30,
