@@ -1,9 +1,10 @@
-"""One place for each Flink setting: the job sets only its own; the cluster's come from the
-deployment (the FlinkDeployment) or, for the mini-cluster the job starts itself, from
-speed_layer.cluster. Neither sets what the other does, and both clusters keep what the job needs."""
+"""One place for each Flink setting: the job sets only its own; the cluster's live in the
+FlinkDeployment, which a deployed job's cluster is configured from and which the mini-cluster the
+job starts itself reads at start. Neither the job nor the mini-cluster carries a copy."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,18 +18,10 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = Settings.from_env({"LAMBDA_HOME": str(REPO)})
 OPTIONS = job.JobOptions()
-# What only a mini-cluster started by the job needs: in a deployment the image and the
-# FlinkDeployment's resources decide these.
-LOCAL_ONLY = {
-    "python.executable",
-    "python.client.executable",
-    "taskmanager.memory.process.size",
-    "rest.bind-port",
-}
 
 
-def deployment_config() -> dict[str, str]:
-    doc = yaml.safe_load((REPO / "k8s/base/speed/flinkdeployment.yaml").read_text())
+def deployment_config(home: Path = REPO) -> dict[str, str]:
+    doc = yaml.safe_load((home / cluster.DEPLOYMENT).read_text())
     return {str(k): str(v) for k, v in doc["spec"]["flinkConfiguration"].items()}
 
 
@@ -38,15 +31,45 @@ def test_the_job_sets_no_cluster_setting_and_the_deployment_no_job_setting() -> 
     assert not job_keys & set(deployment_config())
 
 
-def test_the_deployment_keeps_every_cluster_setting_the_local_cluster_has() -> None:
+def test_the_mini_cluster_takes_the_deployments_values_and_adds_only_local_ones() -> None:
     local = cluster.local_cluster_config(SETTINGS)
     deployed = deployment_config()
-    missing = set(local) - LOCAL_ONLY - set(deployed)
-    assert not missing, f"the FlinkDeployment lacks {sorted(missing)}"
-    same_meaning = {"execution.checkpointing.externalized-checkpoint-retention",
-                    "execution.checkpointing.num-retained", "metrics.reporter.prom.factory.class",
-                    *cluster.state_backend_config("rocksdb")}  # fmt: skip
-    assert {k: local[k] for k in same_meaning} == {k: deployed[k] for k in same_meaning}
+    assert {k: local[k] for k in cluster.SHARED} == {k: deployed[k] for k in cluster.SHARED}
+    assert set(local) == set(cluster.SHARED) | set(cluster.LOCAL)
+    assert not set(cluster.LOCAL) & set(cluster.SHARED)
+
+
+def test_a_changed_deployment_changes_the_mini_cluster(tmp_path: Path) -> None:
+    """The values are read from the file, not kept in the code: edit the file, the cluster follows."""
+    target = tmp_path / cluster.DEPLOYMENT
+    target.parent.mkdir(parents=True)
+    shutil.copy(REPO / cluster.DEPLOYMENT, target)
+    doc = yaml.safe_load(target.read_text())
+    doc["spec"]["flinkConfiguration"]["execution.checkpointing.num-retained"] = "7"
+    doc["spec"]["flinkConfiguration"]["state.backend.type"] = "forst"
+    target.write_text(yaml.safe_dump(doc))
+    moved = Settings.from_env({"LAMBDA_HOME": str(tmp_path)})
+    local = cluster.local_cluster_config(moved)
+    assert local["execution.checkpointing.num-retained"] == "7"
+    assert local["state.backend.type"] == "forst"
+    override = Settings.from_env({"LAMBDA_HOME": str(tmp_path), "LAMBDA_SPEED_STATE_BACKEND": "rocksdb"})
+    assert cluster.local_cluster_config(override)["state.backend.type"] == "rocksdb"
+    del doc["spec"]["flinkConfiguration"]["execution.checkpointing.num-retained"]
+    target.write_text(yaml.safe_dump(doc))
+    with pytest.raises(RuntimeError, match="num-retained"):
+        cluster.local_cluster_config(moved)
+
+
+def test_production_keeps_rocksdb_incremental_checkpoints_on_the_object_store() -> None:
+    deployed = deployment_config()
+    assert deployed["state.backend.type"] in {"rocksdb", "forst"}
+    assert deployed["execution.checkpointing.incremental"] == "true"
+    for key in (
+        "execution.checkpointing.dir",
+        "execution.checkpointing.savepoint-dir",
+        "high-availability.storageDir",
+    ):
+        assert deployed[key].startswith("s3://"), key
 
 
 def test_rocksdb_with_incremental_checkpoints_and_bounded_alignment_is_the_default() -> None:
@@ -54,7 +77,9 @@ def test_rocksdb_with_incremental_checkpoints_and_bounded_alignment_is_the_defau
     assert local["state.backend.type"] == "rocksdb"
     assert local["execution.checkpointing.incremental"] == "true"
     assert local["execution.checkpointing.unaligned.enabled"] == "true"
-    heap = cluster.local_cluster_config(Settings.from_env({"LAMBDA_SPEED_STATE_BACKEND": "hashmap"}))
+    heap = cluster.local_cluster_config(
+        Settings.from_env({"LAMBDA_HOME": str(REPO), "LAMBDA_SPEED_STATE_BACKEND": "hashmap"})
+    )
     assert heap["state.backend.type"] == "hashmap"
     assert "execution.checkpointing.incremental" not in heap
 

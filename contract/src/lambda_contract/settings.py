@@ -195,9 +195,10 @@ class Settings:
     speed_parallelism: int = _setting("LAMBDA_SPEED_PARALLELISM", "1", _int(1), "Flink job parallelism.")
     speed_state_backend: str = _setting(
         "LAMBDA_SPEED_STATE_BACKEND",
-        "rocksdb",
-        _one_of("rocksdb", "hashmap"),
-        "Flink state backend of a local job: rocksdb (incremental checkpoints) or hashmap (heap, full snapshots).",
+        "",
+        _one_of("", "rocksdb", "hashmap"),
+        "Flink state backend of a local job; empty: the FlinkDeployment's (RocksDB, incremental "
+        "checkpoints); hashmap keeps state on the heap with full snapshots, for small runs.",
     )
     speed_metrics_port: int = _setting(
         "LAMBDA_SPEED_METRICS_PORT", "9249", _port, "Flink Prometheus reporter port."
