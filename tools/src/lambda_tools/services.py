@@ -317,7 +317,16 @@ def start_pushgateway(settings: Settings, state: Path) -> None:
     if running_pid(state, name) is None:
         if _port_open(port):
             raise ServiceError(f"port {port} is taken by a process this project did not start")
-        _spawn(state, name, [binary, f"--web.listen-address=127.0.0.1:{port}"], log)
+        # Pushed metrics survive a restart, as in Kubernetes (docs/operations.md, NightlyBatchMissing).
+        persisted = state / "pushgateway" / "metrics"
+        persisted.parent.mkdir(parents=True, exist_ok=True)
+        args = [
+            binary,
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--persistence.file={persisted}",
+            "--persistence.interval=1m",
+        ]
+        _spawn(state, name, args, log)
     _wait("Pushgateway", lambda: _http_ok(f"http://127.0.0.1:{port}/-/ready"), log)
 
 
