@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 from k8s_support import objects, one
 
 from lambda_contract.settings import Settings
@@ -137,8 +138,11 @@ def test_backfill_job_is_the_nightly_pod_with_a_date_range(rendered: Rendered) -
     job = backfill_job(cron, date(2026, 11, 1), date(2026, 11, 7))
     kubernetes_validate.validate(job, "1.32.0", strict=True)
     pod, nightly = job["spec"]["template"]["spec"], cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert pod["containers"][0]["args"] == ["run", "--from", "2026-11-01", "--to", "2026-11-07"]
-    pod["containers"][0]["args"] = nightly["containers"][0]["args"]
+    args = pod["initContainers"][0]["args"]
+    assert args[:5] == ["nightly", "--from", "2026-11-01", "--to", "2026-11-07"]
+    assert args[5:] == nightly["initContainers"][0]["args"][1:]  # the dates file and the driver's address
+    assert pod["containers"] == nightly["containers"]  # then the reconciliation of the recomputed dates
+    pod["initContainers"][0]["args"] = nightly["initContainers"][0]["args"]
     assert pod == nightly
     with pytest.raises(ValueError, match="before"):
         backfill_job(cron, date(2026, 11, 7), date(2026, 11, 1))
@@ -158,17 +162,20 @@ def test_container_commands_exist_in_the_layers(rendered: Rendered) -> None:
         for c in objects(rendered["prod"], "CronJob")
         if c["metadata"]["labels"]["app.kubernetes.io/name"] == "lambda-batch"
     ]
-    arg_lists = [c["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"] for c in crons]
+    pods = [c["spec"]["jobTemplate"]["spec"]["template"]["spec"] for c in crons]
     backfill = backfill_job(
         one(rendered["prod"], "CronJob", "nightly-recompute"), date(2026, 1, 1), date(2026, 1, 2)
     )
-    arg_lists.append(backfill["spec"]["template"]["spec"]["containers"][0]["args"])
+    pods.append(backfill["spec"]["template"]["spec"])
     batch = REPO / ".venvs/batch/bin/python"
-    for args in arg_lists:
-        out = subprocess.run(
-            [str(batch), "-m", "batch_layer.main", *args, "--help"], capture_output=True, text=True
-        )
-        assert out.returncode == 0, f"lambda-batch {' '.join(args)}: {out.stderr[-500:]}"
+    for pod in pods:
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            if c["image"].endswith("lambda-serving:0.1.0"):  # the nightly flow's reconciliation
+                cmd = [str(REPO / ".venvs/serving/bin" / c["command"][0]), *c["args"], "--help"]
+            else:
+                cmd = [str(batch), "-m", "batch_layer.main", *c["args"], "--help"]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            assert out.returncode == 0, f"{' '.join(cmd)}: {out.stderr[-500:]}"
     fx = one(rendered["prod"], "CronJob", "fx-rates-fetch")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     serving_bin = REPO / ".venvs/serving/bin"
     fx_cmd = [str(serving_bin / fx["containers"][0]["command"][0]), *fx["containers"][0]["args"], "--help"]
@@ -179,3 +186,69 @@ def test_container_commands_exist_in_the_layers(rendered: Rendered) -> None:
     speed = REPO / ".venvs/speed/bin/python"
     probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
     assert subprocess.run([str(speed), "-c", probe]).returncode == 0, f"{module} is not in the speed layer"
+
+
+def _spark_defaults(docs: list[dict[str, Any]]) -> dict[str, str]:
+    conf = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("spark-defaults")
+    )
+    out = {}
+    for line in conf["data"]["spark-defaults.conf"].splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.strip().partition(" ")
+            out[key] = value.strip()
+    return out
+
+
+def test_prod_batch_runs_on_spark_executors_never_local(rendered: Rendered) -> None:
+    """No local[*] in prod: the batch pods are Spark drivers on Kubernetes, whose executors are pods
+    from the prod image, with fixed ports the NetworkPolicies open and an account for the driver."""
+    docs = rendered["prod"]
+    for doc in docs:
+        assert "local[" not in yaml.safe_dump(doc), (
+            f"{doc['kind']}/{doc['metadata']['name']} runs Spark locally"
+        )
+    config = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("lambda-config")
+    )
+    assert config["data"]["LAMBDA_SPARK_MASTER"] == "k8s://https://kubernetes.default.svc:443"
+    spark = _spark_defaults(docs)
+    batch_images = {
+        c["image"]
+        for cron in objects(docs, "CronJob")
+        for c in cron["spec"]["jobTemplate"]["spec"]["template"]["spec"].get("initContainers", [])
+        + cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "batch"
+    }
+    assert batch_images == {spark["spark.kubernetes.container.image"]}, (
+        "executors must run the driver's image"
+    )
+    assert int(spark["spark.executor.instances"]) >= 2 and spark["spark.kubernetes.namespace"] == "lambda"
+    spark_ports = {int(spark["spark.driver.port"]), int(spark["spark.driver.blockManager.port"])}
+    policy = one(docs, "NetworkPolicy", "batch-spark")["spec"]
+    assert {p["port"] for rule in policy["ingress"] for p in rule["ports"]} == spark_ports
+    template_conf = next(
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("spark-executor-template")
+    )
+    executor = yaml.safe_load(template_conf["data"]["executor.yaml"])
+    assert spark["spark.kubernetes.executor.podTemplateFile"] == "/etc/spark-templates/executor.yaml"
+    assert policy["podSelector"]["matchLabels"].items() <= executor["metadata"]["labels"].items()
+    assert executor["metadata"]["labels"]["lambda.platform/object-store"] == "true"
+    role = one(docs, "Role", "lambda-batch-driver")
+    granted = {
+        (r["apiGroups"][0], res, v) for r in role["rules"] for res in r["resources"] for v in r["verbs"]
+    }
+    assert {
+        ("", "pods", "create"),
+        ("", "pods", "delete"),
+        ("coordination.k8s.io", "leases", "update"),
+    } <= granted
+    for cron in objects(docs, "CronJob"):
+        pod = cron["spec"]["jobTemplate"]["spec"]["template"]
+        if pod["metadata"]["labels"].get("lambda.platform/spark-role") == "driver":
+            assert (
+                pod["spec"]["serviceAccountName"] == "lambda-batch"
+                and pod["spec"]["automountServiceAccountToken"]
+            )

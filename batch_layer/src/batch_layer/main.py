@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
         help="the nightly step: `run` (yesterday and dates with new rows), then list what it recomputed",
     )
     nightly.add_argument("--date", help="the named UTC date, YYYY-MM-DD (default: yesterday)")
+    nightly.add_argument("--from", dest="start", help="first date of an inclusive range (a backfill)")
+    nightly.add_argument("--to", dest="end", help="last date of an inclusive range")
     nightly.add_argument(
         "--dates-out", type=Path, required=True, help="file to write the recomputed dates to, one a line"
     )
@@ -79,12 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         extra = _confs(args.conf)
-        if args.command == "run":
-            named = planning.named_dates(args.date, args.start, args.end, today)
-        elif args.command == "nightly":
-            named = planning.named_dates(args.date, None, None, today)
-        else:
-            named = []
+        named = (
+            planning.named_dates(args.date, args.start, args.end, today)
+            if args.command in ("run", "nightly")
+            else []
+        )
         if args.command == "maintain":
             check_retention(args.retain_hours, args.force)
     except (SettingsError, planning.BadDatesError, UnsafeRetentionError) as exc:

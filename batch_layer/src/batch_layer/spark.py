@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,6 +47,23 @@ def spark_jars(settings: Settings) -> list[str]:
     return jars
 
 
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "spark.hadoop.fs.s3a.access.key",
+    "AWS_SECRET_ACCESS_KEY": "spark.hadoop.fs.s3a.secret.key",
+    "AWS_SESSION_TOKEN": "spark.hadoop.fs.s3a.session.token",
+}
+
+
+def executor_credentials(master: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """On Kubernetes the executors are other pods without the driver's Secret-backed environment:
+    the driver hands its S3 keys to them in the Spark configuration (sent over Spark's own RPC,
+    redacted by spark.redaction.regex), never in an executor pod's spec. Read by s3a's
+    SimpleAWSCredentialsProvider (first in the overlays' provider list); none when unset (IRSA)."""
+    if not master.startswith("k8s://"):
+        return {}
+    return {key: environ[env] for env, key in S3_CREDENTIALS.items() if environ.get(env)}
+
+
 def session_config(settings: Settings, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Spark configuration for the batch layer; `extra` (e.g. --conf on the CLI) wins."""
     conf = {
@@ -76,6 +94,7 @@ def session_config(settings: Settings, extra: Mapping[str, str] | None = None) -
         "spark.driver.extraJavaOptions": f"-Dlog4j2.level=warn {JVM_OPTIONS}",
         "spark.executor.extraJavaOptions": JVM_OPTIONS,
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        **executor_credentials(settings.spark_master, os.environ),
     }
     for key, value in (extra or {}).items():
         conf[key] = (

@@ -2,7 +2,9 @@
 
 `kubectl create job --from=cronjob/...` cannot change the arguments; this reads the CronJob as JSON
 on stdin and writes a Job with the same image, configuration, secrets, resources and security
-context, but `lambda-batch run --from D1 --to D2` (ingest, then recompute the range).
+context, running the nightly flow over a range: `lambda-batch nightly --from D1 --to D2` (ingest,
+then recompute the range) and then the reconciliation of every recomputed date. It needs no
+suspend of anything: the batch writer Lease makes it wait for (or be waited for by) other writers.
 
 Run: `kubectl -n lambda get cronjob nightly-recompute -o json | python -m lambda_tools.k8s_jobs
 backfill --from 2026-11-01 --to 2026-11-07 | kubectl -n lambda create -f -` (make k8s-backfill).
@@ -24,8 +26,16 @@ def backfill_job(cronjob: dict[str, Any], first: date, last: date) -> dict[str, 
         raise ValueError(f"--to {last} is before --from {first}")
     template = copy.deepcopy(cronjob["spec"]["jobTemplate"])
     spec = template["spec"]
-    container = spec["template"]["spec"]["containers"][0]
-    container["args"] = ["run", "--from", first.isoformat(), "--to", last.isoformat()]
+    pod = spec["template"]["spec"]
+    batch = next(c for c in pod.get("initContainers", []) + pod["containers"] if c["name"] == "batch")
+    args = list(batch["args"])
+    if not args or args[0] != "nightly":
+        raise ValueError(f"the batch container runs {args[:1]}, not the nightly flow")
+    rest = args[1:]
+    if "--date" in rest:  # the range replaces a named date
+        i = rest.index("--date")
+        del rest[i : i + 2]
+    batch["args"] = ["nightly", "--from", first.isoformat(), "--to", last.isoformat(), *rest]
     labels = {**template.get("metadata", {}).get("labels", {}), "app.kubernetes.io/component": "backfill"}
     spec["template"].setdefault("metadata", {})["labels"] = {
         **spec["template"].get("metadata", {}).get("labels", {}),
