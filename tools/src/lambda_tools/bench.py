@@ -65,6 +65,7 @@ INFO: tuple[str, ...] = (
     "speed.max_rate_p99_under_2s",
     "speed.ratio_vs_kafka_consumer",
     "speed.steady",
+    "serving.events_p99_ms",
 )
 
 
@@ -156,8 +157,15 @@ def run_serving(sizes: Sizes, results: Path) -> dict[str, Any]:
                             "--seconds", str(sizes.serving_seconds), "--rounds", str(sizes.serving_rounds),
                             "--out", str(out)], 1800)  # fmt: skip
     res = _load(out)
+    events_out = results / "serving_events.json"
+    _run("serving events", [str(VENVS / "serving" / "bin" / "python"), "serving_layer/bench/events_bench.py",
+                            "--requests", str(100 * sizes.serving_rounds), "--out", str(events_out)],
+         900)  # fmt: skip
+    ev = _load(events_out)
     s, b, r = res["summary"]["serving"], res["summary"]["bare"], res["ratios"]
     return {
+        "events_p99_ms": ev["p99_ms"],  # GET /v1/revenue/events, one hour-key of 20 k events
+        "events_errors": ev["errors"],
         "p99_ms": round(s["p99_ms"], 2),
         "baseline_p99_ms": round(b["p99_ms"], 2),
         "p99_ratio": round(r["p99_ratio"], 3),
