@@ -1,5 +1,5 @@
 # Serving layer (serving_layer/README.md): HTTP API + dashboard on LAMBDA_API_PORT (default 8000).
-.PHONY: serve serve-bench fx-rates
+.PHONY: serve serve-bench dashboard-screenshot dashboard-vendor fx-rates
 
 SERVING := $(VENVS)/serving/bin
 API_TOKEN_FILE := $(LAMBDA_STATE_DIR)/secrets/api-token
@@ -20,3 +20,10 @@ serve-bench: up ## benchmark /v1/revenue/hourly (24 h x region,category,currency
 
 fx-rates: ## regenerate the shipped FX table from the ECB-format fixtures (serving_layer/src/serving_layer/data/README.md)
 	@$(SERVING)/lambda-fx shipped
+
+dashboard-screenshot: up ## docs/images/dashboard.png: the real dashboard in headless Chromium (Playwright) on generated data
+	@$(SERVING)/python -m pytest tests/serving/test_dashboard_browser.py -q -p no:cacheprovider -k screenshot
+	cp reports/serving/dashboard.png docs/images/dashboard.png
+
+dashboard-vendor: ## re-fetch the dashboard's Apache ECharts at its pinned version (npm pack, integrity checked)
+	@serving_layer/src/serving_layer/dashboard/vendor/fetch.sh
