@@ -332,6 +332,8 @@ function drawStatus(st, hourly) {
   $("freshness").className = "fresh-" + level;
   $("freshness").dataset.level = level;
   $("freshness-text").textContent = text;
+  $("freshness").title = `green: at most ${FRESH_S} s behind; amber: up to the allowed lateness ` +
+    `(${st.serving.allowed_lateness_s} s); red: beyond it, no watermark or unreachable`;
   const sp = st.speed, b = st.batch;
   $("speed-state").textContent = !sp.reachable ? "unreachable" : { fresh: "fresh", behind: "behind", stalled: "stalled" }[level];
   $("speed-state").className = "big " + { fresh: "ok", behind: "warn", stalled: "bad" }[level];
