@@ -84,10 +84,10 @@ def gold_metrics(i: int) -> dict[GroupKey, Metrics]:
 
 
 def write_silver_hour_key(
-    settings: Settings, hour: datetime, key: GroupKey, revenue: Decimal, orders: int
+    settings: Settings, hour: datetime, key: GroupKey, revenue: Decimal, orders: int, duplicates: int = 1
 ) -> None:
     """The events behind one hour and key of gold, in the silver table the recompute writes
-    (docs/specs/delta.md): `orders` purchases adding up to `revenue`, plus one duplicate copy."""
+    (docs/specs/delta.md): `orders` purchases adding up to `revenue`, then `duplicates` copies."""
     amounts = [(revenue / orders).quantize(Decimal("0.0001"))] * (orders - 1)
     amounts.append(revenue - sum(amounts, Decimal(0)))
     rows = [
@@ -99,16 +99,16 @@ def write_silver_hour_key(
             "category": key.category,
             "currency": key.currency,
             "event_type": "purchase",
-            "amount": amount,
+            "amount": amounts[n % orders],
             "counted": n < orders,
             "reason": None if n < orders else "duplicate",
-            "event_id": f"evt-{hour.hour:02d}-{n if n < orders else 0}",
-            "event_time": hour + timedelta(minutes=7 * n + 1),
+            "event_id": f"{key.region}-{hour.hour:02d}-{n % orders}",
+            "event_time": hour + timedelta(seconds=30 * n + 1),
             "kafka_partition": n % 2,
             "kafka_offset": 1000 + n,
             "run_id": "run-1",  # the manifest's run (write_manifest's default)
         }
-        for n, amount in enumerate([*amounts, amounts[0]])
+        for n in range(orders + duplicates)
     ]
     write_deltalake(
         settings.delta_table_url(SILVER.name),
@@ -155,6 +155,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     write_manifest(settings, gold_hours)
     usd_at_noon = gold_metrics(12)[USD]
     write_silver_hour_key(settings, gold_hours[12], USD, usd_at_noon.revenue, usd_at_noon.orders)
+    eur_at_noon = gold_metrics(12)[EUR]  # a producer's retries: more copies than one page holds
+    write_silver_hour_key(settings, gold_hours[12], EUR, eur_at_noon.revenue, eur_at_noon.orders, 57)
     gold_end = datetime(site.day.year, site.day.month, site.day.day, tzinfo=UTC) + 24 * HOUR
     for i in range(6, (site.current - gold_end) // HOUR + 1):  # today's older hours, closed
         write_speed_hour(r, layout, current - i * HOUR, speed_metrics(i), closed=True)
@@ -222,6 +224,7 @@ def bar_point(pg: Page, index: int) -> tuple[float, float]:
         ".convertToPixel({gridIndex: 0}, [i, 0])",
         index,
     )
+    pg.locator("#chart").scroll_into_view_if_needed()
     box = pg.locator("#chart").bounding_box()
     assert box is not None
     return box["x"] + x, box["y"] + y - 4
@@ -365,6 +368,18 @@ def test_the_breakdown_lists_the_events_behind_a_key(page: Page, site: Site) -> 
     key_row = page.locator("#detail-table tr[data-key='us-east|toys|USD'] td")
     expect(key_row.nth(4)).to_have_text(f"{Decimal(totals['revenue']):.4f} USD")
     assert len(doc["events"]) == 5 and [e["counted"] for e in doc["events"]].count(False) == 1
+
+    # a key with more events than a page: "More events" follows the API's cursor to the end
+    page.locator("#detail-table tr[data-key='eu-west|books|EUR'] button").click()
+    expect(page.locator("#events-table tbody tr")).to_have_count(50)
+    expect(page.locator("#events-totals")).to_contain_text("more events follow")
+    page.get_by_role("button", name="More events").click()
+    expect(page.locator("#events-table tbody tr")).to_have_count(60)
+    expect(page.get_by_role("button", name="More events")).to_be_hidden()
+    offsets = page.eval_on_selector_all(
+        "#events-table tbody tr td:nth-child(6)", "cs => cs.map(c => c.textContent)"
+    )
+    assert sorted(offsets, key=int) == [str(1000 + n) for n in range(60)]
 
     # an hour and key without silver rows: the page says what the API answered
     page.mouse.click(*bar_point(page, index_of(page, hour - HOUR)))
