@@ -22,6 +22,7 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
+from lambda_contract.events import AMOUNT_SCALE
 from lambda_contract.settings import Settings
 from lambda_contract.tables import MANIFEST, SILVER
 from lambda_contract.windows import date_of, format_instant
@@ -39,6 +40,7 @@ EVENT_FIELDS: Final = (
 """The fields of each listed event, in order (JSON and CSV alike)."""
 
 _READ: Final = [*EVENT_FIELDS, "run_id"]
+_ZERO: Final = Decimal(0).scaleb(-AMOUNT_SCALE)  # 0.0000: an empty sum keeps the amounts' scale
 
 
 class NotFinalError(LookupError):
@@ -185,7 +187,7 @@ def totals_of(rows: pa.Table) -> Totals:
 
     def total(t: pa.Table) -> Decimal:
         value = pc.sum(t["amount"]).as_py()
-        return Decimal(0) if value is None else Decimal(value)
+        return _ZERO if value is None else Decimal(value)
 
     return Totals(total(purchases) - total(refunds), purchases.num_rows, refunds.num_rows, counted.num_rows)
 
