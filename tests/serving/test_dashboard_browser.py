@@ -400,6 +400,8 @@ def test_the_page_refreshes_by_itself_and_shows_how_fresh_the_speed_layer_is(pag
     expect(freshness).to_have_attribute("data-level", "fresh")
     row = page.locator(f"#hours-table tbody tr[data-hour='{hour_label(site.current)}'] td").first
     before = row.inner_text()
+    page.mouse.move(*bar_point(page, index_of(page, site.current)))  # the pointer rests on the open hour
+    expect(page.locator(".tip .tip-revenue")).to_have_text(before)
     layout = site.settings.redis_layout
     try:
         write_speed_recent(site, bump="1000")  # the speed layer moves on; nobody touches the page
@@ -408,6 +410,7 @@ def test_the_page_refreshes_by_itself_and_shows_how_fresh_the_speed_layer_is(pag
         after = site.hourly(start=hour_label(site.current), end=hour_label(site.current + HOUR))["rows"][0]
         expect(row).to_have_text(f"{after['revenue']} USD", timeout=10_000)
         assert row.inner_text() != before
+        expect(page.locator(".tip .tip-revenue")).to_have_text(f"{after['revenue']} USD")  # kept, updated
         expect(freshness).to_have_attribute("data-level", "behind", timeout=10_000)
         write_meta(site.r, layout, watermark=now - timedelta(seconds=1000), updated=now)
         expect(freshness).to_have_attribute("data-level", "stalled", timeout=10_000)

@@ -18,7 +18,7 @@ const PALETTE = ["#2563eb", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2
 
 const state = {
   hours: 48, custom: null, rows: [], currency: "USD", grouped: null,
-  selected: null, refreshes: 0, events: null, known: { region: new Set(), category: new Set() },
+  selected: null, pointed: null, shape: null, refreshes: 0, events: null, known: { region: new Set(), category: new Set() },
 };
 let chart = null;
 let timer = null;
@@ -120,9 +120,24 @@ function drawChart() {
       const i = indexAt(e.offsetX, e.offsetY);
       if (i !== null) { select(i); openHour(i); }
     });
+    // the hour under the pointer (mouse or keys), to keep its tooltip through a refresh
+    chart.on("updateAxisPointer", (e) => {
+      const info = e.axesInfo && e.axesInfo[0];
+      state.pointed = info ? info.value : null;
+    });
+    chart.getZr().on("globalout", () => { state.pointed = null; });
     window.addEventListener("resize", () => chart.resize());
   }
-  chart.setOption(chartOption(), { notMerge: true });
+  const pointed = state.pointed;
+  const option = chartOption();
+  // Same series as before: merge, so the tooltip stays; other series (group-by changed): start
+  // afresh, since ECharts' tooltip would refresh against series that no longer exist.
+  const shape = option.series.map((x) => x.id).join("|") + "#" + state.rows.length;
+  chart.setOption(option, shape === state.shape ? { replaceMerge: ["series"] } : { notMerge: true });
+  state.shape = shape;
+  if (pointed !== null && pointed !== undefined && pointed < state.rows.length) {
+    chart.dispatchAction({ type: "showTip", seriesIndex: 0, dataIndex: pointed });
+  }
   $("chart").dataset.bars = String(state.rows.length);
   if (state.selected !== null && state.selected >= state.rows.length) state.selected = null;
 }
