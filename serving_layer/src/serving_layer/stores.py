@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import redis.asyncio as aioredis
 from deltalake import DeltaTable
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
@@ -337,39 +338,49 @@ def gold_files(table: DeltaTable) -> dict[date, frozenset[str]]:
     return {day: frozenset(paths) for day, paths in files.items()}
 
 
-def gold_dates(
-    table: DeltaTable, days: Sequence[date], interned: dict[tuple[str, str, str], GroupKey]
-) -> list[GoldDate]:
-    """Read `days` of gold with partition pruning, each sorted by hour into per-hour column slices.
+def gold_date(dataset: ds.Dataset, day: date, interned: dict[tuple[str, str, str], GroupKey]) -> GoldDate:
+    """Read one date of gold (partition pruning on `date`), sorted by hour into per-hour slices.
 
-    Keys are shared objects (`interned`, one per distinct key); numbers stay in Arrow."""
-    key = GOLD.partition_by[0]
-    data = table.to_pyarrow_table(
-        columns=[key, *GOLD_COLUMNS], filters=[(key, "in", [d.isoformat() for d in days])]
-    )
+    `dataset` is the table version's Arrow dataset (DeltaTable.to_pyarrow_dataset, made once per
+    version): its files carry their partition values, so a date reads only its own files, in
+    milliseconds (DeltaTable.to_pyarrow_table with a filter plans the whole table every call).
+
+    The key columns become one int32 code per row and a small code -> GroupKey map (keys are
+    shared objects: `interned`); the numbers stay in Arrow. No Python object is made per row, so
+    reading a date costs about its Arrow size, once."""
+    part = GOLD.partition_by[0]
+    data = dataset.to_table(columns=list(GOLD_COLUMNS), filter=ds.field(part) == day)
     data = data.sort_by([("hour", "ascending")]).combine_chunks()  # a stable sort: file order kept
+    codes: Any = pa.scalar(0, pa.int64())
+    names: list[list[str]] = []
+    for name in ("region", "category", "currency"):
+        encoded = pc.dictionary_encode(data.column(name)).combine_chunks()
+        values = encoded.dictionary.to_pylist()
+        codes = pc.add(pc.multiply(codes, len(values)), encoded.indices.cast(pa.int64()))
+        names.append(values)
+    codes = codes.cast(pa.int32()) if len(data) else pa.array([], pa.int32())
     if len(interned) > MAX_INTERNED_KEYS:
         interned.clear()
-    keys: list[GroupKey] = []
-    for parts in zip(*(data.column(c).to_pylist() for c in ("region", "category", "currency")), strict=True):
+    keys: dict[int, GroupKey] = {}
+    sizes = [len(v) for v in names]
+    for code in pc.unique(codes).to_pylist():
+        rest, cur = divmod(code, sizes[2])
+        reg, cat = divmod(rest, sizes[1])
+        parts = (names[0][reg], names[1][cat], names[2][cur])
         found = interned.get(parts)
         if found is None:
             found = interned[parts] = GroupKey(*parts)
-        keys.append(found)
+        keys[code] = found
     numbers = [data.column(c).combine_chunks() for c in ("revenue", "orders", "refunds", "events")]
-    runs = sorted(pc.value_counts(data.column("hour")).to_pylist(), key=lambda run: run["values"])
-    out: dict[date, dict[datetime, ColumnHour]] = {d: {} for d in days}
+    hours: dict[datetime, ColumnHour] = {}
     offset = 0
-    for run in runs:
+    for run in sorted(pc.value_counts(data.column("hour")).to_pylist(), key=lambda run: run["values"]):
         hour, count = _utc(run["values"]), int(run["counts"])
-        slices = [col.slice(offset, count) for col in numbers]
-        out.setdefault(hour.date(), {})[hour] = ColumnHour(keys[offset : offset + count], *slices)
+        slices = [col.slice(offset, count) for col in (codes, *numbers)]
+        hours[hour] = ColumnHour(slices[0], keys, *slices[1:])
         offset += count
-    row_bytes = 8 + sum(col.nbytes for col in numbers) // max(1, data.num_rows)
-    return [
-        GoldDate(day, next(_tokens), out[day], 256 + sum(h.row_count for h in out[day].values()) * row_bytes)
-        for day in days
-    ]
+    nbytes = codes.nbytes + sum(col.nbytes for col in numbers) + 100 * len(keys) + 256 * (1 + len(hours))
+    return GoldDate(day, next(_tokens), hours, nbytes)
 
 
 class BatchStore:
@@ -391,6 +402,7 @@ class BatchStore:
             settings.serving_gold_cache_mb << 20, lambda d: d.nbytes
         )
         self._interned: dict[tuple[str, str, str], GroupKey] = {}
+        self._dataset: ds.Dataset | None = None  # gold at state.gold_version, made on first read
         self.dates_read = 0  # gold dates read from Delta since start (tests and the bench look)
 
     def _version(self, attr: str, url: str) -> int | None:
@@ -450,19 +462,26 @@ class BatchStore:
                 if files.get(day) != self._files.get(day):
                     self.cache.discard(day)
             self._files = files
+            self._dataset = None
 
     def _read_dates(self, days: list[date]) -> dict[date, GoldDate]:
-        """Read the dates not cached (run in a thread, under the store's lock)."""
+        """Read the dates not cached (run in a thread, under the store's lock). After a failed
+        refresh the last good version's dataset is still read, as its file lists say."""
         with self._cache_lock:
             missing = [d for d in days if d in self._files and self.cache.get(d) is None]
-        if not missing or self._gold is None:
+        if self._dataset is None and self._gold is not None:
+            self._dataset = self._gold.to_pyarrow_dataset()
+        if not missing or self._dataset is None:
             return {}
         files = self._files
-        read = {
-            g.day: GoldDate(g.day, g.token, g.hours, g.nbytes, files[g.day])
-            for g in gold_dates(self._gold, missing, self._interned)
-        }
-        self.dates_read += len(missing)
+        read: dict[date, GoldDate] = {}
+        try:
+            for day in missing:
+                g = gold_date(self._dataset, day, self._interned)
+                read[day] = GoldDate(day, g.token, g.hours, g.nbytes, files[day])
+                self.dates_read += 1
+        finally:
+            pa.default_memory_pool().release_unused()  # what a read left behind goes back to the OS
         return read
 
     def _keep(self, read: dict[date, GoldDate]) -> None:
