@@ -1,11 +1,13 @@
-"""Two real `lambda-batch` writers started at once on one Delta root (a recompute and an ingest,
-which before the lock collided on the bronze checkpoint): the lock lets one write while the other
-waits, a third that will not wait fails naming the holder, and the tables come out whole (every
-Kafka record in bronze once, gold equal to the ground truth, each table's history a gapless
-sequence of commits whose data files all exist)."""
+"""Two real `lambda-batch` writers started at once on one Delta root (the nightly flow's batch step
+and an ingest, which before the lock collided on the bronze checkpoint): the lock lets one write
+while the other waits, a third that will not wait fails naming the holder, and the tables come out
+whole (every Kafka record in bronze once, gold equal to the ground truth, each table's history a
+gapless sequence of commits whose data files all exist). Then the nightly flow's last step:
+`lambda-reconcile --dates-file` over the dates `lambda-batch nightly` wrote."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.integration
 
 EVENTS = 1_500
 BATCH_CLI = str(REPO / ".venvs" / "batch" / "bin" / "lambda-batch")
+RECONCILE_CLI = str(REPO / ".venvs" / "serving" / "bin" / "lambda-reconcile")
 TIMEOUT_S = 600
 
 
@@ -40,7 +43,7 @@ def _whole(url: str) -> DeltaTable:
     return table
 
 
-def test_two_writers_at_once_take_turns_and_a_third_that_will_not_wait_names_the_holder(
+def test_two_writers_take_turns_a_third_names_the_holder_and_the_nightly_dates_are_reconciled(
     tmp_path: Path,
 ) -> None:
     day = datetime.now(UTC).date() - timedelta(days=1)
@@ -59,7 +62,11 @@ def test_two_writers_at_once_take_turns_and_a_third_that_will_not_wait_names_the
             LAMBDA_SPARK_DRIVER_MEMORY="1g",
             LAMBDA_PUSHGATEWAY_URL="",
         )
-        commands = ([BATCH_CLI, "run", "--date", day.isoformat(), "--no-auto"], [BATCH_CLI, "ingest"])
+        dates_file = tmp_path / "nightly-dates"
+        commands = (
+            [BATCH_CLI, "nightly", "--date", day.isoformat(), "--dates-out", str(dates_file)],
+            [BATCH_CLI, "ingest"],
+        )
         writers = [Child(c, env, tmp_path / f"writer-{c[1]}.log") for c in commands]
         lock_file = file_lock_path(Settings.from_env(env))
         assert wait_until(lambda: lock_file.exists() and lock_file.read_text().strip() != "", 60)
@@ -73,7 +80,7 @@ def test_two_writers_at_once_take_turns_and_a_third_that_will_not_wait_names_the
             timeout=120,
         )
         assert impatient.returncode == 1, impatient.stderr
-        holder_pid = re.search(r"pid (\d+) \(lambda-batch (run|ingest)\)", holder)
+        holder_pid = re.search(r"pid (\d+) \(lambda-batch (nightly|ingest)\)", holder)
         assert holder_pid is not None, holder
         assert f"another batch writer holds {lock_file}" in impatient.stderr
         assert holder_pid.group(0) in impatient.stderr
@@ -95,3 +102,19 @@ def test_two_writers_at_once_take_turns_and_a_third_that_will_not_wait_names_the
         assert gold_view(r for r in gold if r["date"] == day) == expected
         _whole(settings.delta_table_url(MANIFEST.name))
         assert "dates      : 1 recomputed, 0 failed" in logs[0]
+        assert dates_file.read_text() == f"{day.isoformat()}\n"
+
+        # The speed layer never ran in this sandbox: every hour is a speed gap, which explains all.
+        reports = tmp_path / "reports"
+        reconcile = subprocess.run(
+            [RECONCILE_CLI, "--dates-file", str(dates_file), "--out", str(reports)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr
+        totals = json.loads((reports / f"reconciliation-{day.isoformat()}.json").read_text())["totals"]
+        assert (
+            totals["batch_events"] == totals["speed_gap_events"] == sum(m.events for m in expected.values())
+        )
