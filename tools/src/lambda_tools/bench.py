@@ -26,6 +26,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from lambda_tools import progress
+from lambda_tools.progress import Progress
+
 REPO = Path(__file__).resolve().parents[3]
 VENVS = REPO / ".venvs"
 RESULTS = REPO / "bench" / "results"
@@ -74,17 +77,18 @@ class BenchError(RuntimeError):
 
 
 def _run(name: str, argv: list[str], timeout_s: float) -> None:
+    """Run one benchmark script: its output scrolls above a status line with the phase, the
+    elapsed time and its last line, so a phase that prints nothing for minutes is never silent."""
     print(
         f"\n\033[1m[bench] {name}\033[0m: {' '.join(Path(a).name if a.startswith('/') else a for a in argv)}",
         flush=True,
     )
     started = time.monotonic()
-    proc = subprocess.run(argv, cwd=REPO, timeout=timeout_s, check=False)
-    print(
-        f"[bench] {name} finished in {time.monotonic() - started:.0f} s (exit {proc.returncode})", flush=True
-    )
-    if proc.returncode not in (0, 1):  # 1 = ran, but missed its own goal or exactness: still reported
-        raise BenchError(f"{name} failed with exit {proc.returncode}")
+    with Progress(name, prefix="[bench] ") as line:
+        code = progress.run(line, argv, cwd=REPO, timeout_s=timeout_s)
+    print(f"[bench] {name} finished in {time.monotonic() - started:.0f} s (exit {code})", flush=True)
+    if code not in (0, 1):  # 1 = ran, but missed its own goal or exactness: still reported
+        raise BenchError(f"{name} failed with exit {code}")
 
 
 def _load(path: Path) -> dict[str, Any]:

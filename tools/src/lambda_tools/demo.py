@@ -7,6 +7,9 @@ summary, then runs until Ctrl-C or DEMO_SECONDS. Either way it stops everything 
 
 Each layer runs as its own process from its own environment, as in production. The demo owns
 its data (lambda_tools.demo_data) and replaces it on every run, unless DEMO_KEEP=1.
+
+Every wait shows what it waits for and how far along it is on one status line (lambda_tools.progress):
+records the speed layer has consumed, the batch's last log line, seconds of the live run.
 """
 
 from __future__ import annotations
@@ -28,15 +31,24 @@ from typing import IO
 from kafka.errors import KafkaError
 
 from lambda_contract.settings import Settings, SettingsError
-from lambda_tools import demo_data, kafka_calls, services
+from lambda_tools import demo_data, kafka_calls, progress, services
 from lambda_tools.demo_data import SPEED_GROUP
+from lambda_tools.progress import Progress, heartbeat
 
 REPO = Path(__file__).resolve().parents[3]
 VENVS = REPO / ".venvs"
 
 
+PREFIX = "[demo] "
+
+
 def say(text: str) -> None:
     print(f"\033[1m[demo]\033[0m {text}", flush=True)
+
+
+def status(what: str, total: int | None = None, unit: str = "") -> Progress:
+    """The demo's status line for one wait."""
+    return Progress(what, total, unit=unit, prefix=PREFIX)
 
 
 @dataclass
@@ -65,8 +77,9 @@ class Demo:
         return proc
 
     def foreground(self, what: str, argv: list[str], ok: tuple[int, ...] = (0,)) -> int:
-        say(what)
-        code = subprocess.run(argv, env=self.env, cwd=REPO, check=False).returncode
+        """Run a step to its end; its output scrolls above a status line with its elapsed time."""
+        with status(what) as line:
+            code = progress.run(line, argv, cwd=REPO, env=self.env)
         if code not in ok:
             raise DemoError(f"{what}: {Path(argv[0]).name} exited {code}")
         return code
@@ -75,7 +88,10 @@ class Demo:
 
     def start_services(self) -> None:
         before = services.status(self.settings)
-        services.up(self.settings)
+        missing = [name for name, pid in before.items() if pid is None]
+        what = "starting " + (", ".join(missing) or "nothing: the services are running")
+        with status(what) as line, heartbeat(line):
+            services.up(self.settings)
         self.started_services = [name for name, pid in before.items() if pid is None]
         say(services.ready_line(self.settings))
 
@@ -106,20 +122,41 @@ class Demo:
 
     def wait_for_speed(self, timeout_s: float = 600) -> None:
         """Caught up when the job's committed offsets (at each checkpoint) reach the topic's end."""
-        say(f"waiting for the speed layer to catch up with {self.settings.topic_orders} ...")
+        topic = self.settings.topic_orders
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            self.check_alive()
-            lag = kafka_calls.group_lag(
-                self.settings.kafka_bootstrap, SPEED_GROUP, self.settings.topic_orders
-            )
-            if lag == 0:
-                say("speed layer caught up")
-                return
-            time.sleep(2)
+        with (
+            status(f"waiting for the speed layer to consume {topic}", unit="records") as line,
+            heartbeat(line),
+        ):
+            total = self.topic_end(topic)
+            line.update(done=0, total=total, detail="starting (no checkpoint yet)")
+            while time.monotonic() < deadline:
+                self.check_alive()
+                lag = kafka_calls.group_lag(self.settings.kafka_bootstrap, SPEED_GROUP, topic)
+                if lag is not None:
+                    line.update(
+                        done=max(0, total - lag), detail=f"lag {lag:,} (committed at each checkpoint)"
+                    )
+                if lag == 0:
+                    line.update(done=total)
+                    break
+                time.sleep(2)
+        if lag == 0:
+            say("speed layer caught up")
+            return
         raise DemoError(
             f"the speed layer did not catch up within {timeout_s:.0f}s (see {self.log_dir}/demo-speed.log)"
         )
+
+    def topic_end(self, topic: str) -> int:
+        """Records in the topic (the sum of its partitions' end offsets): the speed layer's total."""
+        bootstrap = self.settings.kafka_bootstrap
+        with kafka_calls.consumer_client(bootstrap) as consumer:
+            parts = kafka_calls.partitions(consumer, topic)
+            ends = kafka_calls.retry(
+                f"report the end offsets of {topic!r}", lambda: consumer.end_offsets(parts)
+            )
+        return sum(int(v) for v in ends.values())
 
     def run_batch(self, now: datetime) -> None:
         yesterday = (now - timedelta(days=1)).date()
@@ -134,13 +171,15 @@ class Demo:
         self.background("serving", [str(VENVS / "serving" / "bin" / "lambda-serve")])
         url = f"http://localhost:{self.settings.api_port}"
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=2).close()  # noqa: S310 (local URL)
-                return token
-            except OSError:
-                time.sleep(0.3)
+        with status(f"waiting for the serving layer to answer {url}/healthz") as line:
+            while time.monotonic() < deadline:
+                self.check_alive()
+                try:
+                    urllib.request.urlopen(f"{url}/healthz", timeout=2).close()  # noqa: S310 (local URL)
+                    return token
+                except OSError as exc:
+                    line.update(detail=f"not yet: {getattr(exc, 'reason', exc)}")
+                    time.sleep(0.3)
         raise DemoError("the serving layer did not answer /healthz within 60 s")
 
     def api_token(self) -> str:
@@ -178,18 +217,24 @@ class Demo:
             if proc.poll() is None:
                 # SIGINT lets the generator flush and write its truth; the others stop on it too.
                 os.killpg(proc.pid, signal.SIGINT)
-        for name, proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            say(f"stopped {name}")
-        for log in self.logs:
-            log.close()
-        if self.started_services:
-            services.down(self.settings)
-            say("stopped the services the demo started: " + ", ".join(self.started_services))
+        with status("stopping what the demo started") as line, heartbeat(line):
+            for name, proc in reversed(self.procs):
+                line.update(detail=f"waiting for {name} (pid {proc.pid}) to exit")
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                line.write(f"\033[1m[demo]\033[0m stopped {name}")
+            for log in self.logs:
+                log.close()
+            if self.started_services:
+                line.update(detail="stopping " + ", ".join(self.started_services))
+                services.down(self.settings)
+                line.write(
+                    "\033[1m[demo]\033[0m stopped the services the demo started: "
+                    + ", ".join(self.started_services)
+                )
 
 
 class DemoError(RuntimeError):
@@ -246,9 +291,13 @@ def main(argv: list[str] | None = None, clock: Callable[[], datetime] = lambda: 
             f"    report      {settings.path(settings.reports_dir)}/reconciliation-{(now - timedelta(days=1)).date()}.html"
         )
         say("running until Ctrl-C" + (f" or {seconds:.0f} s" if seconds else ""))
-        while not stop and (seconds is None or time.monotonic() - t0 < seconds):
-            demo.check_alive()
-            time.sleep(1)
+        live_from = time.monotonic()
+        total = max(1, int(seconds - (live_from - t0))) if seconds else None
+        with status("live: generator, speed layer and serving running", total, unit="s") as line:
+            while not stop and (seconds is None or time.monotonic() - t0 < seconds):
+                demo.check_alive()
+                line.update(done=int(time.monotonic() - live_from), detail="Ctrl-C stops the demo")
+                time.sleep(1)
         return 0
     except (DemoError, services.ServiceError, demo_data.DemoDataError, kafka_calls.KafkaUnavailableError,
             KafkaError, OSError) as exc:  # fmt: skip
