@@ -133,4 +133,16 @@ if .venvs/tools/bin/python -m lambda_tools.k8s_crds --jars "$CRDS/jars" --out "$
 else
   log "WARNING: some CRD schemas could not be built (above); tests/k8s will fail until they are"
 fi
+# `make k8s-up`: etcd from Debian, kube-apiserver and kubectl built from the k8s.io/kubernetes Go module
+# (lambda_tools/k8s_apiserver.py), cached in ~/.cache/lambda-platform so a fresh clone reuses them.
+if ! dpkg-query -W -f='${Status}' etcd-server 2>/dev/null | grep -q "install ok installed"; then
+  log "installing etcd-server (make k8s-up)"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends etcd-server openssl >/dev/null
+  if [ -d /run/systemd/system ]; then $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true; fi
+fi
+if ! PATH="$PATH:/usr/local/go/bin" .venvs/tools/bin/python -m lambda_tools.k8s_apiserver build >/dev/null; then
+  log "WARNING: kube-apiserver/kubectl could not be built (above); make k8s-up and tests/k8s will fail"
+fi
 # <<< k8s <<<

@@ -3,7 +3,8 @@
 No cluster and no download site is involved: each CRD comes from a registry package by exact version,
 produced the way the operator's own release produces it.
 
-- Flink Kubernetes Operator: the API jar on Maven Central carries its generated CRDs.
+- Flink Kubernetes Operator: the API jar on Maven Central carries its generated CRDs (1.10.0, the newest
+  served here, with the later operators' `flinkVersion` values added).
 - Strimzi: `io.strimzi:crd-generator` turns the annotated model classes of `io.strimzi:api` into the
   CRDs (Strimzi's release build does the same); both jars need a JDK >= 21.
 - prometheus-operator: `controller-gen` (a Go module) generates the CRDs from the Go API types of
@@ -30,8 +31,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Final
 
+import yaml
+
 STRIMZI_VERSION: Final = "1.2.0"
+# The newest flink-kubernetes-operator-api that Maven Central serves here: 1.11.0 and later answer
+# "Could not find artifact" (see docs/operations.md, section 13). Its flinkVersion enum stops at v1_20;
+# operator 1.11-1.14 add v2_0..v2_2 and nothing else this deployment uses, so those are added.
 FLINK_OPERATOR_API_VERSION: Final = "1.10.0"
+FLINK_VERSIONS_ADDED_AFTER_1_10: Final = ("v2_0", "v2_1", "v2_2")
 PROMETHEUS_OPERATOR_VERSION: Final = "v0.95.2"
 CONTROLLER_TOOLS_VERSION: Final = "v0.19.0"
 SPARK_OPERATOR_VERSION: Final = "v2.3.0"
@@ -92,12 +99,21 @@ def java_candidates() -> list[Path]:
 
 
 def flink_crds(jars: Path, out: Path) -> None:
+    """The API jar's CRD with the `flinkVersion` values of later operators added (the one patch).
+
+    The offline tests and the local API server (`make k8s-up`) both use this file.
+    """
     jar = jars / f"flink-kubernetes-operator-api-{FLINK_OPERATOR_API_VERSION}.jar"
     if not jar.exists():
         raise CrdError(f"{jar} is missing (mvn profile `crds` of infra/jars/pom.xml)")
     with zipfile.ZipFile(jar) as zf:
         for member, name in FLINK_CRDS.items():
-            (out / name).write_bytes(zf.read(member))
+            crd = yaml.safe_load(zf.read(member))
+            for version in crd["spec"]["versions"]:
+                spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+                enum = spec["properties"]["flinkVersion"]["enum"]
+                enum.extend(v for v in FLINK_VERSIONS_ADDED_AFTER_1_10 if v not in enum)
+            (out / name).write_text(yaml.safe_dump(crd, sort_keys=False))
 
 
 def strimzi_crds(jars: Path, out: Path) -> None:
@@ -173,6 +189,7 @@ def versions() -> dict[str, str]:
     return {
         "strimzi": STRIMZI_VERSION,
         "flink-kubernetes-operator-api": FLINK_OPERATOR_API_VERSION,
+        "flinkVersion-added": ",".join(FLINK_VERSIONS_ADDED_AFTER_1_10),
         "prometheus-operator": PROMETHEUS_OPERATOR_VERSION,
         "controller-tools": CONTROLLER_TOOLS_VERSION,
         "spark-operator": SPARK_OPERATOR_VERSION,
