@@ -4,6 +4,8 @@ are spaced, a terminal gets one redrawn line, and a child's output is shown abov
 from __future__ import annotations
 
 import io
+import os
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -117,3 +119,15 @@ def test_run_shows_the_childs_lines_and_returns_its_exit_code() -> None:
         "second",
     ]
     assert log.getvalue() == "first\nsecond\n" and progress.detail == "second"
+
+
+def test_run_returns_when_the_command_exits_although_a_daemon_it_started_holds_the_output() -> None:
+    progress = Progress("starts a daemon", stream=io.StringIO(), tty=False)
+    script = "import subprocess, sys; p = subprocess.Popen(['sleep', '60']); print(p.pid)"
+    pids: list[str] = []
+    code = run(progress, [sys.executable, "-c", script], on_line=pids.append, drain_s=0.5)
+    try:
+        assert code == 0 and pids and pids[0].isdigit()
+        os.kill(int(pids[0]), 0)  # raises if run() had waited for the daemon to close the pipe
+    finally:
+        os.kill(int(pids[0]), signal.SIGKILL)

@@ -203,6 +203,7 @@ def run(
     timeout_s: float | None = None,
     log: IO[str] | None = None,
     on_line: Callable[[str], None] | None = None,
+    drain_s: float = DRAIN_S,
 ) -> int:
     """Run a command under `progress`: each line it prints is shown above the status line (and kept
     in `log`), its last line is the detail, and the status keeps ticking while it is quiet.
@@ -243,7 +244,7 @@ def run(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            reader.join(timeout=DRAIN_S)
+            reader.join(timeout=drain_s)
             raise
         except BaseException:
             proc.kill()
@@ -251,5 +252,5 @@ def run(
             raise
         # A grandchild that outlives the command (a daemon it started) may hold the pipe open:
         # drain what is there, but do not wait for it.
-        reader.join(timeout=DRAIN_S)
+        reader.join(timeout=drain_s)
     return code
