@@ -24,6 +24,14 @@ DASHBOARDS = sorted((REPO / "infra" / "grafana" / "dashboards").glob("*.json"))
 _METRIC = re.compile(r"\b(lambda_[a-z0-9_]+)\b")
 _EXTERNAL = re.compile(r"\b((?:flink|kafka|redis)_[A-Za-z0-9_]+)\b")
 KNOWN = {name for spec in metrics.ALL for name in spec.series_names}
+_QUOTED = re.compile(r'"[^"]*"')
+
+
+def names(expr: str, pattern: re.Pattern[str]) -> set[str]:
+    """Metric names in a PromQL expression; label values ("lambda_speed") are not names."""
+    return set(pattern.findall(_QUOTED.sub('""', expr)))
+
+
 # Series the platform reads but does not define: Flink's Prometheus reporter (the Kafka source's
 # standard pendingRecords gauge), Strimzi's kafkaExporter and the Redis pods' redis_exporter.
 EXTERNAL = {
@@ -66,10 +74,15 @@ def test_every_alert_is_tested_firing_and_quiet() -> None:
 
 def test_rules_use_only_exported_metrics() -> None:
     exprs = [r["expr"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
-    used = {name for expr in exprs for name in _METRIC.findall(expr)}
+    used = {name for expr in exprs for name in names(expr, _METRIC)}
     assert used and used <= KNOWN, used - KNOWN
-    external = {name for expr in exprs for name in _EXTERNAL.findall(expr)}
+    external = {name for expr in exprs for name in names(expr, _EXTERNAL)}
     assert external <= EXTERNAL, external - EXTERNAL
+
+
+def test_every_alert_has_a_runbook() -> None:
+    missing = [r["alert"] for r in RULE_LIST if "runbook_url" not in r.get("annotations", {})]
+    assert not missing, f"alerts without a runbook_url (a section of docs/operations.md): {missing}"
 
 
 def test_no_alert_pages_on_an_absent_pushed_series_alone() -> None:
@@ -116,8 +129,8 @@ def test_dashboard_panels_query_real_metrics_and_routes(path: Path) -> None:
         assert panel["datasource"]["uid"] in {"lambda-prometheus", "lambda-api"}, panel["title"]
         for target in panel["targets"]:
             if "expr" in target:
-                used = set(_METRIC.findall(target["expr"]))
-                external = set(_EXTERNAL.findall(target["expr"]))
+                used = names(target["expr"], _METRIC)
+                external = names(target["expr"], _EXTERNAL)
                 assert used or external, panel["title"]
                 assert used <= KNOWN, (panel["title"], used - KNOWN)
                 assert external <= EXTERNAL, (panel["title"], external - EXTERNAL)
