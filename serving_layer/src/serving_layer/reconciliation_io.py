@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+from redis.sentinel import Sentinel
 
 from lambda_contract import metrics as m
 from lambda_contract.redis_layout import GroupKey, Metrics
@@ -35,11 +36,30 @@ def _decode(raw: dict[bytes, bytes]) -> dict[GroupKey, Metrics]:
     return {GroupKey.parse(k): Metrics.decode(v) for k, v in raw.items()}
 
 
+def _client(settings: Settings) -> redis.Redis:
+    """The master the Sentinels name when LAMBDA_REDIS_SENTINELS is set (production), else the URL."""
+    password = settings.resolved_redis_password()
+    if settings.redis_sentinels:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(settings.redis_sentinels),
+            sentinel_kwargs={"password": password, "socket_timeout": 5, "socket_connect_timeout": 5},
+        )
+        master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+            settings.redis_sentinel_master,
+            db=settings.redis_db,
+            password=password,
+            socket_timeout=30,
+            socket_connect_timeout=5,
+        )
+        return master
+    return redis.Redis.from_url(settings.redis_url, password=password)
+
+
 def read_speed(settings: Settings, day: date) -> dict[str, Any]:
     """The date's speed view, late counters, suppressed duplicates, hour status and DLQ counts."""
     layout = settings.redis_layout
     hours = hours_of_date(day)
-    client = redis.Redis.from_url(settings.redis_url, password=settings.resolved_redis_password())
+    client = _client(settings)
     try:
         pipe = client.pipeline(transaction=False)
         for hour in hours:
