@@ -8,9 +8,10 @@ K8S_ROOT ?= k8s
 K8S_OVERLAY := $(K8S_ROOT)/overlays/$(ENV)
 # The kubectl `make setup` built with the local kube-apiserver (same release), else the one on PATH.
 KUBECTL ?= $(shell $(TOOLS)/python -m lambda_tools.k8s_apiserver kubectl-path 2>/dev/null || echo kubectl)
-# kubectl's bundled kustomize when it is v5, else the one `make setup` builds into .local/bin.
-KUSTOMIZE_BUILD = $(shell kubectl version --client -o json 2>/dev/null | grep -q '"kustomizeVersion": "v5' \
-  && echo "kubectl kustomize" || echo "$(CURDIR)/.local/bin/kustomize build")
+# That kubectl's bundled kustomize when it is v5 (deploy and undeploy render alike), else the one
+# `make setup` builds into .local/bin.
+KUSTOMIZE_BUILD = $(shell $(KUBECTL) version --client -o json 2>/dev/null | grep -q '"kustomizeVersion": "v5' \
+  && echo "$(KUBECTL) kustomize" || echo "$(CURDIR)/.local/bin/kustomize build")
 
 k8s-check-env:
 	@[ -d "$(K8S_OVERLAY)" ] || { echo "ENV must be one of: $$(ls $(K8S_ROOT)/overlays | tr '\n' ' ')"; exit 2; }
