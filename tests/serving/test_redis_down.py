@@ -7,7 +7,9 @@ crash) and starts again; gold and the coverage manifest are real Delta tables.""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,3 +142,19 @@ def test_a_pod_whose_batch_view_cannot_be_read_is_not_ready(
         (gold_log / "00000000000000000001.json").write_text("{not json\n")
         res = c.get("/readyz")
         assert res.status_code == 503 and "batch view" in res.json()["detail"], res.text
+
+
+def test_a_redis_that_never_answers_does_not_hold_the_probe(tmp_path: Path) -> None:
+    """A host that accepts connections and never replies (a partition, a hung Redis): /readyz
+    reports Redis down after PING_TIMEOUT_S instead of waiting for the client's 5 s timeout."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # connections complete in the backlog; nothing ever reads them
+        port = silent.getsockname()[1]
+        settings = make_settings(tmp_path, os.environ, LAMBDA_REDIS_URL=f"redis://127.0.0.1:{port}/0")
+        with make_client(settings) as c:
+            started = time.monotonic()
+            res = c.get("/readyz")
+            took = time.monotonic() - started
+    assert res.json() == {"status": "ready", "redis": "down"}
+    assert took < 3, f"/readyz took {took:.1f} s; the k8s probe gives up after 3 s"

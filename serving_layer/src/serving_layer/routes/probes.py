@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import redis.asyncio as aioredis
@@ -13,6 +14,7 @@ from serving_layer.responses import json_response
 from serving_layer.services import Svc
 
 router = APIRouter(tags=["probes"])
+PING_TIMEOUT_S = 1.0  # Redis is reported by /readyz, never waited for
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
@@ -27,7 +29,10 @@ async def readyz(services: Svc) -> Response:
     batch-final hours offline too, while /v1/revenue/hourly serves them and marks the speed hours
     `unavailable`. The FX table needs no check: create_app validates it before the app starts."""
     state = await services.batch.ensure_fresh()
-    redis = "up" if await services.speed.ping() else "down"
+    try:  # bounded: an unreachable host must not hold the probe past its timeout (3 s in k8s)
+        redis = "up" if await asyncio.wait_for(services.speed.ping(), PING_TIMEOUT_S) else "down"
+    except TimeoutError:
+        redis = "down"
     if state.error is not None:
         detail = f"the batch view cannot be read: {state.error}"
         return json_response({"status": "not ready", "detail": detail, "redis": redis}, 503)
