@@ -135,11 +135,16 @@ else
 fi
 # `make k8s-up`: etcd from Debian, kube-apiserver and kubectl built from the k8s.io/kubernetes Go module
 # (lambda_tools/k8s_apiserver.py), cached in ~/.cache/lambda-platform so a fresh clone reuses them.
-if ! dpkg-query -W -f='${Status}' etcd-server 2>/dev/null | grep -q "install ok installed"; then
-  log "installing etcd-server (make k8s-up)"
+k8s_missing=()
+for p in etcd-server openssl; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || k8s_missing+=("$p")
+done
+if ((${#k8s_missing[@]})); then
+  log "installing ${k8s_missing[*]} (make k8s-up)"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends etcd-server openssl >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${k8s_missing[@]}" >/dev/null
+  # The platform runs its own etcd under .local/state; the packaged service would hold port 2379.
   if [ -d /run/systemd/system ]; then $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true; fi
 fi
 if ! PATH="$PATH:/usr/local/go/bin" .venvs/tools/bin/python -m lambda_tools.k8s_apiserver build >/dev/null; then
