@@ -40,7 +40,8 @@ undeploy: k8s-secrets ## delete what ENV=dev|prod applied, keeping the namespace
 	  | $(KUBECTL) delete -f - --ignore-not-found --wait=false
 
 # A one-off Job cut from the nightly CronJob's template (same image, config, secrets, resources):
-# `make k8s-backfill FROM=2026-11-01 TO=2026-11-07` runs `lambda-batch run --from .. --to ..`.
+# `make k8s-backfill FROM=2026-11-01 TO=2026-11-07` runs `lambda-batch nightly --from .. --to ..`,
+# then reconciles every recomputed date; the writer Lease serialises it with the scheduled runs.
 k8s-backfill: ## recompute a date range in the current cluster: FROM=YYYY-MM-DD TO=YYYY-MM-DD
 	@[ -n "$(FROM)" ] || { echo "usage: make k8s-backfill FROM=YYYY-MM-DD [TO=YYYY-MM-DD]"; exit 2; }
 	kubectl -n lambda get cronjob nightly-recompute -o json \
