@@ -31,6 +31,7 @@ from lambda_contract.redis_layout import HOUR_CLOSED, GroupKey, Metrics
 from lambda_contract.windows import HOUR, hour_start
 
 HourData = Mapping[GroupKey, Metrics]
+MERGED_MEMO = 64  # merged ranges kept per BatchView
 Entry = tuple[GroupKey, Decimal, int, int, int]  # key, revenue, orders, refunds, events
 
 
@@ -136,6 +137,10 @@ class BatchView:
     hours: Mapping[datetime, HourData] = field(default_factory=dict)
     token: object = None  # changes whenever the data may have changed (table versions)
     tokens: Mapping[datetime, object] = field(default_factory=dict)  # per hour, finer than `token`
+    # merge() of hours that are all computed, per hours: it depends on nothing else (see merge)
+    merged: dict[tuple[datetime, ...], list[MergedHour]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True)
@@ -221,4 +226,15 @@ def merge(
     now: datetime,
     allowed_lateness: timedelta,
 ) -> list[MergedHour]:
+    """Every hour by merge_hour. Hours that are all computed come from the batch alone, whatever
+    the speed view and the clock say, so their merge is kept on the view (BatchStore reuses a
+    view while its data is unchanged): a 31-day history is merged once, not per request."""
+    hours = tuple(hours)
+    if hours and all(h in batch.computed for h in hours):
+        done = batch.merged.get(hours)
+        if done is None:
+            if len(batch.merged) >= MERGED_MEMO:  # a view reused for many ranges: start over
+                batch.merged.clear()
+            done = batch.merged[hours] = [merge_hour(h, batch, speed, now, allowed_lateness) for h in hours]
+        return list(done)
     return [merge_hour(h, batch, speed, now, allowed_lateness) for h in hours]

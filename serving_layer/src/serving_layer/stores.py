@@ -268,6 +268,7 @@ def open_table(url: str) -> DeltaTable | None:
 Filters = list[tuple[str, str, Any]] | None
 GOLD_COLUMNS: Final = ("hour", "region", "category", "currency", "revenue", "orders", "refunds", "events")
 MAX_INTERNED_KEYS: Final = 100_000
+VIEW_MEMO: Final = 16
 
 
 def load_gold(table: DeltaTable, filters: Filters = None) -> dict[datetime, dict[GroupKey, Metrics]]:
@@ -403,6 +404,8 @@ class BatchStore:
         )
         self._interned: dict[tuple[str, str, str], GroupKey] = {}
         self._dataset: ds.Dataset | None = None  # gold at state.gold_version, made on first read
+        # the views of recent ranges, reused while their data is unchanged (and their merge with them)
+        self._views: OrderedDict[tuple[object, ...], BatchView] = OrderedDict()
         self.dates_read = 0  # gold dates read from Delta since start (tests and the bench look)
 
     def _version(self, attr: str, url: str) -> int | None:
@@ -515,13 +518,24 @@ class BatchStore:
                     entry = read.get(day) or self.cache.get(day)
                     if entry is not None:
                         found[day] = entry
+        key = (tuple(hours), state.view.token, tuple(entry.token for entry in found.values()))
+        with self._cache_lock:
+            memo = self._views.get(key)
+            if memo is not None:
+                self._views.move_to_end(key)
+                return memo
         rows: dict[datetime, HourData] = {}
         tokens: dict[datetime, object] = {}
         for entry in found.values():
             for hour, data in entry.hours.items():
                 rows[hour] = data
                 tokens[hour] = entry.token
-        return BatchView(computed=computed, hours=rows, token=state.view.token, tokens=tokens)
+        made = BatchView(computed=computed, hours=rows, token=state.view.token, tokens=tokens)
+        with self._cache_lock:
+            self._views[key] = made
+            while len(self._views) > VIEW_MEMO:
+                self._views.popitem(last=False)
+        return made
 
     async def ensure_fresh(self) -> BatchState:
         """Refresh if the last check is older than the interval; concurrent callers do not wait."""
