@@ -19,7 +19,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 
 from lambda_contract.events import CATEGORY_PATTERN, REGION_PATTERN
-from lambda_contract.windows import format_instant, hour_label, is_hour_boundary
+from lambda_contract.windows import hour_label, is_hour_boundary
 from serving_layer.auth import AUTHORIZED
 from serving_layer.params import ParamError
 from serving_layer.responses import json_response
