@@ -166,7 +166,8 @@ def _hour_rows(settings: Settings, key: HourKey, run_id: str) -> pa.Table:
     if others:
         raise RecomputingError(
             f"{key.hour.date()} is being recomputed (silver holds run {sorted(others)[0]}, the "
-            f"manifest still names {run_id}); retry in a minute"
+            f"manifest still names {run_id}); retry in a minute. If it lasts, that run failed before "
+            f"its manifest commit: recompute the date (lambda-batch run --date {key.hour.date()})"
         )
     return rows.sort_by([("kafka_partition", "ascending"), ("kafka_offset", "ascending")])
 
