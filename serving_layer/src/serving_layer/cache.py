@@ -17,6 +17,7 @@ class ByteBoundedLru(Generic[K, V]):
         self.max_bytes = max_bytes
         self.size_of = size_of
         self.bytes = 0
+        self.evictions = 0  # entries dropped for room, since start (discard does not count)
         self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -47,3 +48,4 @@ class ByteBoundedLru(Generic[K, V]):
         while self.bytes > self.max_bytes and len(self._entries) > 1:
             _, (_, dropped) = self._entries.popitem(last=False)
             self.bytes -= dropped
+            self.evictions += 1

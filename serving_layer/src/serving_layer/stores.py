@@ -339,6 +339,14 @@ def gold_files(table: DeltaTable) -> dict[date, frozenset[str]]:
     return {day: frozenset(paths) for day, paths in files.items()}
 
 
+def _narrow(counts: pa.Array) -> pa.Array:
+    """int32 when every value fits (a count per key and hour always does in practice), else as is."""
+    try:
+        return counts.cast(pa.int32())  # a safe cast: it fails rather than wrap
+    except pa.ArrowInvalid:
+        return counts
+
+
 def gold_date(dataset: ds.Dataset, day: date, interned: dict[tuple[str, str, str], GroupKey]) -> GoldDate:
     """Read one date of gold (partition pruning on `date`), sorted by hour into per-hour slices.
 
@@ -372,7 +380,8 @@ def gold_date(dataset: ds.Dataset, day: date, interned: dict[tuple[str, str, str
         if found is None:
             found = interned[parts] = GroupKey(*parts)
         keys[code] = found
-    numbers = [data.column(c).combine_chunks() for c in ("revenue", "orders", "refunds", "events")]
+    numbers = [data.column("revenue").combine_chunks()]
+    numbers += [_narrow(data.column(c).combine_chunks()) for c in ("orders", "refunds", "events")]
     hours: dict[datetime, ColumnHour] = {}
     offset = 0
     for run in sorted(pc.value_counts(data.column("hour")).to_pylist(), key=lambda run: run["values"]):
@@ -406,6 +415,7 @@ class BatchStore:
         self._dataset: ds.Dataset | None = None  # gold at state.gold_version, made on first read
         # the views of recent ranges, reused while their data is unchanged (and their merge with them)
         self._views: OrderedDict[tuple[object, ...], BatchView] = OrderedDict()
+        self._evictions_seen = 0
         self.dates_read = 0  # gold dates read from Delta since start (tests and the bench look)
 
     def _version(self, attr: str, url: str) -> int | None:
@@ -464,6 +474,7 @@ class BatchStore:
             for day in self.cache.key_list():
                 if files.get(day) != self._files.get(day):
                     self.cache.discard(day)
+            self._views.clear()
             self._files = files
             self._dataset = None
 
@@ -520,6 +531,10 @@ class BatchStore:
                         found[day] = entry
         key = (tuple(hours), state.view.token, tuple(entry.token for entry in found.values()))
         with self._cache_lock:
+            if self.cache.evictions != self._evictions_seen:
+                # A memoized view must not keep an evicted date alive beyond the cache's bound.
+                self._views.clear()
+                self._evictions_seen = self.cache.evictions
             memo = self._views.get(key)
             if memo is not None:
                 self._views.move_to_end(key)
