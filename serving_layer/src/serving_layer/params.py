@@ -7,6 +7,7 @@ the request without reading the code.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,12 +46,18 @@ class HourlyQuery:
 
     @property
     def hours(self) -> list[datetime]:
-        count = (self.end - self.start) // HOUR
-        return [self.start + i * HOUR for i in range(count)]
+        return list(hours_between(self.start, self.end))
 
     def shape(self) -> tuple[object, ...]:
         """Everything except the time range: the key under which rendered hours are cached."""
         return (self.group_by, self.regions, self.categories, self.currency)
+
+
+@functools.lru_cache(maxsize=256)
+def hours_between(start: datetime, end: datetime) -> tuple[datetime, ...]:
+    """The hours of [start, end), the same objects for a repeated range (a 31-day query's 744
+    datetimes are made and hashed once, not per request)."""
+    return tuple(start + i * HOUR for i in range((end - start) // HOUR))
 
 
 def parse_instant(name: str, raw: str) -> datetime:

@@ -509,6 +509,17 @@ class BatchStore:
         """The batch view of `hours`: the computed set, and gold rows for the computed ones,
         read by date (partition pruning) unless cached. The dates a request needs stay with it
         while it is answered, however small the cache."""
+        # A memoized view stays valid until a date is evicted or gold changes (both clear the memo).
+        key = (tuple(hours), state.view.token)
+        with self._cache_lock:
+            if self.cache.evictions != self._evictions_seen:
+                # A memoized view must not keep an evicted date alive beyond the cache's bound.
+                self._views.clear()
+                self._evictions_seen = self.cache.evictions
+            memo = self._views.get(key)
+            if memo is not None:
+                self._views.move_to_end(key)
+                return memo
         computed = state.view.computed
         days = sorted({h.date() for h in hours if h in computed})
         if not days:
@@ -529,16 +540,6 @@ class BatchStore:
                     entry = read.get(day) or self.cache.get(day)
                     if entry is not None:
                         found[day] = entry
-        key = (tuple(hours), state.view.token, tuple(entry.token for entry in found.values()))
-        with self._cache_lock:
-            if self.cache.evictions != self._evictions_seen:
-                # A memoized view must not keep an evicted date alive beyond the cache's bound.
-                self._views.clear()
-                self._evictions_seen = self.cache.evictions
-            memo = self._views.get(key)
-            if memo is not None:
-                self._views.move_to_end(key)
-                return memo
         rows: dict[datetime, HourData] = {}
         tokens: dict[datetime, object] = {}
         for entry in found.values():
@@ -547,7 +548,8 @@ class BatchStore:
                 tokens[hour] = entry.token
         made = BatchView(computed=computed, hours=rows, token=state.view.token, tokens=tokens)
         with self._cache_lock:
-            self._views[key] = made
+            if self.cache.evictions == self._evictions_seen:  # else its dates may be gone already
+                self._views[key] = made
             while len(self._views) > VIEW_MEMO:
                 self._views.popitem(last=False)
         return made
