@@ -98,8 +98,9 @@ class Demo:
     def replace_data(self) -> None:
         """Start from the same clean story as any earlier run: empty topics, tables and checkpoints."""
         say("replacing the demo's data from any earlier run (DEMO_KEEP=1 keeps it):")
-        for cleared in demo_data.replace(self.settings):
-            print(f"    cleared     {cleared}")
+        with status("clearing topics, Redis keys, tables and checkpoints") as line, heartbeat(line):
+            for cleared in demo_data.replace(self.settings):
+                line.write(f"    cleared     {cleared}")
 
     def produce_history(self, now: datetime) -> None:
         yesterday = (now - timedelta(days=1)).date()
