@@ -18,6 +18,7 @@ by /v1/status.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import itertools
 import logging
 import threading
@@ -339,6 +340,24 @@ def gold_files(table: DeltaTable) -> dict[date, frozenset[str]]:
     return {day: frozenset(paths) for day, paths in files.items()}
 
 
+def _load_libc() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_LIBC: Final = _load_libc()
+
+
+def _trim_heap() -> None:
+    """Hand the C heap's free pages back to the OS (glibc's malloc_trim): a date read in a worker
+    thread leaves freed memory in that thread's arena, which would otherwise count in the RSS."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
 def _narrow(counts: pa.Array) -> pa.Array:
     """int32 when every value fits (a count per key and hour always does in practice), else as is."""
     try:
@@ -496,6 +515,7 @@ class BatchStore:
                 self.dates_read += 1
         finally:
             pa.default_memory_pool().release_unused()  # what a read left behind goes back to the OS
+            _trim_heap()
         return read
 
     def _keep(self, read: dict[date, GoldDate]) -> None:
