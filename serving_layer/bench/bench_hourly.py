@@ -57,6 +57,20 @@ def keys() -> list[GroupKey]:
     ]
 
 
+def seed_bare_hour(settings: Settings, r: redis.Redis) -> str:
+    """One speed-view hour of every key, for the bare endpoint's HGETALL; returns its key."""
+    rnd = random.Random(5)
+    key = settings.redis_layout.hour(START)
+    mapping = {
+        g.field(): Metrics(
+            Decimal(rnd.randint(100, 10**8)).scaleb(-4), o := rnd.randint(1, 300), 0, o
+        ).encode()
+        for g in keys()
+    }
+    r.hset(key, mapping=mapping)
+    return key
+
+
 def seed(settings: Settings, r: redis.Redis) -> str:
     rnd = random.Random(5)
     layout = settings.redis_layout

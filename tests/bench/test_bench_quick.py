@@ -31,7 +31,18 @@ FIELDS = {
         "freshness_p99_s",
     ],
     "batch": ["events", "seconds", "duckdb_seconds", "ratio_vs_duckdb"],
-    "serving": ["p99_ms", "baseline_p99_ms", "p99_ratio", "rps", "baseline_rps", "rps_ratio"],
+    "serving": [
+        "p99_ms",
+        "baseline_p99_ms",
+        "p99_ratio",
+        "rps",
+        "baseline_rps",
+        "rps_ratio",
+        "rss_mb_year",
+        "p99_31d_ms",
+        "p99_31d_ratio",
+        "cold_31d_ms",
+    ],
 }
 
 
