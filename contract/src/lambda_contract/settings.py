@@ -282,10 +282,10 @@ class Settings:
     )
     serving_gold_cache_mb: int = _setting(
         "LAMBDA_SERVING_GOLD_CACHE_MB",
-        "40",
+        "32",
         _int(1),
         "Serving layer: MiB of gold dates kept in memory (an LRU; the dates a request needs are read "
-        "by partition, never the whole table). About 1 MiB a date at 1,000 keys an hour: the "
+        "by partition, never the whole table). About 0.8 MiB a date at 1,000 keys an hour: the "
         "default holds a 31-day range.",
     )
     cors_origins: tuple[str, ...] = _setting(

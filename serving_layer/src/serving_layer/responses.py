@@ -18,8 +18,8 @@ from serving_layer.merge import MergedHour
 from serving_layer.params import HourlyQuery
 from serving_layer.rows import render_hour
 
-RENDER_CACHE_BYTES: Final = 24 << 20  # with the gold cache, inside serving.rss_mb_year's 300 MB
-BODY_CACHE_BYTES: Final = 24 << 20
+RENDER_CACHE_BYTES: Final = 16 << 20  # with the gold cache, inside serving.rss_mb_year's 300 MB
+BODY_CACHE_BYTES: Final = 16 << 20
 GZIP_MIN_BYTES: Final = 8192
 VARY_HEADERS: Final = {"Vary": "Accept-Encoding"}
 GZIP_HEADERS: Final = {"Vary": "Accept-Encoding", "Content-Encoding": "gzip"}
