@@ -246,3 +246,18 @@ def test_fetch_needs_somewhere_to_write(
     monkeypatch.delenv("LAMBDA_FX_RATES_PATH", raising=False)
     assert fx_main(["fetch", "--url", "/nonexistent"]) == 2
     assert "LAMBDA_FX_RATES_PATH" in capsys.readouterr().err
+
+
+def test_seed_writes_the_shipped_table_once_and_never_over_a_fetched_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "fx" / "fx.csv"
+    assert fx_main(["seed", "--out", str(out)]) == 0
+    assert out.read_text() == SHIPPED_RATES.read_text()
+    fetched = "date,currency,rate_to_usd\n2026-12-04,EUR,1.1\n"
+    out.write_text(fetched)
+    assert fx_main(["seed", "--out", str(out)]) == 0
+    assert out.read_text() == fetched
+    assert "exists; kept" in capsys.readouterr().out
+    out.write_text("not a table\n")  # a table that cannot be read is said, not silently kept
+    assert fx_main(["seed", "--out", str(out)]) == 2

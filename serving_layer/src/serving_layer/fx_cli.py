@@ -9,6 +9,9 @@
     lambda-fx shipped [--check]
         Regenerates the shipped table data/fx_rates.csv from the shipped fixtures (`make fx-rates`);
         with --check, only says whether it is current.
+    lambda-fx seed [--out PATH]
+        Writes the shipped table to PATH (default LAMBDA_FX_RATES_PATH) only when no table is there
+        yet: the serving pods' init container, so a fresh deployment starts before the first fetch.
 
 Exit codes: 0 done, 1 the source cannot be read, 2 bad arguments, settings or file format.
 """
@@ -62,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("--out", type=Path, default=None, help="table path (default LAMBDA_FX_RATES_PATH)")
     shipped = sub.add_parser("shipped", help="regenerate data/fx_rates.csv from the shipped fixtures")
     shipped.add_argument("--check", action="store_true", help="only check that it is current")
+    seed = sub.add_parser("seed", help="write the shipped table to --out unless a table is there")
+    seed.add_argument("--out", type=Path, default=None, help="table path (default LAMBDA_FX_RATES_PATH)")
     args = parser.parse_args(argv)
     try:
         if args.command == "shipped":
@@ -76,12 +81,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lambda-fx: wrote {SHIPPED_RATES}: {summary(text)}")
             return EXIT_OK
         settings = Settings.from_env()
-        url = args.url or settings.fx_source_url
         if args.out is None and not settings.fx_rates_path:
             raise SettingsError(
-                "lambda-fx fetch needs --out or LAMBDA_FX_RATES_PATH (the shipped table is not replaced)"
+                f"lambda-fx {args.command} needs --out or LAMBDA_FX_RATES_PATH (the shipped table is not replaced)"
             )
         out = args.out or settings.path(settings.fx_rates_path)
+        if args.command == "seed":
+            if out.exists():
+                load_rates(out)  # a table is there: keep it, but say so if it is unreadable
+                print(f"lambda-fx: {out} exists; kept")
+                return EXIT_OK
+            text = SHIPPED_RATES.read_text(encoding="utf-8")
+            write_checked(text, out)
+            print(f"lambda-fx: seeded {out} with the shipped table until the first fetch: {summary(text)}")
+            return EXIT_OK
+        url = args.url or settings.fx_source_url
         text = table_from_sources([url, *args.extra])
         write_checked(text, out)
     except (SettingsError, EcbFormatError, FxTableError) as exc:
