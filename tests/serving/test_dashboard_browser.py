@@ -9,11 +9,13 @@ The test module writes the dashboard's screenshot to reports/serving/dashboard.p
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -130,6 +132,22 @@ def write_speed_recent(site: Site, bump: str = "0") -> None:
         write_speed_hour(site.r, layout, site.current - i * HOUR, speed_metrics(i, bump), closed=i >= 2)
 
 
+@contextmanager
+def serving(app: FastAPI, port: int) -> Iterator[None]:
+    """`app` served by uvicorn on `port` in a thread, for the duration of the block."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    assert wait_until(lambda: server.started, timeout=15, interval=0.05), "uvicorn did not start"
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     settings = make_settings(tmp_path_factory.mktemp("dashboard"), os.environ)
@@ -162,15 +180,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         write_speed_hour(r, layout, current - i * HOUR, speed_metrics(i), closed=True)
     write_speed_recent(site)
     write_meta(r, layout, watermark=now - timedelta(seconds=30), updated=now)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    assert wait_until(lambda: server.started, timeout=15, interval=0.05), "uvicorn did not start"
-    yield site
-    server.should_exit = True
-    thread.join(10)
+    with serving(app, port):
+        yield site
     site.api.close()
     delete_prefix(r, settings.redis_prefix)
     r.close()
@@ -419,6 +430,38 @@ def test_the_page_refreshes_by_itself_and_shows_how_fresh_the_speed_layer_is(pag
         write_speed_recent(site)
         now = datetime.now(UTC)
         write_meta(site.r, layout, watermark=now - timedelta(seconds=30), updated=now)
+
+
+def test_with_redis_down_final_hours_show_and_the_others_say_unavailable(page: Page, site: Site) -> None:
+    """A second server on the same gold whose Redis nobody listens on: the speed hours have no
+    numbers, which the page says (never a zero), while the batch-final hours keep their figures."""
+    down = dataclasses.replace(site.settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    app = create_app(down, batch_refresh_s=0.0, speed_open_ttl_s=0.0, speed_closed_ttl_s=0.0)
+    port = free_port()
+    with (
+        serving(app, port),
+        httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        ) as api,
+    ):
+        start, end = site.window(48)
+        res = api.get("/v1/revenue/hourly", params={"start": hour_label(start), "end": hour_label(end)})
+        assert res.status_code == 200, res.text
+        rows = {r["hour"]: r for r in res.json()["rows"]}
+        final, current = hour_label(final_hour(site)), hour_label(site.current)
+        assert rows[final]["status"] == "final" and rows[current]["status"] == "unavailable"
+        page.goto(f"http://127.0.0.1:{port}/#token={TOKEN}")
+        expect(page.locator("#board")).to_have_attribute("data-state", "loaded", timeout=20_000)
+        cells = page.locator(f"#hours-table tbody tr[data-hour='{final}'] td")
+        expect(cells.nth(0)).to_have_text(f"{rows[final]['revenue']} USD")
+        cells = page.locator(f"#hours-table tbody tr[data-hour='{current}'] td")
+        expect(cells.nth(0)).to_have_text("speed view unavailable")
+        expect(cells.nth(1)).to_have_text("–")
+        expect(cells.nth(3)).to_have_text("unavailable")
+        page.mouse.move(*bar_point(page, index_of(page, site.current)))
+        expect(page.locator(".tip .tip-revenue")).to_have_text("speed view unavailable")
+        expect(page.locator("#total-sub")).to_contain_text("unavailable (speed view down)")
+        expect(page.locator("#freshness")).to_have_attribute("data-level", "stalled")
 
 
 def test_keyboard_alone_changes_the_range_and_opens_hours(page: Page, site: Site) -> None:

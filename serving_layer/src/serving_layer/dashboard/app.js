@@ -52,6 +52,14 @@ function query(start, end, extra) {
 // ---- chart ------------------------------------------------------------------------------------
 function num(text) { return text === null || text === undefined ? 0 : Number(text); } // geometry only
 
+// A row's figures as text: an hour the speed view could not be read for (Redis down) has no numbers,
+// which is said, never shown as zero; a null revenue elsewhere is a missing FX rate.
+function revenueText(r, cur) {
+  if (r.status === "unavailable") return "speed view unavailable";
+  return r.revenue === null ? "no FX rate" : r.revenue + " " + cur;
+}
+function countText(v) { return v === null || v === undefined ? "–" : String(v); }
+
 function barStyle(status) {
   if (status === "open") {
     return { color: COLORS.open, borderColor: "#b45309", borderType: "dashed", borderWidth: 1,
@@ -66,8 +74,8 @@ function tooltipHtml(i) {
   const cur = escapeHtml(state.currency);
   const parts = [
     `<div class="tip-hour">${escapeHtml(r.hour)}</div>`,
-    `<div class="tip-revenue">${r.revenue === null ? "no FX rate" : escapeHtml(r.revenue) + " " + cur}</div>`,
-    `<div>orders <b class="tip-orders">${r.orders}</b> · refunds <b class="tip-refunds">${r.refunds}</b></div>`,
+    `<div class="tip-revenue">${escapeHtml(revenueText(r, state.currency))}</div>`,
+    `<div>orders <b class="tip-orders">${countText(r.orders)}</b> · refunds <b class="tip-refunds">${countText(r.refunds)}</b></div>`,
     `<div>status <b class="tip-status st-${escapeHtml(r.status)}">${escapeHtml(r.status)}</b>` +
       ` · source <b class="tip-source">${escapeHtml(r.source)}</b>${r.fx_stale ? " · FX stale" : ""}</div>`,
   ];
@@ -97,9 +105,12 @@ function chartOption() {
       data: labels.map((hr) => num((byKey.get(hr + "|" + v) || {}).revenue)) }));
     if (!series.length) series = [{ id: "revenue", name: "revenue", type: "bar", data: labels.map(() => 0) }];
   }
-  // Hours that neither view has: a grey band over the whole column, so a gap is seen, not hidden.
-  series[0].markArea = { silent: true, itemStyle: { color: "rgba(156,163,175,0.28)" },
-    data: rows.filter((r) => r.status === "missing").map((r) => [{ xAxis: r.hour }, { xAxis: r.hour }]) };
+  // Hours that neither view has (grey), or whose speed view cannot be read now (red): a band over
+  // the whole column, so a gap is seen, not hidden.
+  const bands = { missing: "rgba(156,163,175,0.28)", unavailable: "rgba(248,113,113,0.22)" };
+  series[0].markArea = { silent: true,
+    data: rows.filter((r) => r.status in bands)
+      .map((r) => [{ xAxis: r.hour, itemStyle: { color: bands[r.status] } }, { xAxis: r.hour }]) };
   return {
     animation: false,
     grid: { left: 72, right: 16, top: state.grouped ? 36 : 16, bottom: 48 },
@@ -189,9 +200,9 @@ function drawTable() {
   }
   rows.forEach((r, i) => {
     const c = body.rows[i].cells;
-    c[1].textContent = r.revenue === null ? "no FX rate" : r.revenue + " " + state.currency;
-    c[2].textContent = String(r.orders);
-    c[3].textContent = String(r.refunds);
+    c[1].textContent = revenueText(r, state.currency);
+    c[2].textContent = countText(r.orders);
+    c[3].textContent = countText(r.refunds);
     c[4].textContent = r.status;
     c[4].className = "st st-" + r.status;
     c[5].textContent = r.source + (r.fx_stale ? " · FX stale" : "");
@@ -250,7 +261,12 @@ async function openHour(i) {
         h("td", {}, h("button", { type: "button", class: "events-btn", "aria-label": "events of " + label,
           onclick: () => loadEvents({ hour: k.hour, region: k.region, category: k.category, currency: k.currency }, null) }, "events"))));
     }
-    if (!keys.length) body.append(h("tr", {}, h("td", { colspan: 9 }, "no events in this hour")));
+    if (!keys.length) {
+      const why = r.status === "unavailable"
+        ? "the speed view cannot be read now (Redis is down): this hour's figures come back with it"
+        : "no events in this hour";
+      body.append(h("tr", {}, h("td", { colspan: 9 }, why)));
+    }
     $("detail").dataset.state = "loaded";
   } catch (err) {
     if (err.auth) { showLogin("The token was refused. Enter a valid API token."); return; }
@@ -363,8 +379,10 @@ function drawStatus(st, hourly) {
   const total = hourly.rows.filter((r) => r.revenue !== null).reduce((a, r) => a + cents(r.revenue), 0n);
   const provisional = hourly.rows.filter((r) => r.source === "speed").length;
   const missing = hourly.rows.filter((r) => r.status === "missing").length;
+  const unavailable = hourly.rows.filter((r) => r.status === "unavailable").length;
   $("total").textContent = centsText(total) + " " + hourly.currency;
-  $("total-sub").textContent = `${hourly.rows.length} h · ${provisional} provisional · ${missing} missing`;
+  $("total-sub").textContent = `${hourly.rows.length} h · ${provisional} provisional · ${missing} missing` +
+    (unavailable ? ` · ${unavailable} unavailable (speed view down)` : "");
 }
 
 // ---- refresh loop -----------------------------------------------------------------------------
