@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from serving_support import OTHER_TOKEN, TOKEN, make_settings
 
 from serving_layer.auth import token_valid
+from serving_layer.params import HOURLY_PARAMS
 
 pytestmark = pytest.mark.unit  # nothing here reaches Redis: requests stop at auth or validation
 
@@ -114,3 +115,34 @@ def test_redis_down_marks_the_speed_hours_unavailable_not_a_crash(tmp_path: Path
         assert c.get("/healthz").status_code == 200
         status = c.get("/v1/status").json()
         assert status["speed"]["reachable"] is False
+
+
+def test_openapi_declares_every_hourly_parameter(anon: TestClient) -> None:
+    op = anon.get("/openapi.json").json()["paths"]["/v1/revenue/hourly"]["get"]
+    params = {p["name"]: p for p in op["parameters"]}
+    assert tuple(params) == HOURLY_PARAMS
+    assert {n for n, p in params.items() if p["required"]} == {"start", "end"}
+    assert all(p["in"] == "query" and len(p["description"]) > 20 for p in params.values())
+    assert params["currency"]["schema"]["default"] == "USD"
+    assert op["security"] == [{"HTTPBearer": []}]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("end=2026-11-21T00:00:00Z", "start and end are required"),
+        ("", "start and end are required"),
+        ("start=2026-11-20T00:00:00Z&end=2026-11-21T00:00:00Z&groupby=region", "unknown parameter 'groupby'"),
+        (
+            "start=2026-11-20T00:00:00Z&end=2026-11-21T00:00:00Z&region=eu-west&region=us-east",
+            "region is given more than once",
+        ),
+    ],
+)
+def test_missing_unknown_and_repeated_parameters_get_400_too(
+    anon: TestClient, query: str, message: str
+) -> None:
+    res = anon.get(f"/v1/revenue/hourly?{query}", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert res.status_code == 400
+    assert res.json()["error"] == "bad_request" and message in res.json()["detail"]
+    assert anon.get(f"/v1/revenue/hourly?{query}").status_code == 401  # the token is checked first
