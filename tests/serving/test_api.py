@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from serving_support import hours_from, k, m, make_settings, utc
 
 from lambda_contract.settings import Settings
 from lambda_testkit.views import write_gold, write_manifest, write_meta, write_speed_hour
+from serving_layer.fx import SHIPPED_RATES, load_rates
 
 pytestmark = pytest.mark.integration
 
@@ -126,6 +127,13 @@ def test_manifest_entry_marked_not_computed_is_not_served_from_gold(
     assert by_hour(hourly(client))["09"]["status"] == "missing"
 
 
+def shipped_eur_on_2026_11_20() -> Decimal:
+    """The shipped table's EUR rate (USD per EUR) on Friday 2026-11-20, read from the table itself."""
+    rate = load_rates(SHIPPED_RATES).rate("EUR", date(2026, 11, 20))
+    assert rate is not None and not rate.stale
+    return rate.rate_to_usd
+
+
 def test_grouping_filters_and_fx_conversion(client: TestClient, r: redis.Redis, settings: Settings) -> None:
     layout = settings.redis_layout
     write_speed_hour(
@@ -141,7 +149,7 @@ def test_grouping_filters_and_fx_conversion(client: TestClient, r: redis.Redis, 
     )
     write_meta(r, layout, watermark=utc("2026-11-20T10:30:00Z"), updated=NOW)
     params = {"start": "2026-11-20T09:00:00Z", "end": "2026-11-20T10:00:00Z"}
-    eur = Decimal("1.213027")  # shipped rate for EUR on 2026-11-20
+    eur = shipped_eur_on_2026_11_20()
     body = hourly(client, **params, group_by="currency,region", region="eu-west")
     assert body["group_by"] == ["region", "currency"]
     assert [(x["region"], x["currency"], x["revenue"], x["revenue_native"]) for x in body["rows"]] == [
@@ -162,7 +170,9 @@ def test_fx_stale_rate_on_a_weekend_is_flagged(
     write_meta(r, settings.redis_layout, watermark=utc("2026-11-21T12:00:00Z"), updated=NOW)
     with make_client(settings, now=utc("2026-11-21T12:00:00Z")) as c:
         row = hourly(c, start="2026-11-21T10:00:00Z", end="2026-11-21T11:00:00Z")["rows"][0]
-    assert row["fx_stale"] is True and row["revenue"] == str((Decimal("12.13027")).quantize(Decimal("0.01")))
+    # Saturday keeps Friday's rate, flagged stale.
+    expected = (10 * shipped_eur_on_2026_11_20()).quantize(Decimal("0.01"))
+    assert row["fx_stale"] is True and row["revenue"] == str(expected)
 
 
 def test_currency_without_any_rate_gives_null_revenue_and_names_it(
