@@ -42,7 +42,7 @@ from batch_layer.transforms import (
     valid_rows,
 )
 from lambda_contract.settings import Settings
-from lambda_contract.tables import BRONZE, GOLD, MANIFEST, QUARANTINE, SILVER, Table
+from lambda_contract.tables import BRONZE, DUPLICATE, GOLD, MANIFEST, QUARANTINE, SILVER, Table
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +113,11 @@ def commit_date(
 ) -> tuple[GoldStats, Coverage]:
     """A date's writes, in order: quarantine, silver, gold, manifest. `rows` are the date's
     materialised classified rows; they are released once silver is committed."""
-    copies = counted_copies(valid_rows(rows)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        # Passes over the rows: the bad ones (counted per hour while cached, then written), the
-        # silver write (which materialises the valid copies with `counted`, the window's one
-        # shuffle and sort), and gold's groups over those copies, which also count the valid rows
-        # per hour (`valid_rows`).
+        # Passes: the bad rows (counted per hour while cached, then written); the silver write
+        # (every row, the valid ones with `counted` from the dedup window's one shuffle and sort);
+        # gold's groups from silver's committed valid copies, which also count the valid rows per
+        # hour (`valid_rows`).
         bad = bad_rows(rows).cache()
         quarantined = {aware(r["hour"]): int(r["count"]) for r in bad.groupBy("hour").count().collect()}
         progress(f"{day}: writing quarantine ({sum(quarantined.values())} rows)")
@@ -129,11 +128,17 @@ def commit_date(
         # One file per hour, sorted by key and Kafka position: a reader opens one folder and skips
         # the row groups of other keys (docs/specs/delta.md).
         silver = (
-            silver_of(copies, bad, day, run_id).repartition("hour_of_day").sortWithinPartitions(*SILVER_ORDER)
+            silver_of(counted_copies(valid_rows(rows)), bad, day, run_id)
+            .repartition("hour_of_day")
+            .sortWithinPartitions(*SILVER_ORDER)
         )
         _replace_date(silver, settings, SILVER, "date", day)
         bad.unpersist()
         rows.unpersist()
+        # Gold from silver as committed: a column-pruned read of the date's valid copies costs
+        # less than keeping them materialised, and gold then sums exactly the rows silver shows.
+        written = delta_tables.read(spark, settings, SILVER).where(F.col("date") == F.lit(day))
+        copies = written.where(F.col("reason").isNull() | (F.col("reason") == F.lit(DUPLICATE)))
         groups = gold_of_counted(copies, day).repartition(1).cache()
         gold = gold_stats(gold_summary(groups).collect())
         progress(
@@ -144,7 +149,6 @@ def commit_date(
         groups.unpersist()
     finally:
         rows.unpersist()
-        copies.unpersist()
     previous = _previous_inputs(spark, settings, day)
     covered = coverage(day, run_id, bronze_version, quarantined, gold, previous, datetime.now(UTC))
     manifest = spark.createDataFrame(covered.rows, delta_tables.schema(MANIFEST))
