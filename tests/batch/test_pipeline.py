@@ -261,6 +261,12 @@ def test_maintenance_compacts_and_vacuums_without_changing_gold(spark: SparkSess
     live = _live_files(gold_path)
     assert set(gold_path.rglob("*.parquet")) - live, "the killed run should have left orphan files"
     results = maintain(spark, story.settings, retention_hours=0, force=True)
-    assert {r.table for r in results} == {"bronze", "quarantine", "gold", "silver_events", "coverage_manifest"}
+    assert {r.table for r in results} == {
+        "bronze",
+        "quarantine",
+        "gold",
+        "silver_events",
+        "coverage_manifest",
+    }
     assert set(gold_path.rglob("*.parquet")) == _live_files(gold_path)
     assert gold_view(DeltaTable(str(gold_path)).to_pyarrow_table().to_pylist()) == story.truth.full
