@@ -108,8 +108,8 @@ log "jars ready in $JARS/ (kafka, flink, spark, functions)"
 if ! kubectl version --client -o json 2>/dev/null | grep -q '"kustomizeVersion": "v5' \
    && [ ! -x .local/bin/kustomize ]; then
   if PATH="$PATH:/usr/local/go/bin" command -v go >/dev/null; then
-    log "installing kustomize v5.5.0 into .local/bin (go install)"
-    GOBIN="$PWD/.local/bin" PATH="$PATH:/usr/local/go/bin" go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
+    with_progress "building kustomize v5.5.0 into .local/bin (go install)" "$LOGS/kustomize.log" \
+      env GOBIN="$PWD/.local/bin" PATH="$PATH:/usr/local/go/bin" go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
   else
     log "WARNING: no kubectl with kustomize v5 and no Go to build kustomize: make k8s-render cannot run"
   fi
@@ -117,18 +117,15 @@ fi
 CRDS=.local/crds
 crd_stamp="$CRDS/.pom-$(sha256sum infra/jars/pom.xml | cut -c1-16)"
 if [ ! -f "$crd_stamp" ]; then
-  log "fetching the operators' API jars (mvn profile crds)"
   rm -rf "${CRDS:?}/jars" && mkdir -p "$CRDS"
-  if ! mvn -B -q -Dstyle.color=never -f infra/jars/pom.xml -Pcrds dependency:copy-dependencies \
-    -DoutputDirectory="$PWD/$CRDS/jars" >"$CRDS/mvn-crds.log" 2>&1; then
-    tail -n 30 "$CRDS/mvn-crds.log" >&2
-    log "mvn could not fetch the crds jars (full log: $CRDS/mvn-crds.log)"
-    exit 1
-  fi
+  with_progress "fetching the operators' API jars (mvn profile crds)" "$CRDS/mvn-crds.log" \
+    mvn -B -Dstyle.color=never -f infra/jars/pom.xml -Pcrds dependency:copy-dependencies \
+    -DoutputDirectory="$PWD/$CRDS/jars" || exit 1
   rm -f "$CRDS"/.pom-* && touch "$crd_stamp"
 fi
 # A machine without a JDK >= 21 or Go still sets up; only tests/k8s then fails, naming the missing CRD.
-if .venvs/tools/bin/python -m lambda_tools.k8s_crds --jars "$CRDS/jars" --out "$CRDS"; then
+if with_progress "building the CRD schemas (lambda_tools.k8s_crds)" "$LOGS/k8s-crds.log" \
+  env PATH="$PATH:/usr/local/go/bin" .venvs/tools/bin/python -m lambda_tools.k8s_crds --jars "$CRDS/jars" --out "$CRDS"; then
   log "k8s tooling ready: CRD schemas in $CRDS/"
 else
   log "WARNING: some CRD schemas could not be built (above); tests/k8s will fail until they are"
@@ -140,14 +137,16 @@ for p in etcd-server openssl; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || k8s_missing+=("$p")
 done
 if ((${#k8s_missing[@]})); then
-  log "installing ${k8s_missing[*]} (make k8s-up)"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${k8s_missing[@]}" >/dev/null
+  with_progress "apt-get update" "$LOGS/apt-update-k8s.log" $SUDO apt-get update
+  with_progress "installing ${k8s_missing[*]} (make k8s-up)" "$LOGS/apt-install-k8s.log" \
+    env DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${k8s_missing[@]}"
   # The platform runs its own etcd under .local/state; the packaged service would hold port 2379.
   if [ -d /run/systemd/system ]; then $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true; fi
 fi
-if ! PATH="$PATH:/usr/local/go/bin" .venvs/tools/bin/python -m lambda_tools.k8s_apiserver build >/dev/null; then
+# A cold build takes 5 to 15 minutes; the progress line shows that it is still going.
+if ! with_progress "kube-apiserver and kubectl v1.34.2 (cached in ~/.cache/lambda-platform)" "$LOGS/k8s-apiserver.log" \
+  env PATH="$PATH:/usr/local/go/bin" .venvs/tools/bin/python -m lambda_tools.k8s_apiserver build; then
   log "WARNING: kube-apiserver/kubectl could not be built (above); make k8s-up and tests/k8s will fail"
 fi
 # <<< k8s <<<
