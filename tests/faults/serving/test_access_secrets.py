@@ -95,23 +95,49 @@ def test_settings_read_the_password_file_and_the_variable_wins(tmp_path: Path) -
     assert Settings.from_env({}).resolved_redis_password() is None
 
 
+def _own_nodes(scope: ast.AST) -> list[ast.AST]:
+    """The nodes of `scope` outside the functions nested in it (each function is its own scope)."""
+    out: list[ast.AST] = []
+    todo = list(ast.iter_child_nodes(scope))
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def test_every_redis_client_in_the_layers_passes_the_resolved_password() -> None:
     """Every `Redis(...)`/`Redis.from_url(...)` in the layers' sources takes password=...resolved_redis_password()."""
     calls = 0
     for root in LAYER_SOURCES:
         for path in sorted((REPO / root).rglob("*.py")):
             tree = ast.parse(path.read_text(), filename=str(path))
-            for node in ast.walk(tree):
-                if not isinstance(node, ast.Call):
+            for scope in ast.walk(tree):
+                if not isinstance(scope, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef):
                     continue
-                text = ast.unparse(node.func)
-                if not re.search(r"(?:^|\.)(?:Strict)?Redis(?:\.from_url)?$", text):
-                    continue
-                calls += 1
-                password = next((k.value for k in node.keywords if k.arg == "password"), None)
-                assert password is not None and "resolved_redis_password" in ast.unparse(password), (
-                    f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)[:120]} does not pass the password"
-                )
+                # a name this scope assigned from resolved_redis_password() counts as that call
+                resolved = {
+                    target.id
+                    for node in _own_nodes(scope)
+                    if isinstance(node, ast.Assign) and "resolved_redis_password" in ast.unparse(node.value)
+                    for target in node.targets
+                    if isinstance(target, ast.Name)
+                }
+                for node in _own_nodes(scope):
+                    if not isinstance(node, ast.Call):
+                        continue
+                    if not re.search(r"(?:^|\.)(?:Strict)?Redis(?:\.from_url)?$", ast.unparse(node.func)):
+                        continue
+                    calls += 1
+                    password = next((k.value for k in node.keywords if k.arg == "password"), None)
+                    passed = password is not None and (
+                        "resolved_redis_password" in ast.unparse(password)
+                        or (isinstance(password, ast.Name) and password.id in resolved)
+                    )
+                    assert passed, (
+                        f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)[:120]} does not pass the password"
+                    )
     assert calls >= 3  # speed sink, serving store, reconciliation reader
 
 
