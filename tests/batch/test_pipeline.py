@@ -29,6 +29,7 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from batch_layer import planning, recompute, runner
+from batch_layer.ingest import LAG_GROUP
 from batch_layer.maintain import maintain
 from batch_layer.planning import Why
 from lambda_contract.settings import Settings
@@ -183,6 +184,28 @@ def story(spark: SparkSession, base_settings: Settings, tmp_path_factory: pytest
 def test_first_run_gold_equals_the_truth_of_what_had_arrived(story: Story) -> None:
     assert story.first.ingested_rows == sum(1 for r in golden.records() if r.phase == 1)
     assert story.gold_after_first == story.phase1_truth.full
+
+
+def test_the_ingest_commits_what_it_read_to_the_lag_monitoring_group(story: Story) -> None:
+    """kafkaExporter's lag for the ingest: the group's offsets are the topic's ends once all is read."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    topic = story.settings.topic_orders
+    admin = KafkaAdminClient(bootstrap_servers=story.settings.kafka_bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=story.settings.kafka_bootstrap)
+    try:
+        committed = {
+            tp.partition: meta.offset
+            for tp, meta in admin.list_consumer_group_offsets(LAG_GROUP).items()
+            if tp.topic == topic
+        }
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in range(3)])
+    finally:
+        admin.close()
+        consumer.close()
+    assert committed == {tp.partition: offset for tp, offset in ends.items()}
+    assert sum(committed.values()) == len(golden.records())
 
 
 def test_sigkill_during_the_gold_write_leaves_the_previous_version(story: Story) -> None:

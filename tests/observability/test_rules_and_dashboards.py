@@ -37,6 +37,7 @@ def names(expr: str, pattern: re.Pattern[str]) -> set[str]:
 EXTERNAL = {
     "flink_taskmanager_job_task_operator_pendingRecords",
     "kafka_consumergroup_lag",
+    "kafka_consumergroup_current_offset",
     "redis_memory_used_bytes",
     "redis_memory_max_bytes",
 }

@@ -5,13 +5,22 @@ commits each batch idempotently (its transaction id is the query id plus batch i
 dies mid-batch replays that batch on restart without duplicating it. Bronze is the master dataset:
 `failOnDataLoss=true` makes a run fail loudly if Kafka deleted records (retention) that bronze
 never received, instead of silently skipping them; `allow_data_loss` opts out knowingly.
+
+Spark's Kafka source keeps its offsets in that checkpoint and commits none to Kafka, so nothing
+outside could see how far behind the ingest is. After each run the offsets it read through are
+committed to the consumer group LAG_GROUP, for monitoring only (kafkaExporter's
+`kafka_consumergroup_lag`, the alert BronzeIngestOffsetsStuck): the checkpoint stays the only
+thing the ingest resumes from.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Final
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -22,6 +31,9 @@ from lambda_contract.settings import Settings
 from lambda_contract.tables import BRONZE
 
 log = logging.getLogger(__name__)
+
+LAG_GROUP: Final = "lambda-bronze-ingest"
+"""The consumer group the ingest's offsets are committed to, for lag monitoring only."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,54 @@ def _rows_appended_since(spark: SparkSession, location: str, version: int) -> in
         F.sum(F.coalesce(F.col("operationMetrics")["numOutputRows"].cast("bigint"), F.lit(0)))
     ).first()
     return int(total[0] or 0) if total else 0
+
+
+def read_through(progress: Iterable[Any]) -> dict[str, dict[int, int]]:
+    """The offsets (topic -> partition -> next offset) the query's last micro-batch read up to;
+    empty when no micro-batch ran (nothing new)."""
+    ends: dict[str, dict[int, int]] = {}
+    for batch in progress:
+        for source in batch["sources"] or ():
+            end = source["endOffset"]
+            parsed = json.loads(end) if isinstance(end, str) else end
+            for topic, partitions in (parsed or {}).items():
+                ends.setdefault(topic, {}).update({int(p): int(o) for p, o in partitions.items()})
+    return ends
+
+
+def commit_for_monitoring(
+    spark: SparkSession, settings: Settings, ends: Mapping[str, Mapping[int, int]]
+) -> None:
+    """Commit `ends` to LAG_GROUP with the Kafka client in Spark's JVM (a standalone consumer: no
+    subscription, no rebalance). A failure is logged, never raised: bronze is already committed."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    consumer = None
+    try:
+        props = jvm.java.util.Properties()
+        for key, value in {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": LAG_GROUP,
+            "enable.auto.commit": "false",
+            "key.deserializer": "org.apache.kafka.common.serialization.ByteArrayDeserializer",
+            "value.deserializer": "org.apache.kafka.common.serialization.ByteArrayDeserializer",
+        }.items():
+            props.setProperty(key, value)
+        consumer = jvm.org.apache.kafka.clients.consumer.KafkaConsumer(props)
+        offsets = jvm.java.util.HashMap()
+        for topic, partitions in ends.items():
+            for partition, offset in partitions.items():
+                offsets.put(
+                    jvm.org.apache.kafka.common.TopicPartition(topic, partition),
+                    jvm.org.apache.kafka.clients.consumer.OffsetAndMetadata(jvm.java.lang.Long(offset)),
+                )
+        consumer.commitSync(offsets)
+        log.info("ingest: offsets committed to %s for lag monitoring: %s", LAG_GROUP, dict(ends))
+    except Exception as exc:  # monitoring only: the ingest itself succeeded
+        log.warning("ingest: could not commit offsets to %s (lag monitoring only): %s", LAG_GROUP, exc)
+    finally:
+        if consumer is not None:
+            consumer.close()
 
 
 def ingest(
@@ -106,6 +166,9 @@ def ingest(
     finally:
         if query.isActive:
             query.stop()
+    ends = read_through(query.recentProgress)
+    if ends:
+        commit_for_monitoring(spark, settings, ends)
     rows = _rows_appended_since(spark, location, before)
     return IngestResult(
         rows=rows,
