@@ -11,6 +11,15 @@ export LAMBDA_JARS_DIR ?= $(CURDIR)/.local/jars
 export LAMBDA_REDIS_PASSWORD_FILE ?= $(LAMBDA_STATE_DIR)/secrets/redis-password
 export LAMBDA_PUSHGATEWAY_URL ?= http://localhost:9091
 
+# CLUSTER=1: the same targets on distributed engines on this machine (docs/cluster.md): three Kafka
+# brokers, a Flink and a Spark standalone cluster, Redis Cluster, an S3 object store.
+CLUSTER ?=
+ifeq ($(CLUSTER),1)
+include infra/cluster/cluster.env
+export $(shell sed -n 's/^\(LAMBDA_[A-Z0-9_]*\)=.*/\1/p' infra/cluster/cluster.env)
+endif
+CLUSTER_FLAG := $(if $(filter 1,$(CLUSTER)),--cluster)
+
 VENVS := $(CURDIR)/.venvs
 TOOLS := $(VENVS)/tools/bin
 PYTEST_ARGS ?=
@@ -31,8 +40,8 @@ lock: ## re-resolve every project's uv.lock (after changing a pyproject.toml; la
 	  (cd $$p && UV_PYTHON_DOWNLOADS=never UV_PYTHON=python3.11 python3.11 -m uv lock -q) && echo "locked $$p"
 	done
 
-up: setup ## start Kafka (9092), Redis (6379), Prometheus (9090), Pushgateway (9091); waits until ready
-	@$(TOOLS)/lambda-services up
+up: setup ## start Kafka (9092), Redis (6379), Prometheus (9090), Pushgateway (9091); CLUSTER=1: the cluster (docs/cluster.md)
+	@$(TOOLS)/lambda-services up $(CLUSTER_FLAG)
 
 down: ## stop exactly the services `make up` started
 	@[ -x $(TOOLS)/lambda-services ] && $(TOOLS)/lambda-services down || true
@@ -40,7 +49,7 @@ down: ## stop exactly the services `make up` started
 reset: ## stop the services and wipe all local state (topics, Redis, Delta tables, checkpoints)
 	@[ -x $(TOOLS)/lambda-services ] && $(TOOLS)/lambda-services reset || rm -rf $(LAMBDA_STATE_DIR)
 
-status: ## show which local services are running
+status: ## show which local services are running (the cluster's too)
 	@$(TOOLS)/lambda-services status
 
 test: up ## every test: unit, integration against the real services, end to end

@@ -77,7 +77,7 @@ def _redis_url(name: str, raw: str) -> str:
     return value
 
 
-def _sentinels(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+def _host_ports(name: str, raw: str) -> tuple[tuple[str, int], ...]:
     nodes = []
     for item in (t.strip() for t in raw.split(",") if t.strip()):
         host, sep, port = item.rpartition(":")
@@ -133,6 +133,19 @@ class Settings:
     topic_partitions: int = _setting(
         "LAMBDA_TOPIC_PARTITIONS", "3", _int(1), "Partitions of orders.v1 when `make up` creates it."
     )
+    topic_replication: int = _setting(
+        "LAMBDA_TOPIC_REPLICATION",
+        "1",
+        _int(1),
+        "Replication factor of the platform's topics when `make up` creates them (3 in cluster mode).",
+    )
+    topic_min_insync: int = _setting(
+        "LAMBDA_TOPIC_MIN_INSYNC",
+        "1",
+        _int(1),
+        "min.insync.replicas of those topics: with acks=all, a write is refused rather than kept on "
+        "fewer replicas than this (2 in cluster mode).",
+    )
     redis_url: str = _setting(
         "LAMBDA_REDIS_URL",
         "redis://localhost:6379/0",
@@ -148,13 +161,21 @@ class Settings:
     redis_sentinels: tuple[tuple[str, int], ...] = _setting(
         "LAMBDA_REDIS_SENTINELS",
         "",
-        _sentinels,
+        _host_ports,
         "Redis Sentinels as host:port,... (HA in production): clients ask them for the current master "
         "of LAMBDA_REDIS_SENTINEL_MASTER, with LAMBDA_REDIS_URL's database and the same password. "
         "Empty: connect to LAMBDA_REDIS_URL directly.",
     )
     redis_sentinel_master: str = _setting(
         "LAMBDA_REDIS_SENTINEL_MASTER", "lambda", _nonempty, "Master name the Sentinels monitor."
+    )
+    redis_cluster: tuple[tuple[str, int], ...] = _setting(
+        "LAMBDA_REDIS_CLUSTER",
+        "",
+        _host_ports,
+        "Redis Cluster seed nodes as host:port,... (`make up CLUSTER=1`): clients discover the slots "
+        "and follow failovers, with the same password; LAMBDA_REDIS_URL is then unused. Empty: one "
+        "Redis (or a Sentinel-managed master) at LAMBDA_REDIS_URL.",
     )
     redis_prefix: str = _setting(
         "LAMBDA_REDIS_PREFIX", "lambda", _prefix, "Prefix of every Redis key the platform writes."
@@ -203,6 +224,13 @@ class Settings:
     speed_metrics_port: int = _setting(
         "LAMBDA_SPEED_METRICS_PORT", "9249", _port, "Flink Prometheus reporter port."
     )
+    flink_jobmanager: str = _setting(
+        "LAMBDA_FLINK_JOBMANAGER",
+        "",
+        _str,
+        "REST address (host:port) of a Flink session cluster that `lambda-speed` submits the job to "
+        "(`make speed CLUSTER=1`); empty: the job starts a mini-cluster in its own process.",
+    )
     jars_dir: str = _setting(
         "LAMBDA_JARS_DIR",
         ".local/jars",
@@ -211,6 +239,20 @@ class Settings:
     )
     delta_root: str = _setting(
         "LAMBDA_DELTA_ROOT", "", _str, "Root URL of the Delta tables; empty means <state>/delta."
+    )
+    s3_endpoint: str = _setting(
+        "LAMBDA_S3_ENDPOINT",
+        "",
+        _str,
+        "S3-compatible endpoint URL for s3:// and s3a:// paths (the local object store in cluster "
+        "mode); empty: AWS's own endpoints.",
+    )
+    s3_credentials_file: str = _setting(
+        "LAMBDA_S3_CREDENTIALS_FILE",
+        "",
+        _str,
+        "File with AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=... lines for the object store; "
+        "empty: those variables themselves, or the platform's default chain (IRSA) in Kubernetes.",
     )
     batch_checkpoint_dir: str = _setting(
         "LAMBDA_BATCH_CHECKPOINT_DIR",
@@ -322,6 +364,11 @@ class Settings:
         return settings
 
     def _check(self) -> None:
+        if self.topic_min_insync > self.topic_replication:
+            raise SettingsError(
+                "LAMBDA_TOPIC_MIN_INSYNC must be <= LAMBDA_TOPIC_REPLICATION "
+                f"(got {self.topic_min_insync} > {self.topic_replication}): no write could succeed"
+            )
         if self.dedup_ttl_s < self.allowed_lateness_s + 3600:
             raise SettingsError(
                 "LAMBDA_DEDUP_TTL_S must be >= LAMBDA_ALLOWED_LATENESS_S + 3600 "
@@ -372,6 +419,19 @@ class Settings:
         path = self.redis_url.split("://", 1)[1].partition("/")[2].partition("?")[0]
         return int(path) if path.isdigit() else 0
 
+    def s3_credentials(self) -> tuple[str, str] | None:
+        """(access key, secret key) from LAMBDA_S3_CREDENTIALS_FILE; None leaves the engines to
+        their default chain (AWS_* variables, a pod's web identity)."""
+        if not self.s3_credentials_file:
+            return None
+        values = _read_env_file(self.s3_credentials_file, "LAMBDA_S3_CREDENTIALS_FILE")
+        try:
+            return values["AWS_ACCESS_KEY_ID"], values["AWS_SECRET_ACCESS_KEY"]
+        except KeyError as exc:
+            raise SettingsError(
+                f"LAMBDA_S3_CREDENTIALS_FILE={self.s3_credentials_file!r} lacks {exc}"
+            ) from None
+
     def resolved_redis_password(self) -> str | None:
         """The Redis password from the variable or its file; None when neither is set."""
         if self.redis_password:
@@ -384,6 +444,15 @@ class Settings:
                     f"LAMBDA_REDIS_PASSWORD_FILE={self.redis_password_file!r} cannot be read: {exc.strerror}"
                 ) from None
         return None
+
+
+def _read_env_file(path: str, setting: str) -> dict[str, str]:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SettingsError(f"{setting}={path!r} cannot be read: {exc.strerror}") from None
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    return {k.strip(): v.strip() for k, v in pairs}
 
 
 def documented() -> list[tuple[str, str, str]]:

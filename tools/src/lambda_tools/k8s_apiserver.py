@@ -221,7 +221,7 @@ def write_kubeconfig(layout: Layout, token: str) -> Path:
 
 
 def _etcd_ready(layout: Layout) -> bool:
-    return services._http_ok(f"http://127.0.0.1:{layout.etcd_port}/health")
+    return services.http_ok(f"http://127.0.0.1:{layout.etcd_port}/health")
 
 
 def _apiserver_ready(layout: Layout, token: str) -> bool:
@@ -269,8 +269,8 @@ def start_etcd(layout: Layout) -> None:
         "--log-level=warn",
     ]
     log = state / "logs" / "etcd.log"
-    services._spawn(state, "etcd", argv, log, env={**os.environ, "ETCD_UNSUPPORTED_ARCH": "amd64"})
-    services._wait("etcd", lambda: _etcd_ready(layout), log, READY_TIMEOUT_S)
+    services.spawn(state, "etcd", argv, log, env={**os.environ, "ETCD_UNSUPPORTED_ARCH": "amd64"})
+    services.wait_ready("etcd", lambda: _etcd_ready(layout), log, READY_TIMEOUT_S)
 
 
 def start_apiserver(layout: Layout, token: str) -> None:
@@ -309,8 +309,8 @@ def start_apiserver(layout: Layout, token: str) -> None:
         "--v=1",
     ]
     log = state / "logs" / "kube-apiserver.log"
-    services._spawn(state, "kube-apiserver", argv, log)
-    services._wait("kube-apiserver", lambda: _apiserver_ready(layout, token), log, READY_TIMEOUT_S)
+    services.spawn(state, "kube-apiserver", argv, log)
+    services.wait_ready("kube-apiserver", lambda: _apiserver_ready(layout, token), log, READY_TIMEOUT_S)
 
 
 def kubectl(layout: Layout, *args: str, stdin: str | None = None) -> str:
@@ -352,9 +352,9 @@ def down(layout: Layout) -> list[str]:
     for name in reversed(PROCESSES):
         pid = services.running_pid(layout.state, name)
         if pid is not None:
-            services._stop(pid)
+            services.stop_pid(pid)
             stopped.append(name)
-        services._pid_file(layout.state, name).unlink(missing_ok=True)
+        services.pid_file(layout.state, name).unlink(missing_ok=True)
     return stopped
 
 

@@ -47,7 +47,7 @@ class Service:
     log: str
 
 
-def _pid_file(state: Path, name: str) -> Path:
+def pid_file(state: Path, name: str) -> Path:
     return state / "pids" / f"{name}.pid"
 
 
@@ -67,7 +67,7 @@ def _alive(pid: int) -> bool:
 
 def running_pid(state: Path, name: str) -> int | None:
     """The pid `up` recorded for a service, if that process is still running."""
-    path = _pid_file(state, name)
+    path = pid_file(state, name)
     try:
         pid = int(path.read_text().strip())
     except (OSError, ValueError):
@@ -75,13 +75,13 @@ def running_pid(state: Path, name: str) -> int | None:
     return pid if _alive(pid) else None
 
 
-def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex((host, port)) == 0
 
 
-def _wait(what: str, check: Callable[[], bool], log: Path, timeout: float = READY_TIMEOUT_S) -> None:
+def wait_ready(what: str, check: Callable[[], bool], log: Path, timeout: float = READY_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     delay = 0.05
     while time.monotonic() < deadline:
@@ -93,7 +93,7 @@ def _wait(what: str, check: Callable[[], bool], log: Path, timeout: float = READ
     raise ServiceError(f"{what} not ready after {timeout:.0f}s; last log lines of {log}:\n" + "\n".join(tail))
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (fixed local http URLs)
             return bool(resp.status == 200)
@@ -101,7 +101,7 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _spawn(state: Path, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+def spawn(state: Path, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -112,13 +112,13 @@ def _spawn(state: Path, name: str, argv: list[str], log: Path, env: dict[str, st
             start_new_session=True,  # not killed with the caller's terminal; `down` stops it
             env=env,
         )
-    pid_file = _pid_file(state, name)
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(f"{proc.pid}\n")
+    recorded = pid_file(state, name)
+    recorded.parent.mkdir(parents=True, exist_ok=True)
+    recorded.write_text(f"{proc.pid}\n")
     return proc.pid
 
 
-def _require_binary(name: str) -> str:
+def require_binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         raise ServiceError(f"{name} is not installed; run `make setup`")
@@ -174,7 +174,7 @@ def start_kafka(settings: Settings, state: Path, overrides: Mapping[str, str] | 
     log = state / "logs" / "kafka.log"
     port = int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
     if running_pid(state, name) is None:
-        if _port_open(port):
+        if port_open(port):
             raise ServiceError(f"port {port} is taken by a process this project did not start")
         config = _kafka_config(settings, state, overrides or {})
         meta = state / "kafka" / "data" / "meta.properties"
@@ -185,8 +185,8 @@ def start_kafka(settings: Settings, state: Path, overrides: Mapping[str, str] | 
                  "-t", cluster_id, "-c", str(config)],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )  # fmt: skip
-        _spawn(state, name, [*_kafka_java(settings, state), "kafka.Kafka", str(config)], log)
-    _wait("Kafka", lambda: _kafka_ready(settings), log)
+        spawn(state, name, [*_kafka_java(settings, state), "kafka.Kafka", str(config)], log)
+    wait_ready("Kafka", lambda: _kafka_ready(settings), log)
     _create_topics(settings)
 
 
@@ -243,12 +243,12 @@ def _ensure_redis_password(state: Path) -> str:
 
 def start_redis(settings: Settings, state: Path) -> None:
     name = "redis"
-    binary = _require_binary("redis-server")
+    binary = require_binary("redis-server")
     log = state / "logs" / "redis.log"
     port = _redis_port(settings)
     password = _ensure_redis_password(state)
     if running_pid(state, name) is None:
-        if _port_open(port):
+        if port_open(port):
             raise ServiceError(f"port {port} is taken by a process this project did not start")
         data = state / "redis"
         data.mkdir(parents=True, exist_ok=True)
@@ -258,8 +258,8 @@ def start_redis(settings: Settings, state: Path) -> None:
             f"port {port}\nbind 127.0.0.1\nprotected-mode yes\ndir {data}\n"
             f'requirepass {password}\nappendonly no\nsave ""\ndaemonize no\n'
         )
-        _spawn(state, name, [binary, str(conf)], log)
-    _wait("Redis", lambda: _redis_ready(port, password), log)
+        spawn(state, name, [binary, str(conf)], log)
+    wait_ready("Redis", lambda: _redis_ready(port, password), log)
 
 
 def _redis_port(settings: Settings) -> int:
@@ -287,13 +287,13 @@ def _redis_ready(port: int, password: str) -> bool:
 
 def start_prometheus(settings: Settings, state: Path) -> None:
     name = "prometheus"
-    binary = _require_binary("prometheus")
+    binary = require_binary("prometheus")
     log = state / "logs" / "prometheus.log"
     port = settings.prometheus_port
     if running_pid(state, name) is None:
-        if _port_open(port):
+        if port_open(port):
             raise ServiceError(f"port {port} is taken by a process this project did not start")
-        _spawn(state, name, [
+        spawn(state, name, [
             binary,
             f"--config.file={INFRA / 'prometheus' / 'prometheus.yml'}",
             f"--storage.tsdb.path={state / 'prometheus'}",
@@ -301,7 +301,7 @@ def start_prometheus(settings: Settings, state: Path) -> None:
             "--web.enable-lifecycle",
             "--storage.tsdb.retention.time=7d",
         ], log)  # fmt: skip
-    _wait("Prometheus", lambda: _http_ok(f"http://127.0.0.1:{port}/-/ready"), log)
+    wait_ready("Prometheus", lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"), log)
 
 
 def pushgateway_port(settings: Settings) -> int:
@@ -311,11 +311,11 @@ def pushgateway_port(settings: Settings) -> int:
 
 def start_pushgateway(settings: Settings, state: Path) -> None:
     name = "pushgateway"
-    binary = _require_binary("prometheus-pushgateway")
+    binary = require_binary("prometheus-pushgateway")
     log = state / "logs" / "pushgateway.log"
     port = pushgateway_port(settings)
     if running_pid(state, name) is None:
-        if _port_open(port):
+        if port_open(port):
             raise ServiceError(f"port {port} is taken by a process this project did not start")
         # Pushed metrics survive a restart, as in Kubernetes (docs/operations.md, NightlyBatchMissing).
         persisted = state / "pushgateway" / "metrics"
@@ -326,8 +326,8 @@ def start_pushgateway(settings: Settings, state: Path) -> None:
             f"--persistence.file={persisted}",
             "--persistence.interval=1m",
         ]
-        _spawn(state, name, args, log)
-    _wait("Pushgateway", lambda: _http_ok(f"http://127.0.0.1:{port}/-/ready"), log)
+        spawn(state, name, args, log)
+    wait_ready("Pushgateway", lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"), log)
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -337,13 +337,27 @@ SERVICES = ("kafka", "redis", "prometheus", "pushgateway")
 K8S_PROCESSES = ("etcd", "kube-apiserver")
 
 
-def up(settings: Settings) -> None:
+def up(settings: Settings, cluster: bool = False) -> None:
+    """The single-node services; with `cluster`, the cluster's processes instead of the one
+    Kafka and Redis (lambda_tools.cluster), beside the same Prometheus and Pushgateway."""
     state = settings.state_path
     state.mkdir(parents=True, exist_ok=True)
-    start_redis(settings, state)
+    if not cluster:
+        start_redis(settings, state)
     start_pushgateway(settings, state)
     start_prometheus(settings, state)
-    start_kafka(settings, state)
+    if cluster:
+        from lambda_tools import cluster as cluster_mode
+
+        cluster_mode.up(settings)
+    else:
+        start_kafka(settings, state)
+
+
+def _all_names() -> tuple[str, ...]:
+    from lambda_tools import cluster as cluster_mode
+
+    return SERVICES + K8S_PROCESSES + cluster_mode.process_names()
 
 
 def down(settings: Settings) -> list[str]:
@@ -353,16 +367,16 @@ def down(settings: Settings) -> list[str]:
     """
     state = settings.state_path
     stopped = []
-    for name in reversed(SERVICES + K8S_PROCESSES):
+    for name in reversed(_all_names()):
         pid = running_pid(state, name)
         if pid is not None:
-            _stop(pid)
+            stop_pid(pid)
             stopped.append(name)
-        _pid_file(state, name).unlink(missing_ok=True)
+        pid_file(state, name).unlink(missing_ok=True)
     return stopped
 
 
-def _stop(pid: int, grace_s: float = 30.0) -> None:
+def stop_pid(pid: int, grace_s: float = 30.0) -> None:
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -394,17 +408,23 @@ def ready_line(settings: Settings) -> str:
 
 
 def status(settings: Settings) -> dict[str, int | None]:
-    return {name: running_pid(settings.state_path, name) for name in SERVICES}
+    """Every service's pid; the cluster's processes and the API server only when running."""
+    state = settings.state_path
+    extra = {name: running_pid(state, name) for name in _all_names()[len(SERVICES) :]}
+    return {name: running_pid(state, name) for name in SERVICES} | {n: p for n, p in extra.items() if p}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lambda-services", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "reset", "status"])
+    parser.add_argument(
+        "--cluster", action="store_true", help="up: the cluster's processes (docs/cluster.md)"
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
         if args.command == "up":
-            up(settings)
+            up(settings, cluster=args.cluster)
             print(ready_line(settings))
         elif args.command == "down":
             stopped = down(settings)
