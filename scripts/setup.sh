@@ -44,7 +44,7 @@ with_progress() {
 }
 
 # 1. System packages, only when missing.
-APT_PACKAGES=(redis-server redis-tools prometheus prometheus-pushgateway chromium wrk)
+APT_PACKAGES=(redis-server redis-tools prometheus prometheus-pushgateway chromium wrk prometheus-redis-exporter)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

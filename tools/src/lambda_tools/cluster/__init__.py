@@ -28,7 +28,7 @@ ENV_FILE: Final = Path(__file__).resolve().parents[4] / "infra" / "cluster" / "c
 PROCESSES: Final[Mapping[str, tuple[str, ...]]] = {
     "objectstore": ("objectstore",),
     "kafka": ("kafka-1", "kafka-2", "kafka-3"),
-    "redis": tuple(f"redis-{i}" for i in range(1, 7)),
+    "redis": (*(f"redis-{i}" for i in range(1, 7)), "redis-exporter"),
     "flink": ("flink-jobmanager", "flink-taskmanager-1", "flink-taskmanager-2"),
     "spark": ("spark-master", "spark-worker-1", "spark-worker-2"),
     "serving": ("serving-1", "serving-2"),
