@@ -57,7 +57,7 @@ if ((${#missing[@]})); then
     env DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
   # The platform runs its own instances under .local/state; packaged services would hold the ports.
   if [ -d /run/systemd/system ]; then
-    $SUDO systemctl disable --now redis-server prometheus prometheus-pushgateway >/dev/null 2>&1 || true
+    $SUDO systemctl disable --now redis-server prometheus prometheus-pushgateway prometheus-redis-exporter >/dev/null 2>&1 || true
   fi
 fi
 
