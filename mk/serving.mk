@@ -4,7 +4,11 @@
 SERVING := $(VENVS)/serving/bin
 API_TOKEN_FILE := $(LAMBDA_STATE_DIR)/secrets/api-token
 
-serve: up ## serve the API (/docs) and the dashboard (/) on LAMBDA_API_PORT, default 8000
+serve: up ## serve the API (/docs) and the dashboard (/) on LAMBDA_API_PORT, default 8000; CLUSTER=1: serving-1/2 on 8000/8001 in the background
+ifeq ($(CLUSTER),1)
+# Two replicas, started unless running, recorded for `make down` (docs/cluster.md).
+	@$(TOOLS)/python -m lambda_tools.cluster.serving
+else
 	@if [ -z "$${LAMBDA_API_TOKENS:-}" ]; then
 	  # Local use only: a generated token kept with the other local secrets (k8s sets its own Secret).
 	  [ -s "$(API_TOKEN_FILE)" ] || (umask 077; mkdir -p "$$(dirname "$(API_TOKEN_FILE)")"; \
@@ -14,6 +18,7 @@ serve: up ## serve the API (/docs) and the dashboard (/) on LAMBDA_API_PORT, def
 	  echo "[serve] dashboard: http://localhost:$${LAMBDA_API_PORT:-8000}/#token=$$LAMBDA_API_TOKENS"
 	fi
 	exec $(SERVING)/lambda-serve
+endif
 
 serve-bench: up ## benchmark /v1/revenue/hourly (24 h x region,category,currency) vs a bare HGETALL endpoint
 	@$(SERVING)/python serving_layer/bench/bench_hourly.py $(BENCH_ARGS)

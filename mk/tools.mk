@@ -5,9 +5,10 @@
 #   make generate FROM=2026-11-20 TO=2026-11-24    a range (both inclusive)
 #   make generate RATE=200 DURATION=600            live at 200 records/s (no DURATION: until Ctrl-C)
 #   ARGS='--late-rate 0.02 --seed 7 ...'           any other option (lambda-generate history --help)
+#   CLUSTER=1                                      to the cluster's three brokers (acks=all, idempotent)
 .PHONY: generate
 
-generate: up ## traffic + ground truth: DATE=.. | FROM=.. TO=.. [EVENTS=N] | RATE=N [DURATION=s]; ARGS=..
+generate: up ## traffic + ground truth: DATE=.. | FROM=.. TO=.. [EVENTS=N] | RATE=N [DURATION=s]; ARGS=..; CLUSTER=1: to the three brokers
 	@if [ -n "$(RATE)" ]; then
 	  exec $(TOOLS)/lambda-generate live --rate "$(RATE)" $(if $(DURATION),--seconds "$(DURATION)") $(ARGS)
 	elif [ -n "$(FROM)" ]; then
