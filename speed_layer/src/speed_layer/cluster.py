@@ -8,10 +8,16 @@ that mini-cluster reads the FlinkDeployment's values for everything a cluster sh
 production (state backend, checkpointing, the reporter: SHARED) from the same file at start, and
 adds only what a process on this machine needs instead of what the image and the operator give a
 pod (LOCAL: checkpoint directory, ports, memory, the interpreter).
+
+Cluster mode (`make up CLUSTER=1`) runs a standalone session cluster instead; its config.yaml is
+`session_cluster_config`, from the same file (`python -m speed_layer.cluster session-config DIR`,
+which lambda_tools.cluster.flink calls with this environment's interpreter).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -19,7 +25,9 @@ from typing import Any, Final
 
 from ruamel.yaml import YAML  # Flink's own Python package depends on it
 
+from lambda_contract import storage
 from lambda_contract.settings import Settings
+from speed_layer import checkpoints
 
 DEPLOYMENT: Final = Path("k8s/base/speed/flinkdeployment.yaml")
 # What a mini-cluster takes from the FlinkDeployment unchanged. The other keys there are
@@ -88,3 +96,121 @@ def local_cluster_config(settings: Settings) -> dict[str, str]:
         "rest.bind-port": "8081-8181",
     }
     return conf | local
+
+
+# What a session cluster takes from the FlinkDeployment besides SHARED: a TaskManager may die there,
+# and the job restarts from its last checkpoint as the operator's pods would.
+SESSION_SHARED: Final = (*SHARED, "restart-strategy.type")
+# The session cluster's ports (docs/cluster.md): REST, the JobManager's RPC and blob server, each
+# TaskManager's RPC and data port (16200 + 10 N, + 1), each process's Prometheus reporter.
+JM_RPC_PORT: Final = 16123
+BLOB_PORT: Final = 16290
+REPORTER_PORT: Final = 19249
+TM_MEMORY: Final = "1536m"
+JM_MEMORY: Final = "1024m"
+
+
+def flink_home() -> Path:
+    """The Flink distribution apache-flink installs (bin/, lib/, opt/, conf/, plugins/)."""
+    import pyflink
+
+    return Path(pyflink.__file__).resolve().parent
+
+
+def distribution_java_opts() -> str:
+    """env.java.opts.all of the distribution's own config.yaml (the --add-opens Flink needs on 17)."""
+    doc: Any = YAML(typ="safe").load((flink_home() / "conf" / "config.yaml").read_text())
+    return str(doc["env"]["java"]["opts"]["all"])
+
+
+def rest_address(settings: Settings) -> tuple[str, int]:
+    """(host, port) of the session cluster's REST API: LAMBDA_FLINK_JOBMANAGER."""
+    host, _, port = settings.flink_jobmanager.rpartition(":")
+    if not host or not port.isdigit():
+        raise RuntimeError(
+            f"LAMBDA_FLINK_JOBMANAGER must be host:port, got {settings.flink_jobmanager!r} "
+            "(set by CLUSTER=1: infra/cluster/cluster.env)"
+        )
+    return host, int(port)
+
+
+def session_cluster_config(settings: Settings) -> dict[str, str]:
+    """config.yaml of the standalone session cluster: the FlinkDeployment's SESSION_SHARED settings,
+    one slot per TaskManager (parallelism 2 spreads the job over both), checkpoints and savepoints
+    under LAMBDA_CHECKPOINT_DIR with the object store's s3.* keys, Python workers on this
+    interpreter. A TaskManager's own ports and directories are `taskmanager_overrides`."""
+    deployed = deployment_config(settings)
+    missing = [k for k in SESSION_SHARED if k not in deployed]
+    if missing:
+        raise RuntimeError(f"{DEPLOYMENT} lacks {missing}, which the session cluster takes from it")
+    conf = {k: deployed[k] for k in SESSION_SHARED}
+    host, port = rest_address(settings)
+    local = {
+        "env.java.opts.all": distribution_java_opts(),
+        "execution.checkpointing.dir": settings.checkpoint_url,
+        "execution.checkpointing.savepoint-dir": checkpoints.savepoint_dir(settings.checkpoint_url),
+        "python.executable": sys.executable,
+        "python.client.executable": sys.executable,
+        "jobmanager.rpc.address": "127.0.0.1",
+        "jobmanager.rpc.port": str(JM_RPC_PORT),
+        "jobmanager.bind-host": "127.0.0.1",
+        "jobmanager.memory.process.size": JM_MEMORY,
+        "blob.server.port": str(BLOB_PORT),
+        "rest.address": host,
+        "rest.bind-address": host,
+        "rest.port": str(port),
+        # A killed TaskManager is noticed by its refused RPCs within seconds; a live one that this
+        # shared 2-core machine starves for a while is not declared lost too early.
+        "heartbeat.interval": "5 s",
+        "heartbeat.timeout": "30 s",
+        "taskmanager.bind-host": "127.0.0.1",
+        "taskmanager.host": "127.0.0.1",
+        "taskmanager.numberOfTaskSlots": "1",
+        "taskmanager.memory.process.size": TM_MEMORY,
+        "metrics.reporter.prom.port": str(REPORTER_PORT),
+        # A job waits this long for slots, e.g. while a killed TaskManager is being started again.
+        "slot.request.timeout": "600 s",
+    }
+    return conf | local | storage.flink_s3(settings)
+
+
+def taskmanager_overrides(n: int, tmp: Path) -> dict[str, str]:
+    """What differs between TaskManager N's and the shared config.yaml (dynamic properties)."""
+    return {
+        "taskmanager.resource-id": f"flink-taskmanager-{n}",
+        "taskmanager.rpc.port": str(16200 + 10 * n),
+        "taskmanager.data.port": str(16201 + 10 * n),
+        "metrics.reporter.prom.port": str(REPORTER_PORT + n),
+        "io.tmp.dirs": str(tmp),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m speed_layer.cluster session-config DIR`: writes DIR/config.yaml (mode 600: it
+    holds the object store's keys) and prints, as JSON, FLINK_HOME and each TaskManager's
+    overrides, for lambda_tools.cluster.flink (which runs in another environment)."""
+    p = argparse.ArgumentParser(prog="python -m speed_layer.cluster")
+    p.add_argument("command", choices=["session-config"])
+    p.add_argument("conf_dir", type=Path)
+    p.add_argument("--taskmanagers", type=int, default=2)
+    args = p.parse_args(argv)
+    conf = session_cluster_config(Settings.from_env())
+    args.conf_dir.mkdir(parents=True, exist_ok=True)
+    target = args.conf_dir / "config.yaml"
+    target.touch(mode=0o600)
+    target.chmod(0o600)
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.width = 1 << 16  # one line per key
+    with target.open("w") as out:
+        yaml.dump(conf, out)
+    tmp = args.conf_dir.parent / "tmp"
+    overrides = {
+        str(n): taskmanager_overrides(n, tmp / f"taskmanager-{n}") for n in range(1, args.taskmanagers + 1)
+    }
+    print(json.dumps({"flink_home": str(flink_home()), "taskmanagers": overrides}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
