@@ -153,5 +153,5 @@ def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) ->
     dash_first = uuid.UUID(bytes=b"\xf8" + bytes(15))  # URL-safe base64 of 0xf8... begins with '-'
     draws = iter([dash_first, uuid.UUID(int=1)])
     monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))  # the module services draws from
-    cluster_id = services._cluster_id()
+    cluster_id = services.kafka_uuid()
     assert cluster_id == "AAAAAAAAAAAAAAAAAAAAAQ" and len(cluster_id) == 22

@@ -124,15 +124,16 @@ class _TopicNotListedError(StillPendingError):
 
 
 def platform_topics(settings: Settings) -> list[NewTopic]:
-    """The three topics the platform reads and writes, as the local broker holds them (one replica),
-    with their configuration from lambda_contract.topics (append-time timestamps, retention)."""
+    """The three topics the platform reads and writes, with their configuration from
+    lambda_contract.topics (append-time timestamps, retention), replicated LAMBDA_TOPIC_REPLICATION
+    times and refusing an acks=all write held by fewer than LAMBDA_TOPIC_MIN_INSYNC replicas
+    (one replica on the local broker; 3 and 2 in cluster mode, docs/cluster.md)."""
     configs = topic_configs(settings)
+    insync = {"min.insync.replicas": str(settings.topic_min_insync)}
+    counts = {settings.topic_orders: settings.topic_partitions, settings.topic_dlq: 1, settings.topic_late: 1}
     return [
-        NewTopic(
-            settings.topic_orders, settings.topic_partitions, 1, topic_configs=configs[settings.topic_orders]
-        ),
-        NewTopic(settings.topic_dlq, 1, 1, topic_configs=configs[settings.topic_dlq]),
-        NewTopic(settings.topic_late, 1, 1, topic_configs=configs[settings.topic_late]),
+        NewTopic(name, count, settings.topic_replication, topic_configs=configs[name] | insync)
+        for name, count in counts.items()
     ]
 
 

@@ -125,7 +125,25 @@ def require_binary(name: str) -> str:
     return path
 
 
-# --- Kafka -------------------------------------------------------------------------------------
+# --- Kafka ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    """One combined KRaft node (broker and controller) as infra/kafka/server.properties renders it:
+    the single node of `make up`, or one of cluster mode's three (lambda_tools.cluster.kafka)."""
+
+    node_id: int
+    host: str
+    port: int
+    controller_port: int
+    quorum: str  # controller.quorum.bootstrap.servers: every controller's host:port
+    replication: int  # of the internal topics and of topics created without one
+    min_insync: int
+    home: Path  # its server.properties, data (log.dirs) and kafka.logs.dir
+
+
+KAFKA_HEAP = ("-Xms256m", "-Xmx1g")
 
 
 def _kafka_classpath(settings: Settings) -> str:
@@ -135,35 +153,76 @@ def _kafka_classpath(settings: Settings) -> str:
     return f"{jars}/*"
 
 
-def _kafka_java(settings: Settings, state: Path) -> list[str]:
-    log_dir = state / "kafka" / "logs"
+def kafka_java(
+    settings: Settings, node: KafkaNode, heap: tuple[str, str] = KAFKA_HEAP, agents: tuple[str, ...] = ()
+) -> list[str]:
+    """The JVM command line of a Kafka node or its tools: the jars `make setup` fetched and the
+    project's log4j configuration (everything to stdout, which spawn sends to the node's log)."""
     return [
         "java",
-        "-Xms256m",
-        "-Xmx1g",
+        *heap,
         "-XX:+UseG1GC",
+        *agents,
         f"-Dlog4j2.configurationFile={INFRA / 'kafka' / 'log4j2.properties'}",
-        f"-Dkafka.logs.dir={log_dir}",
+        f"-Dkafka.logs.dir={node.home / 'logs'}",
         "-cp",
         _kafka_classpath(settings),
     ]
 
 
-def _kafka_config(settings: Settings, state: Path, overrides: Mapping[str, str]) -> Path:
-    port = int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
-    data = state / "kafka" / "data"
-    config = state / "kafka" / "server.properties"
+def kafka_config(settings: Settings, node: KafkaNode, overrides: Mapping[str, str] | None = None) -> Path:
+    """Render infra/kafka/server.properties for `node` into its home; `overrides` are appended
+    (a later key wins)."""
+    config = node.home / "server.properties"
     template = (INFRA / "kafka" / "server.properties").read_text()
     config.parent.mkdir(parents=True, exist_ok=True)
-    extra = "".join(f"{key}={value}\n" for key, value in overrides.items())  # a later key wins
-    config.write_text(
-        template.replace("@PORT@", str(port))
-        .replace("@CONTROLLER_PORT@", str(port + 1))
-        .replace("@DATA_DIR@", str(data))
-        .replace("@PARTITIONS@", str(settings.topic_partitions))
-        + extra
-    )
+    values = {
+        "NODE_ID": node.node_id,
+        "HOST": node.host,
+        "PORT": node.port,
+        "CONTROLLER_PORT": node.controller_port,
+        "QUORUM": node.quorum,
+        "DATA_DIR": node.home / "data",
+        "PARTITIONS": settings.topic_partitions,
+        "REPLICATION": node.replication,
+        "MIN_INSYNC": node.min_insync,
+    }
+    for key, value in values.items():
+        template = template.replace(f"@{key}@", str(value))
+    extra = "".join(f"{key}={value}\n" for key, value in (overrides or {}).items())
+    config.write_text(template + extra)
     return config
+
+
+def format_kafka_storage(
+    settings: Settings, node: KafkaNode, config: Path, cluster_id: str, initial_controllers: str | None = None
+) -> None:
+    """Format the node's data directory once (a formatted one is kept: a restarted node rejoins
+    with its data). Without `initial_controllers` it is a one-voter quorum of its own."""
+    if (node.home / "data" / "meta.properties").exists():
+        return
+    quorum = (
+        ["--standalone"] if initial_controllers is None else ["--initial-controllers", initial_controllers]
+    )
+    subprocess.run(
+        [*kafka_java(settings, node), "kafka.tools.StorageTool", "format", *quorum,
+         "-t", cluster_id, "-c", str(config)],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def _single_node(settings: Settings, state: Path) -> KafkaNode:
+    port = int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+    return KafkaNode(
+        node_id=1,
+        host="localhost",
+        port=port,
+        controller_port=port + 1,
+        quorum=f"localhost:{port + 1}",
+        replication=1,
+        min_insync=1,
+        home=state / "kafka",
+    )
 
 
 def start_kafka(settings: Settings, state: Path, overrides: Mapping[str, str] | None = None) -> None:
@@ -172,27 +231,21 @@ def start_kafka(settings: Settings, state: Path, overrides: Mapping[str, str] | 
     retention check every second instead of every 5 minutes)."""
     name = "kafka"
     log = state / "logs" / "kafka.log"
-    port = int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+    node = _single_node(settings, state)
     if running_pid(state, name) is None:
-        if port_open(port):
-            raise ServiceError(f"port {port} is taken by a process this project did not start")
-        config = _kafka_config(settings, state, overrides or {})
-        meta = state / "kafka" / "data" / "meta.properties"
-        if not meta.exists():
-            cluster_id = _cluster_id()
-            subprocess.run(
-                [*_kafka_java(settings, state), "kafka.tools.StorageTool", "format", "--standalone",
-                 "-t", cluster_id, "-c", str(config)],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            )  # fmt: skip
-        spawn(state, name, [*_kafka_java(settings, state), "kafka.Kafka", str(config)], log)
+        if port_open(node.port):
+            raise ServiceError(f"port {node.port} is taken by a process this project did not start")
+        config = kafka_config(settings, node, overrides)
+        format_kafka_storage(settings, node, config, kafka_uuid())
+        spawn(state, name, [*kafka_java(settings, node), "kafka.Kafka", str(config)], log)
     wait_ready("Kafka", lambda: _kafka_ready(settings), log)
-    _create_topics(settings)
+    create_topics(settings)
 
 
-def _cluster_id() -> str:
-    """A random KRaft cluster id (22 characters of URL-safe base64), never starting with `-`:
-    the storage tool would read `-t -xyz...` as an option (Kafka's own Uuid.randomUuid skips those too)."""
+def kafka_uuid() -> str:
+    """A random KRaft cluster or directory id (22 characters of URL-safe base64), never starting
+    with `-`: the storage tool would read `-t -xyz...` as an option (Kafka's own Uuid.randomUuid
+    skips those too)."""
     import base64
 
     while True:
@@ -218,7 +271,7 @@ def _kafka_ready(settings: Settings) -> bool:
         admin.close()
 
 
-def _create_topics(settings: Settings) -> None:
+def create_topics(settings: Settings) -> None:
     """Create the platform's topics if missing (idempotent)."""
     with kafka_calls.admin_client(settings.kafka_bootstrap) as admin:
         kafka_calls.ensure_topics(admin, kafka_calls.platform_topics(settings))
