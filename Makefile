@@ -66,7 +66,7 @@ LINT_SUITES := \
   tools:tests/k8s tools:tests/bench \
   speed:tests/speed speed:speed_layer/bench \
   batch:tests/batch batch:batch_layer/bench \
-  serving:tests/serving serving:tests/e2e serving:tests/faults/serving serving:tests/faults/pipeline \
+  serving:tests/serving serving:tests/e2e serving:tests/faults/serving serving:tests/faults/pipeline serving:tests/cluster \
   serving:serving_layer/bench
 
 lint: setup ## ruff on the repo; mypy on every package, test suite and bench folder

@@ -15,6 +15,7 @@ SUITES=(
   "tests/e2e:serving"
   "tests/faults/serving:serving"
   "tests/faults/pipeline:serving"
+  "tests/cluster:serving"
   "tests/bench:tools"
 )
 
