@@ -43,7 +43,7 @@ lock: ## re-resolve every project's uv.lock (after changing a pyproject.toml; la
 up: setup ## start Kafka (9092), Redis (6379), Prometheus (9090), Pushgateway (9091); CLUSTER=1: the cluster (docs/cluster.md)
 	@$(TOOLS)/lambda-services up $(CLUSTER_FLAG)
 
-down: ## stop exactly the services `make up` started
+down: ## stop exactly the services `make up` started (with the cluster and `make serve CLUSTER=1`'s replicas)
 	@[ -x $(TOOLS)/lambda-services ] && $(TOOLS)/lambda-services down || true
 
 reset: ## stop the services and wipe all local state (topics, Redis, Delta tables, checkpoints)
