@@ -137,7 +137,8 @@ class Bench:
         self.producer = Producer(
             {
                 "bootstrap.servers": sb.bootstrap,
-                "acks": "1",
+                "acks": "all",
+                "enable.idempotence": True,
                 "linger.ms": 5,
                 "batch.size": 256 * 1024,
                 "queue.buffering.max.messages": 1_000_000,

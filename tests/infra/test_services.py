@@ -83,7 +83,7 @@ def test_ensure_topics_gives_an_existing_topic_the_wanted_configuration(
 
 
 def test_produce_and_consume_through_the_real_broker(settings: Settings, topic: str) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
     sent = {f"k{i}".encode(): f'{{"n": {i}}}'.encode() for i in range(300)}
     for key, value in sent.items():
         producer.send(topic, key=key, value=value)

@@ -55,7 +55,7 @@ def layers(tmp_path: Path) -> Iterator[dict[str, str]]:
             for t in topics.values()
         ]
     )
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
     for rec in golden.records():
         if rec.phase == 1:
             producer.send(

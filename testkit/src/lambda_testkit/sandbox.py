@@ -182,7 +182,13 @@ def sandbox_for(tmp: Path, suite: str, **overrides: str) -> Iterator[Sandbox]:
 def produce(bootstrap: str, topic: str, records: Iterable[Record]) -> list[tuple[int, int]]:
     """Send (partition, key, value, timestamp_ms) records in order, acknowledged by all replicas;
     returns each one's (partition, offset)."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=2_000_000)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,  # a retry after a leader change writes nothing twice
+        linger_ms=5,
+        max_request_size=2_000_000,
+    )
     try:
         futures = [
             producer.send(topic, key=key, value=value, partition=partition, timestamp_ms=ts)

@@ -195,11 +195,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="producer processes, each owning some partitions (default: 3 for history, 1 for live)",
     )
-    k.add_argument(
-        "--no-idempotence",
-        action="store_true",
-        help="allow 5 in-flight requests (faster, retries may duplicate)",
-    )
 
     sub = parser.add_subparsers(dest="mode", required=True, metavar="{history,live}")
     h = sub.add_parser("history", parents=[common], help="a date range as fast as possible")
@@ -303,7 +298,6 @@ def run(args: argparse.Namespace, settings: Settings, stop: _Stop) -> int:
         linger_ms=args.linger_ms,
         batch_size=args.batch_size,
         compression=None if args.compression == "none" else args.compression,
-        idempotent=not args.no_idempotence,
     )
     partitions = topic_partitions(settings.kafka_bootstrap, topic)
     config = _config(args, settings, partitions, seed)

@@ -31,7 +31,6 @@ class ProducerTuning:
     linger_ms: int = 50
     batch_size: int = 256 * 1024
     compression: str | None = None  # "lz4", "gzip", ... need their codec libraries installed
-    idempotent: bool = True
     delivery_timeout_ms: int = 120_000
     max_block_ms: int = 60_000
 
@@ -62,10 +61,13 @@ class OrdersProducer:
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=bootstrap,
+                # Not tunable: every producer of the project is acks=all and idempotent
+                # (tests/tools/test_producer_configs.py); with replicas, an acknowledged record is on
+                # min.insync.replicas brokers and a retry after a leader change writes nothing twice.
                 acks="all",
-                enable_idempotence=t.idempotent,
+                enable_idempotence=True,
                 # kafka-python's idempotent producer keeps one request in flight per broker.
-                max_in_flight_requests_per_connection=1 if t.idempotent else 5,
+                max_in_flight_requests_per_connection=1,
                 linger_ms=t.linger_ms,
                 batch_size=t.batch_size,
                 compression_type=t.compression,
