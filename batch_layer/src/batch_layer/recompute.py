@@ -16,12 +16,12 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 
 from batch_layer import delta_tables
 from batch_layer.planning import PlannedDate
+from batch_layer.spark import materialised_level
 from batch_layer.transforms import (
     SILVER_ORDER,
     Coverage,
@@ -169,8 +169,10 @@ def recompute_date(
     bronze = read_bronze(spark, settings, planned.day, bronze_version)
     progress(f"{planned.day}: validating bronze rows (bronze v{bronze_version})")
     # Materialise the classification once; the local checkpoint also cuts the (large) plan, so
-    # the quarantine, gold and count queries plan in milliseconds instead of seconds.
-    # Trade-off: losing an executor fails the date (the next run retries it), not recomputes it.
-    rows = classified(bronze).localCheckpoint(eager=True, storageLevel=StorageLevel.MEMORY_AND_DISK)
+    # the quarantine, gold and count queries plan in milliseconds instead of seconds. Its blocks
+    # are the only copy of the rows: on a cluster they are replicated (materialised_level), so a
+    # lost executor's tasks are retried on another one instead of failing the date.
+    level = materialised_level(str(spark.sparkContext.master))
+    rows = classified(bronze).localCheckpoint(eager=True, storageLevel=level)
     gold, covered = commit_date(spark, settings, planned.day, rows, run_id, bronze_version, progress)
     return date_result(planned, bronze_version, gold, covered, time.monotonic() - started)

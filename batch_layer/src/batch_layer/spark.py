@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 
 from lambda_contract.settings import Settings
+from lambda_contract.storage import hadoop_s3a
 
 REQUIRED_JARS = ("delta-spark_", "delta-storage-", "spark-sql-kafka-0-10_", "kafka-clients-")
+S3A_JARS = ("hadoop-aws-",)
+"""Needed as well when a table or checkpoint is on s3a:// (cluster mode, production)."""
 
 
 GC_OPTION = "-XX:+UseParallelGC"
@@ -38,13 +44,47 @@ def spark_jars(settings: Settings) -> list[str]:
     """The jars of <LAMBDA_JARS_DIR>/spark, loaded with spark.jars (Ivy cannot reach a registry)."""
     folder = settings.path(settings.jars_dir) / "spark"
     jars = sorted(str(p) for p in Path(folder).glob("*.jar"))
-    missing = [prefix for prefix in REQUIRED_JARS if not any(Path(j).name.startswith(prefix) for j in jars)]
+    required = REQUIRED_JARS + (S3A_JARS if uses_s3a(settings) else ())
+    missing = [prefix for prefix in required if not any(Path(j).name.startswith(prefix) for j in jars)]
     if missing:
         raise JarsMissingError(
             f"{folder} lacks {', '.join(m + '*.jar' for m in missing)}: run `make setup` "
             "(or set LAMBDA_JARS_DIR)"
         )
     return jars
+
+
+def uses_s3a(settings: Settings) -> bool:
+    return any(u.startswith("s3a://") for u in (settings.delta_root_url, settings.bronze_checkpoint_url))
+
+
+def is_local(master: str) -> bool:
+    """local, local[N], local[*]: driver and executor are one JVM, nothing to ship or lose."""
+    return master == "local" or master.startswith("local[")
+
+
+STANDALONE_EXECUTOR = {"spark.executor.memory": "1g", "spark.executor.cores": "1"}
+"""On a standalone cluster (cluster mode: two workers of 1 core and 1536m each) one executor per
+worker: a 1g heap leaves the rest of the worker's memory to the JVM's own overhead."""
+
+
+def standalone_config(master: str) -> dict[str, str]:
+    """A spark:// master: executors in the workers' JVMs. When the master is on this machine's
+    loopback, the driver listens there too (the executors connect back to it)."""
+    if not master.startswith("spark://"):
+        return {}
+    conf = dict(STANDALONE_EXECUTOR)
+    host = urlsplit(master.split(",")[0]).hostname or ""
+    if host in ("127.0.0.1", "localhost"):
+        conf |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+    return conf
+
+
+def materialised_level(master: str) -> StorageLevel:
+    """Storage of a date's classified rows (recompute.localCheckpoint). Off one JVM, each block is
+    kept on two executors and re-replicated when one is lost (spark.storage.replication.proactive),
+    so a worker dying mid-recompute costs its running tasks, retried elsewhere, not the date."""
+    return StorageLevel.MEMORY_AND_DISK if is_local(master) else StorageLevel.MEMORY_AND_DISK_2
 
 
 S3_CREDENTIALS = {
@@ -95,7 +135,11 @@ def session_config(settings: Settings, extra: Mapping[str, str] | None = None) -
         "spark.executor.extraJavaOptions": JVM_OPTIONS,
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         **executor_credentials(settings.spark_master, os.environ),
+        **{f"spark.hadoop.{key}": value for key, value in hadoop_s3a(settings).items()},
+        **standalone_config(settings.spark_master),
     }
+    if not is_local(settings.spark_master):
+        conf["spark.storage.replication.proactive"] = "true"
     for key, value in (extra or {}).items():
         conf[key] = (
             _jvm_options(conf[key], value) if key.endswith(".extraJavaOptions") and key in conf else value
@@ -115,6 +159,9 @@ def build_session(
     settings: Settings, app_name: str = "lambda-batch", extra: Mapping[str, str] | None = None
 ) -> SparkSession:
     """A (possibly shared) SparkSession configured for Delta, the Kafka source and UTC."""
+    if not is_local(settings.spark_master):
+        # Python functions, if a job ever has one, run in the executors with this same environment.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     for key, value in session_config(settings, extra).items():
         builder = builder.config(key, value)
