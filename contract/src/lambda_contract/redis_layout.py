@@ -105,3 +105,9 @@ class RedisLayout:
     def meta(self) -> str:
         """HASH with `watermark_ms`, `watermark` (RFC 3339), `updated_ms` (sink heartbeat)."""
         return f"{self.prefix}:speed:meta"
+
+    def epoch_marker(self, tag: int) -> str:
+        """HASH `view_epoch`, Redis Cluster only: one such key on each master (the hash tag `{tag}`
+        picks the slot; lambda_contract.redis_clients.slot_markers), so the sink's probe sees a
+        master that lost its data whichever one it is."""
+        return f"{self.prefix}:speed:epoch:{{{tag}}}"

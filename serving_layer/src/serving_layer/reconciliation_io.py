@@ -13,19 +13,21 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
-from redis.sentinel import Sentinel
 
 from lambda_contract import metrics as m
+from lambda_contract import redis_clients
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
 from lambda_contract.tables import GOLD, MANIFEST, QUARANTINE
 from lambda_contract.windows import hours_of_date, parse_hour_id
 from serving_layer.reconciliation import Inputs
 from serving_layer.stores import latest_manifest, load_gold, open_table
+
+if TYPE_CHECKING:
+    from lambda_contract.redis_clients import SyncClient
 
 
 class NotComputedError(LookupError):
@@ -36,23 +38,9 @@ def _decode(raw: dict[bytes, bytes]) -> dict[GroupKey, Metrics]:
     return {GroupKey.parse(k): Metrics.decode(v) for k, v in raw.items()}
 
 
-def _client(settings: Settings) -> redis.Redis:
-    """The master the Sentinels name when LAMBDA_REDIS_SENTINELS is set (production), else the URL."""
-    password = settings.resolved_redis_password()
-    if settings.redis_sentinels:
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(settings.redis_sentinels),
-            sentinel_kwargs={"password": password, "socket_timeout": 5, "socket_connect_timeout": 5},
-        )
-        master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-            settings.redis_sentinel_master,
-            db=settings.redis_db,
-            password=password,
-            socket_timeout=30,
-            socket_connect_timeout=5,
-        )
-        return master
-    return redis.Redis.from_url(settings.redis_url, password=password)
+def _client(settings: Settings) -> SyncClient:
+    """The reader's client (lambda_contract.redis_clients): a date is one pipelined read per node."""
+    return redis_clients.sync_client(settings, timeout_s=30)
 
 
 def read_speed(settings: Settings, day: date) -> dict[str, Any]:

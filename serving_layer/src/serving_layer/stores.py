@@ -28,21 +28,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import redis.asyncio as aioredis
 from deltalake import DeltaTable
-from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.exceptions import RedisClusterException, ResponseError
 
+from lambda_contract import redis_clients
 from lambda_contract.redis_layout import GroupKey, Metrics, RedisLayout
 from lambda_contract.settings import Settings
 from lambda_contract.tables import GOLD, MANIFEST
 from lambda_contract.windows import HOUR, from_epoch_ms, parse_hour_id
 from serving_layer.cache import ByteBoundedLru
 from serving_layer.merge import BatchView, ColumnHour, HourData, SpeedSnapshot, speed_closed
+
+if TYPE_CHECKING:
+    from lambda_contract.redis_clients import AsyncClient
 
 log = logging.getLogger("serving_layer.stores")
 
@@ -52,31 +56,10 @@ OPEN_TTL_S: Final = 0.25
 _tokens = itertools.count(1)
 
 
-def redis_client(settings: Settings) -> aioredis.Redis:
-    """An asyncio client (hiredis parser when installed) with the configured password; with
-    LAMBDA_REDIS_SENTINELS, a client of the master the Sentinels name (it follows a failover)."""
-    password = settings.resolved_redis_password()
-    if settings.redis_sentinels:
-        sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
-            list(settings.redis_sentinels),
-            sentinel_kwargs={"password": password, "socket_timeout": 5, "socket_connect_timeout": 5},
-        )
-        master: aioredis.Redis = sentinel.master_for(
-            settings.redis_sentinel_master,
-            db=settings.redis_db,
-            password=password,
-            socket_timeout=5,
-            socket_connect_timeout=5,
-            health_check_interval=30,
-        )
-        return master
-    return aioredis.Redis.from_url(
-        settings.redis_url,
-        password=password,
-        socket_timeout=5,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-    )
+def redis_client(settings: Settings) -> AsyncClient:
+    """The API's asyncio client (lambda_contract.redis_clients: single, Sentinel-managed master or
+    Redis Cluster, each following a failover), hiredis parser when installed."""
+    return redis_clients.async_client(settings, timeout_s=5)
 
 
 @dataclass(frozen=True)
@@ -132,6 +115,36 @@ def _decode_held(raw: dict[bytes, bytes]) -> dict[datetime, str]:
     return held
 
 
+async def _hgetall_all(client: AsyncClient, keys: Sequence[str]) -> tuple[list[dict[bytes, bytes]], int]:
+    """HGETALL of each key in one non-transactional pipeline (on Redis Cluster, one per master
+    holding some of the keys), and how many keys were of another type.
+
+    A key of another type (WRONGTYPE) must not fail the request: it reads as empty and is counted
+    as a bad entry. Any other failed reply raises a RedisError (the route then says `unavailable`,
+    or 503): a master failing over or a slot with no master must never read as an empty hash,
+    which would be served as zero."""
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+    except RedisClusterException as exc:  # not a RedisError: no slot map, a slot with no master
+        raise aioredis.ConnectionError(f"Redis Cluster: {exc}") from exc
+    replies: list[dict[bytes, bytes]] = []
+    bad = 0
+    for reply in results:
+        if isinstance(reply, ResponseError) and str(reply).startswith("WRONGTYPE"):
+            bad += 1
+            replies.append({})
+        elif isinstance(reply, aioredis.RedisError):
+            raise reply
+        elif isinstance(reply, BaseException):
+            raise aioredis.ConnectionError(f"Redis: {reply}") from reply
+        else:
+            replies.append(reply)
+    return replies, bad
+
+
 class SpeedStore:
     """Reads the speed view with the contract's RedisLayout and codecs, behind a short-lived cache.
 
@@ -144,7 +157,7 @@ class SpeedStore:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: AsyncClient,
         layout: RedisLayout,
         allowed_lateness: timedelta,
         open_ttl_s: float = OPEN_TTL_S,
@@ -176,16 +189,8 @@ class SpeedStore:
         fetch = [h for h in hours if (c := decoded.get(h)) is None or c[3] <= now]
         bad = 0
         if fetch or self._meta is None or self._meta[0] <= now:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.hgetall(self.layout.meta())
-                pipe.hgetall(self.layout.hours())
-                for hour in fetch:
-                    pipe.hgetall(self.layout.hour(hour))
-                # A key of another type (WRONGTYPE) must not fail the request: such replies
-                # come back as exception objects and count as bad entries.
-                results: list[Any] = await pipe.execute(raise_on_error=False)
-            bad = sum(1 for x in results if isinstance(x, Exception))
-            results = [{} if isinstance(x, Exception) else x for x in results]
+            keys = [self.layout.meta(), self.layout.hours(), *(self.layout.hour(h) for h in fetch)]
+            results, bad = await _hgetall_all(self.client, keys)
             meta = _decode_meta(results[0])
             self._meta = (now + self.open_ttl_s, meta)
             held = self._held_of(results[1])
@@ -215,18 +220,14 @@ class SpeedStore:
         return SpeedRead(snapshot=snapshot, meta=meta, tokens=tokens, bad_entries=bad)
 
     async def read_meta(self) -> tuple[SpeedMeta, dict[datetime, str]]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.layout.meta())
-            pipe.hgetall(self.layout.hours())
-            meta_raw, held_raw = await pipe.execute(raise_on_error=False)
-        meta = _decode_meta({} if isinstance(meta_raw, Exception) else meta_raw)
-        return meta, self._held_of({} if isinstance(held_raw, Exception) else held_raw)
+        (meta_raw, held_raw), _ = await _hgetall_all(self.client, [self.layout.meta(), self.layout.hours()])
+        return _decode_meta(meta_raw), self._held_of(held_raw)
 
     async def ping(self) -> bool:
         try:
             pong: object = await self.client.ping()  # type: ignore[misc]
             return bool(pong)
-        except (aioredis.RedisError, OSError):
+        except (aioredis.RedisError, RedisClusterException, OSError):
             return False
 
 

@@ -21,6 +21,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 
+from lambda_contract import redis_clients
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
 from lambda_contract.windows import parse_hour_id
@@ -144,8 +145,10 @@ class Sandbox:
             admin.close()
 
     def redis(self) -> redis.Redis:
-        s = self.settings()
-        return redis.Redis.from_url(s.redis_url, password=s.resolved_redis_password())
+        """A client of the Redis the sandbox's settings name (lambda_contract.redis_clients): in
+        cluster mode a cluster client, typed as a Redis for the tests (the calls they make, hash
+        reads, SCAN and UNLINK, are the same on both)."""
+        return cast(redis.Redis, redis_clients.sync_client(self.settings()))
 
     def delete_keys(self) -> int:
         client = self.redis()

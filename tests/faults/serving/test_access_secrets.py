@@ -25,7 +25,7 @@ from lambda_contract.settings import Settings
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
-LAYER_SOURCES = ("speed_layer/src", "batch_layer/src", "serving_layer/src", "tools/src")
+LAYER_SOURCES = ("contract/src", "speed_layer/src", "batch_layer/src", "serving_layer/src", "tools/src")
 STRONG_PATTERNS = {
     "private key": re.compile(r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----"),
     "AWS access key id": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
@@ -127,7 +127,9 @@ def test_every_redis_client_in_the_layers_passes_the_resolved_password() -> None
                 for node in _own_nodes(scope):
                     if not isinstance(node, ast.Call):
                         continue
-                    if not re.search(r"(?:^|\.)(?:Strict)?Redis(?:\.from_url)?$", ast.unparse(node.func)):
+                    if not re.search(
+                        r"(?:^|\.)(?:Strict)?Redis(?:Cluster)?(?:\.from_url)?$", ast.unparse(node.func)
+                    ):
                         continue
                     calls += 1
                     password = next((k.value for k in node.keywords if k.arg == "password"), None)
@@ -138,7 +140,7 @@ def test_every_redis_client_in_the_layers_passes_the_resolved_password() -> None
                     assert passed, (
                         f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)[:120]} does not pass the password"
                     )
-    assert calls >= 3  # speed sink, serving store, reconciliation reader
+    assert calls >= 4  # lambda_contract.redis_clients: single and Cluster, sync and asyncio
 
 
 # ---- no secret in the repository ----------------------------------------------------------------

@@ -16,7 +16,9 @@ from typing import cast
 from urllib.parse import urlparse
 
 import redis
+from redis.exceptions import RedisClusterException
 
+from lambda_contract import redis_clients
 from lambda_contract.settings import Settings
 from lambda_tools import kafka_calls
 
@@ -94,7 +96,7 @@ def truth_dir(settings: Settings) -> Path:
 
 
 def _delete_redis_keys(settings: Settings) -> int:
-    client = redis.Redis.from_url(settings.redis_url, password=settings.resolved_redis_password())
+    client = redis_clients.sync_client(settings)
     try:
         deleted = 0
         batch: list[bytes] = []
@@ -106,7 +108,7 @@ def _delete_redis_keys(settings: Settings) -> int:
         if batch:
             deleted += cast(int, client.unlink(*batch))
         return deleted
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
         raise DemoDataError(f"could not clear the demo's Redis keys at {settings.redis_url}: {exc}") from exc
     finally:
         client.close()
