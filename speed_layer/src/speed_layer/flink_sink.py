@@ -32,10 +32,11 @@ from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedCoProcessFunction, RuntimeContext, TimerService
 from pyflink.datastream.state import MapStateDescriptor
 
+from lambda_contract import redis_clients
 from lambda_contract.settings import Settings
 from speed_layer import checkpoints, redis_io
 from speed_layer.metrics import SpeedMetrics
-from speed_layer.view import EPOCH_FIELD, MAX_WATERMARK, HSet, SpeedView, Update, metrics_of
+from speed_layer.view import EPOCH_FIELD, MAX_WATERMARK, Command, HSet, SpeedView, Update, metrics_of
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,11 @@ class RedisSink(KeyedCoProcessFunction):  # type: ignore[misc]
         self._retry: list[Any] = []
         self._next_checkpoint_check = 0
         # The epoch of this run's last whole-view write that went through; "" until the first one,
-        # so the first tick of every run writes the whole view.
+        # so the first tick of every run writes the whole view, and again after a failed write.
         self._epoch = ""
+        # Redis Cluster: the masters at that write, and where the epoch is read back (see _probes).
+        self._topology: frozenset[str] = frozenset()
+        self._probes_at: tuple[frozenset[str], list[tuple[str, str]]] | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
         s = self.settings
@@ -199,19 +203,27 @@ class RedisSink(KeyedCoProcessFunction):  # type: ignore[misc]
             commands += self._view.refresh(now_ms)
             self._next_refresh = now_ms + self.refresh_ms
         m = self._metrics
-        probe = (self.settings.redis_layout.meta(), EPOCH_FIELD)
         try:
-            seconds, epoch = redis_io.execute(self._client, commands, probe)
+            probes = self._probes()
+            seconds, epochs = redis_io.execute(self._client, commands, probes)
         except Exception:
             # Nothing is lost: the commands are retried (absolute values, so order does not matter
-            # beyond the newest value winning, which keeps its place at the end).
+            # beyond the newest value winning, which keeps its place at the end). A failed write
+            # may be a master failing over, and the replica promoted by asynchronous replication
+            # may lack writes it had acknowledged: forgetting the epoch makes the first tick that
+            # Redis answers write the whole view again.
             m.redis_errors.inc()
-            log.exception("Redis write failed; retrying on the next tick")
+            log.exception("Redis write failed; retrying on the next tick with the whole view")
             self._retry = commands[-50_000:]
+            self._epoch = ""
             return
         written = sum(len(c.mapping) for c in commands if isinstance(c, HSet))
-        if epoch != self._epoch:
-            rewritten = self._rewrite(now_ms, epoch)
+        topology = redis_clients.primaries(self._client)
+        if any(epoch != self._epoch for epoch in epochs) or topology != self._topology:
+            # A master without this run's epoch lost its data; new masters (a failover the
+            # client rode through on its own retries) may lack acknowledged writes.
+            found = ",".join(sorted({str(epoch) for epoch in epochs}))
+            rewritten = self._rewrite(now_ms, found, [key for key, _ in probes[1:]], topology)
             if rewritten is None:
                 return
             seconds += rewritten[0]
@@ -230,12 +242,24 @@ class RedisSink(KeyedCoProcessFunction):  # type: ignore[misc]
             if age is not None:
                 m.checkpoint_age.set(age)
 
-    def _rewrite(self, now_ms: int, found: str | None) -> tuple[float, int] | None:
-        """Write the whole view under a new epoch (seconds taken, fields written); None if Redis
-        failed, and then the next tick writes it all again, whatever epoch Redis holds."""
+    def _probes(self) -> list[tuple[str, str]]:
+        """The (key, field) pairs holding the epoch: meta's, and on Redis Cluster one marker per
+        master, recomputed when the client's masters change."""
+        topology = redis_clients.primaries(self._client)
+        if self._probes_at is None or self._probes_at[0] != topology:
+            self._probes_at = (topology, redis_io.epoch_probes(self._client, self.settings.redis_layout))
+        return self._probes_at[1]
+
+    def _rewrite(
+        self, now_ms: int, found: str | None, markers: list[str], topology: frozenset[str]
+    ) -> tuple[float, int] | None:
+        """Write the whole view under a new epoch, first into every master's marker (seconds
+        taken, fields written); None if Redis failed, and then the next tick writes it all
+        again, whatever epoch Redis holds."""
         assert self._view is not None and self._metrics is not None
         epoch = f"{now_ms}-{secrets.token_hex(4)}"
-        commands = self._view.rewrite(now_ms, epoch)
+        marks: list[Command] = [HSet(key, {EPOCH_FIELD: epoch}) for key in markers]
+        commands = marks + self._view.rewrite(now_ms, epoch)
         try:
             seconds, _ = redis_io.execute(self._client, commands)
         except Exception:
@@ -258,4 +282,5 @@ class RedisSink(KeyedCoProcessFunction):  # type: ignore[misc]
             epoch,
         )
         self._epoch = epoch
+        self._topology = topology
         return seconds, written
