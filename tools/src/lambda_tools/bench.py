@@ -7,6 +7,12 @@ them one after the other, collects their JSON, checks the goals and writes:
 - bench/results/summary.html   (a self-contained chart of each ratio against its goal)
 - a table on stdout.
 
+`make bench CLUSTER=1` (--cluster) runs only the cluster section (issue 17, "Scaling, measured") against the
+processes of `make up CLUSTER=1`: speed with 1 TaskManager against 2, batch with 1 Spark worker
+against 2, serving with 1 replica against 2, each a ratio 2-vs-1 of throughputs measured in the same
+run; it is written into summary.json beside the sections of the last full run. On 2 cores this
+measures what distribution costs, not a speed-up.
+
 `QUICK=1` (or --quick) uses small sizes: a smoke run that proves the harness and every script
 work, not a measurement. Machines are noisy: only the ratios of one run mean anything.
 """
@@ -48,14 +54,29 @@ class Sizes:
     serving_rounds: int
     serving_year_days: int  # gold the serving layer answers from, in bench_year.py
     serving_year_keys: int  # keys per hour
+    cluster_speed_events: int  # speed_layer/bench/cluster_throughput.py, per TaskManager count
+    cluster_batch_rows: int  # batch_layer/bench/cluster_scaling.py, per worker count
 
 
 # Speed: 10 M records (a steady drain for both jobs: >= 10 M records), 20 s of warm-up then 180 s
 # and > 1,000 probes at 20 k events/s (docs/benchmarks.md).
 FULL = Sizes(
-    10_000_000, 20_000, 20, 180, (10_000, 20_000, 30_000, 40_000), 10, 45, 10_000_000, 15.0, 3, 365, 1000
+    10_000_000,
+    20_000,
+    20,
+    180,
+    (10_000, 20_000, 30_000, 40_000),
+    10,
+    45,
+    10_000_000,
+    15.0,
+    3,
+    365,
+    1000,
+    1_000_000,
+    2_000_000,
 )
-QUICK = Sizes(20_000, 2_000, 3, 10, (1_000, 2_000), 2, 8, 100_000, 3.0, 1, 31, 100)
+QUICK = Sizes(20_000, 2_000, 3, 10, (1_000, 2_000), 2, 8, 100_000, 3.0, 1, 31, 100, 20_000, 100_000)
 
 # name: (goal, direction) — "min": the ratio must be at least the goal, "max": at most.
 GOALS: dict[str, tuple[float, str]] = {
@@ -76,7 +97,11 @@ INFO: tuple[str, ...] = (
     "speed.steady",
     "serving.events_p99_ms",
     "serving.cold_31d_ms",
+    "cluster.speed_ratio_2_vs_1",
+    "cluster.batch_ratio_2_vs_1",
+    "cluster.serving_ratio_2_vs_1",
 )
+SECTIONS: tuple[str, ...] = ("speed", "batch", "serving", "cluster")
 
 
 class BenchError(RuntimeError):
@@ -199,6 +224,76 @@ def run_serving(sizes: Sizes, results: Path) -> dict[str, Any]:
     }
 
 
+def run_cluster(sizes: Sizes, results: Path) -> dict[str, Any]:
+    """1 against 2 of each engine's nodes, on the cluster's processes; ratios are throughput 2 / 1
+    (for the batch: seconds with 1 worker / seconds with 2). A part that fails is reported as such
+    and the others still run."""
+    out: dict[str, Any] = {
+        "cores": os.cpu_count(),
+        "note": f"{os.cpu_count()} cores shared by every node: the ratios measure what distribution "
+        "costs here, not a speed-up",
+    }
+    parts = {"speed": _cluster_speed, "batch": _cluster_batch, "serving": _cluster_serving}
+    exact = True
+    for name, part in parts.items():
+        try:
+            figures = part(sizes, results)
+        except (BenchError, subprocess.TimeoutExpired, KeyError) as exc:
+            out[f"{name}_error"] = f"{type(exc).__name__}: {exc}"
+            exact = False
+            continue
+        exact = exact and bool(figures.pop("exact"))
+        out.update(figures)
+    out["exact"] = exact
+    return out
+
+
+def _cluster_speed(sizes: Sizes, results: Path) -> dict[str, Any]:
+    out = results / "cluster_speed.json"
+    _run("cluster speed", [str(VENVS / "speed" / "bin" / "python"), "speed_layer/bench/cluster_throughput.py",
+                           "--events", str(sizes.cluster_speed_events), "--out", str(out)], 3600)  # fmt: skip
+    res = _load(out)
+    one, two = res["taskmanagers"]["1"], res["taskmanagers"]["2"]
+    return {
+        "speed_events": res["events"],
+        "speed_events_per_s_1": one["events_per_s"],
+        "speed_events_per_s_2": two["events_per_s"],
+        "speed_ratio_2_vs_1": round(two["events_per_s"] / one["events_per_s"], 3),
+        "exact": bool(one["exact"] and two["exact"]),
+    }
+
+
+def _cluster_batch(sizes: Sizes, results: Path) -> dict[str, Any]:
+    out = results / "cluster_batch.json"
+    _run("cluster batch", [str(VENVS / "batch" / "bin" / "python"), "batch_layer/bench/cluster_scaling.py",
+                           "--rows", str(sizes.cluster_batch_rows), "--out", str(out)], 3600)  # fmt: skip
+    res = _load(out)
+    one, two = res["workers"]["1"], res["workers"]["2"]
+    return {
+        "batch_events": res["rows"],
+        "batch_seconds_1": one["seconds"],
+        "batch_seconds_2": two["seconds"],
+        "batch_ratio_2_vs_1": round(one["seconds"] / two["seconds"], 3),
+        "exact": bool(one["exact"] and two["exact"]),
+    }
+
+
+def _cluster_serving(sizes: Sizes, results: Path) -> dict[str, Any]:
+    out = results / "cluster_serving.json"
+    _run("cluster serving", [str(VENVS / "serving" / "bin" / "python"), "serving_layer/bench/cluster_replicas.py",
+                             "--seconds", str(sizes.serving_seconds), "--rounds", str(sizes.serving_rounds),
+                             "--out", str(out)], 900)  # fmt: skip
+    res = _load(out)
+    return {
+        "serving_rps_1": res["rps_1"],
+        "serving_rps_2": res["rps_2"],
+        "serving_ratio_2_vs_1": res["rps_ratio_2_vs_1"],
+        "serving_same_answer": res["same_answer"],
+        "serving_redis": res["redis"],
+        "exact": bool(res["same_answer"] and res["errors"] == 0),
+    }
+
+
 def verdicts(summary: dict[str, Any]) -> dict[str, bool]:
     out: dict[str, bool] = {}
     for key, (goal, direction) in GOALS.items():
@@ -207,7 +302,7 @@ def verdicts(summary: dict[str, Any]) -> dict[str, bool]:
             continue
         value = summary[section][field]  # None: not measured (e.g. a probe never seen) misses the goal
         out[key] = value is not None and (value >= goal if direction == "min" else value <= goal)
-    for section in ("speed", "batch", "serving"):
+    for section in SECTIONS:
         if section in summary:
             out[f"{section}.exact"] = bool(summary[section].get("exact"))
     return out
@@ -228,7 +323,7 @@ def table(summary: dict[str, Any], checks: dict[str, bool]) -> str:
         value = summary.get(section, {}).get(field)
         if value is not None:
             lines.append(f"{key:40} {value!s:>14} {'(info)':>10}")
-    for section in ("speed", "batch", "serving"):
+    for section in SECTIONS:
         if f"{section}.exact" in checks:
             lines.append(
                 f"{section + ' exact result':40} {'':>14} {'':>10}  {'yes' if checks[section + '.exact'] else 'NO'}"
@@ -277,20 +372,30 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--quick", action="store_true", default=os.environ.get("QUICK") == "1")
     parser.add_argument("--only", choices=["speed", "batch", "serving"], action="append")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="only the cluster section (1 vs 2 nodes), kept beside the last run's other sections",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"output folder (default {RESULTS})")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     results: Path = args.results
     results.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {
+    summary: dict[str, Any] = {}
+    if args.cluster and (results / "summary.json").exists():
+        summary = _load(results / "summary.json")  # the cluster section joins the last full run's
+    summary |= {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "java": java_version()},
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
     }
-    runners = {"speed": run_speed, "batch": run_batch, "serving": run_serving}
-    failed = []
+    runners: dict[str, Any] = {"speed": run_speed, "batch": run_batch, "serving": run_serving}
+    if args.cluster:
+        runners = {"cluster": run_cluster}
+    failed: list[str] = []
     for name, runner in runners.items():
-        if args.only and name not in args.only:
+        if args.only and name not in args.only and not args.cluster:
             continue
         try:
             summary[name] = runner(sizes, results)
