@@ -303,6 +303,13 @@ def _n(x: float, digits: int = 0) -> str:
     return f"{x:,.{digits}f}"
 
 
+def _size(b: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if b >= scale:
+            return f"{_n(b / scale, 1)} {unit}"
+    return f"{_n(b)} B"
+
+
 def tables(m: Inputs = MEASURED, p: Policy = POLICY) -> str:
     """The Markdown docs/capacity.md embeds: inputs, one column per rate, serving by users."""
     rows = [row(r, m, p) for r in RATES]
@@ -329,12 +336,13 @@ def tables(m: Inputs = MEASURED, p: Policy = POLICY) -> str:
     line("**Redis** a day of keys (MiB)", [_n(r.redis_day_mib, 2) for r in rows])
     line("dataset within retention (MiB)", [_n(r.redis_dataset_mib, 1) for r in rows])
     line("container limit / maxmemory", [f"{r.redis_limit_mib} Mi / {r.redis_maxmemory_mb} mb" for r in rows])
-    line(
-        "**Delta** bronze a day (GiB / files)",
-        [f"{_n(r.bronze_gib_day, 1)} / {r.bronze_files_day:,}" for r in rows],
-    )
-    line("silver a day (GiB / files)", [f"{_n(r.silver_gib_day, 1)} / {r.silver_files_day}" for r in rows])
-    line("gold a day (MiB / files)", [f"{_n(r.gold_mib_day, 1)} / {r.gold_files_day}" for r in rows])
+
+    def files(gib: float, count: int) -> str:
+        return f"{_size(gib * GIB)} in {count:,} files of {_size(gib * GIB / count)}"
+
+    line("**Delta** bronze a day", [files(r.bronze_gib_day, r.bronze_files_day) for r in rows])
+    line("silver a day", [files(r.silver_gib_day, r.silver_files_day) for r in rows])
+    line("gold a day", [files(r.gold_mib_day / 1024, r.gold_files_day) for r in rows])
     line("**Spark** core-seconds for a day", [_n(r.batch_core_s) for r in rows])
     line(f"executors of {p.executor_cores} cores for one hour", [str(r.executors) for r in rows])
     line("**Cost** vCPUs (Spark: its hour of 24)", [_n(r.vcpus, 1) for r in rows])
