@@ -77,15 +77,19 @@ done
 log "python environments ready in .venvs/ (tools, speed, batch, serving)"
 
 # 4. JVM jars from Maven Central; refetched only when infra/jars/pom.xml changes.
+# Each pom profile goes to a folder under .local/jars (profile:folder); spark-s3 adds s3a to spark's.
 JARS=.local/jars
+JAR_PROFILES=(kafka:kafka flink:flink spark:spark spark-s3:spark flink-s3:flink-plugins/s3-fs-hadoop
+  kafka-exporter:kafka-exporter)
 stamp="$JARS/.pom-$(sha256sum infra/jars/pom.xml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  for profile in kafka flink spark; do
-    rm -rf "${JARS:?}/$profile"
+  for entry in "${JAR_PROFILES[@]}"; do rm -rf "${JARS:?}/${entry#*:}"; done
+  for entry in "${JAR_PROFILES[@]}"; do
+    profile=${entry%%:*} folder=${entry#*:}
     mkdir -p "$JARS"
     with_progress "fetching the $profile jars with mvn" "$JARS/mvn-$profile.log" \
       mvn -B -Dstyle.color=never -f infra/jars/pom.xml -P"$profile" dependency:copy-dependencies \
-      -DoutputDirectory="$PWD/$JARS/$profile" -DexcludeScope=provided || exit 1
+      -DoutputDirectory="$PWD/$JARS/$folder" -DexcludeScope=provided || exit 1
   done
   rm -f "$JARS"/.pom-* && touch "$stamp"
 fi
@@ -98,7 +102,7 @@ if [ ! -f "$fn_stamp" ]; then
   cp speed_layer/functions/target/lambda-speed-functions.jar "$JARS/functions/"
   touch "$fn_stamp"
 fi
-log "jars ready in $JARS/ (kafka, flink, spark, functions)"
+log "jars ready in $JARS/ (kafka, flink, spark with s3a, functions, flink-plugins, kafka-exporter)"
 
 # >>> k8s: kustomize where kubectl has none recent; the operators' CRDs for tests/k8s >>>
 # `make k8s-render` uses `kubectl kustomize` when kubectl bundles kustomize v5, else .local/bin/kustomize,
