@@ -25,7 +25,9 @@ from pathlib import Path
 DAY = date(2026, 11, 20)
 
 
-def generate(root: Path, rows: int) -> None:
+def generate(delta_root: str, rows: int, environ: dict[str, str] | None = None) -> None:
+    """`rows` bronze rows of DAY into the Delta tables under `delta_root`, with the Spark (local or
+    a cluster) and object store of `environ` (default: this process's)."""
     from dataclasses import replace
 
     from pyspark.sql import functions as F  # noqa: N812
@@ -35,7 +37,7 @@ def generate(root: Path, rows: int) -> None:
     from lambda_contract.settings import Settings
     from lambda_contract.tables import BRONZE
 
-    settings = replace(Settings.from_env(), delta_root=str(root / "delta"))
+    settings = replace(Settings.from_env(environ), delta_root=delta_root)
     spark = build_session(settings, app_name="bench-generate")
     try:
         n = F.col("id") + 100
@@ -258,7 +260,7 @@ def main() -> int:
     root = args.root.resolve() / f"rows-{args.rows}-rg{ROW_GROUP_BYTES >> 20}m"  # Delta needs it absolute
     if not (root / "delta" / "bronze" / "_delta_log").exists():
         print(f"generating {args.rows} bronze rows under {root} ...", flush=True)
-        generate(root, args.rows)
+        generate(str(root / "delta"), args.rows)
     duck_s, duck_events = run_duckdb(root, root / "duckdb_gold.parquet")
     print(f"duckdb: {duck_s:.2f} s ({duck_events} events in gold)", flush=True)
     spark_s, summary = run_spark(root)
