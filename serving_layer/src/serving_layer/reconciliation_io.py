@@ -21,6 +21,7 @@ from lambda_contract import metrics as m
 from lambda_contract import redis_clients
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
+from lambda_contract.storage import delta_rs_options
 from lambda_contract.tables import GOLD, MANIFEST, QUARANTINE
 from lambda_contract.windows import hours_of_date, parse_hour_id
 from serving_layer.reconciliation import Inputs
@@ -82,7 +83,7 @@ def read_speed(settings: Settings, day: date) -> dict[str, Any]:
 
 def read_batch(settings: Settings, day: date) -> dict[str, Any]:
     """The date's gold rows, computed hours and duplicates (manifest), quarantine by reason."""
-    manifest = open_table(settings.delta_table_url(MANIFEST.name))
+    manifest = open_table(settings.delta_table_url(MANIFEST.name), delta_rs_options(settings))
     if manifest is None:
         raise NotComputedError(
             f"{day} has not been computed: no batch run has written the coverage manifest yet"
@@ -92,9 +93,9 @@ def read_batch(settings: Settings, day: date) -> dict[str, Any]:
     computed = frozenset(h for h, row in latest.items() if row["computed"])
     if not computed:
         raise NotComputedError(f"{day} has not been computed by the batch layer yet (make batch DATE={day})")
-    gold_table = open_table(settings.delta_table_url(GOLD.name))
+    gold_table = open_table(settings.delta_table_url(GOLD.name), delta_rs_options(settings))
     quarantine: dict[str, int] = {}
-    q_table = open_table(settings.delta_table_url(QUARANTINE.name))
+    q_table = open_table(settings.delta_table_url(QUARANTINE.name), delta_rs_options(settings))
     if q_table is not None:
         for r in q_table.to_pyarrow_table(columns=["reason"], filters=[("event_date", "=", day)]).to_pylist():
             quarantine[r["reason"]] = quarantine.get(r["reason"], 0) + 1

@@ -24,6 +24,7 @@ from deltalake.exceptions import TableNotFoundError
 
 from lambda_contract.events import AMOUNT_SCALE
 from lambda_contract.settings import Settings
+from lambda_contract.storage import delta_rs_options
 from lambda_contract.tables import MANIFEST, SILVER
 from lambda_contract.windows import date_of, format_instant
 
@@ -104,16 +105,16 @@ class EventsPage:
     totals: Totals
 
 
-def _open(url: str) -> DeltaTable | None:
+def _open(url: str, storage_options: dict[str, str]) -> DeltaTable | None:
     try:
-        return DeltaTable(url)
+        return DeltaTable(url, storage_options=storage_options)
     except TableNotFoundError:
         return None
 
 
 def computing_run(settings: Settings, hour: datetime) -> str:
     """The run id the manifest names for `hour`; NotFinalError unless the hour is computed."""
-    manifest = _open(settings.delta_table_url(MANIFEST.name))
+    manifest = _open(settings.delta_table_url(MANIFEST.name), delta_rs_options(settings))
     pending = (
         f"{format_instant(hour)} is not final: its events are listed once the nightly batch "
         "recompute has covered its date (until then /v1/revenue/hourly serves it from the speed view)"
@@ -140,7 +141,7 @@ def _hour_filter(hour: datetime) -> ds.Expression:
 
 def _hour_rows(settings: Settings, key: HourKey, run_id: str) -> pa.Table:
     """The key's silver rows of the hour, in cursor order; checks they are the manifest's run."""
-    table = _open(settings.delta_table_url(SILVER.name))
+    table = _open(settings.delta_table_url(SILVER.name), delta_rs_options(settings))
     missing = (
         f"the events of {format_instant(key.hour)} were not kept: its date was computed before the "
         f"silver table existed; recompute it (lambda-batch run --date {key.hour.date()}) to list them"
@@ -173,7 +174,7 @@ def _hour_rows(settings: Settings, key: HourKey, run_id: str) -> pa.Table:
 
 
 def _hour_had_input(settings: Settings, hour: datetime) -> bool:
-    manifest = _open(settings.delta_table_url(MANIFEST.name))
+    manifest = _open(settings.delta_table_url(MANIFEST.name), delta_rs_options(settings))
     if manifest is None:
         return False
     rows = manifest.to_pyarrow_table(columns=["hour", "input_rows"], filters=[("date", "=", date_of(hour))])

@@ -40,6 +40,7 @@ from redis.exceptions import RedisClusterException, ResponseError
 from lambda_contract import redis_clients
 from lambda_contract.redis_layout import GroupKey, Metrics, RedisLayout
 from lambda_contract.settings import Settings
+from lambda_contract.storage import delta_rs_options
 from lambda_contract.tables import GOLD, MANIFEST
 from lambda_contract.windows import HOUR, from_epoch_ms, parse_hour_id
 from serving_layer.cache import ByteBoundedLru
@@ -260,11 +261,12 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def open_table(url: str) -> DeltaTable | None:
-    """The Delta table at `url`, or None before the batch layer has created it."""
-    if not DeltaTable.is_deltatable(url):
+def open_table(url: str, storage_options: dict[str, str]) -> DeltaTable | None:
+    """The Delta table at `url`, or None before the batch layer has created it.
+    `storage_options`: lambda_contract.storage.delta_rs_options (the object store in cluster mode)."""
+    if not DeltaTable.is_deltatable(url, storage_options):
         return None
-    return DeltaTable(url)
+    return DeltaTable(url, storage_options=storage_options)
 
 
 Filters = list[tuple[str, str, Any]] | None
@@ -420,6 +422,7 @@ class BatchStore:
     def __init__(self, settings: Settings, refresh_interval_s: float = 1.0) -> None:
         self.gold_url = settings.delta_table_url(GOLD.name)
         self.manifest_url = settings.delta_table_url(MANIFEST.name)
+        self.storage_options = delta_rs_options(settings)
         self.refresh_interval_s = refresh_interval_s
         self.state = BatchState()
         self._gold: DeltaTable | None = None
@@ -441,7 +444,7 @@ class BatchStore:
     def _version(self, attr: str, url: str) -> int | None:
         table: DeltaTable | None = getattr(self, attr)
         if table is None:
-            table = open_table(url)
+            table = open_table(url, self.storage_options)
             setattr(self, attr, table)
         else:
             table.update_incremental()
