@@ -273,22 +273,22 @@ class Box:
 
     def env(self, **extra: str) -> dict[str, str]:
         root = f"lambda/tests/{self.tag}"
-        return cluster_env(
-            LAMBDA_TOPIC_ORDERS=f"test.cluster.{self.tag}.orders",
-            LAMBDA_TOPIC_DLQ=f"test.cluster.{self.tag}.dlq",
-            LAMBDA_TOPIC_LATE=f"test.cluster.{self.tag}.late",
-            LAMBDA_REDIS_PREFIX=f"test-cluster-{self.tag}",
-            LAMBDA_DELTA_ROOT=f"s3a://{root}/delta",
-            LAMBDA_BATCH_CHECKPOINT_DIR=f"s3a://{root}/bronze-checkpoint",
-            LAMBDA_CHECKPOINT_DIR=f"s3://{root}/flink",
-            LAMBDA_CHECKPOINT_INTERVAL_S="3",
-            LAMBDA_REPORTS_DIR=str(self.tmp / "reports"),
-            LAMBDA_API_TOKENS=TOKEN,
-            LAMBDA_API_HOST="127.0.0.1",
-            LAMBDA_PUSHGATEWAY_URL="",
-            LAMBDA_SPARK_SHUFFLE_PARTITIONS="2",
-            **extra,
-        )
+        own = {
+            "LAMBDA_TOPIC_ORDERS": f"test.cluster.{self.tag}.orders",
+            "LAMBDA_TOPIC_DLQ": f"test.cluster.{self.tag}.dlq",
+            "LAMBDA_TOPIC_LATE": f"test.cluster.{self.tag}.late",
+            "LAMBDA_REDIS_PREFIX": f"test-cluster-{self.tag}",
+            "LAMBDA_DELTA_ROOT": f"s3a://{root}/delta",
+            "LAMBDA_BATCH_CHECKPOINT_DIR": f"s3a://{root}/bronze-checkpoint",
+            "LAMBDA_CHECKPOINT_DIR": f"s3://{root}/flink",
+            "LAMBDA_CHECKPOINT_INTERVAL_S": "3",
+            "LAMBDA_REPORTS_DIR": str(self.tmp / "reports"),
+            "LAMBDA_API_TOKENS": TOKEN,
+            "LAMBDA_API_HOST": "127.0.0.1",
+            "LAMBDA_PUSHGATEWAY_URL": "",
+            "LAMBDA_SPARK_SHUFFLE_PARTITIONS": "2",
+        }
+        return cluster_env(**(own | extra))
 
     def settings(self) -> Settings:
         return Settings.from_env(self.env())

@@ -55,13 +55,13 @@ class Recovery:
     at: str  # UTC time of the SIGKILL
     sent_before: int  # records sent when it happened
     back_s: float = 0.0  # `lambda-services up --cluster` bringing the node back
-    recovered_s: float = 0.0  # SIGKILL -> Redis equals the truth of everything sent
+    recovered_s: float = 0.0  # SIGKILL -> Redis equals the truth of everything sent (batch: run done)
     details: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
         extra = ", ".join(f"{k} {v}" for k, v in self.details.items())
         return (
-            f"{self.fault:12} {self.node:20} node back in {self.back_s:6.1f} s, speed view exact "
+            f"{self.fault:12} {self.node:20} node back in {self.back_s:6.1f} s, exact again "
             f"{self.recovered_s:6.1f} s after the SIGKILL ({extra})"
         )
 
