@@ -27,8 +27,9 @@ from typing import Any, Final
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import RedisCluster
 
+from lambda_contract.redis_clients import sync_client
 from lambda_contract.redis_layout import GroupKey, Metrics
 from lambda_contract.settings import Settings
 from lambda_contract.windows import hour_label, hours_of_date
@@ -197,12 +198,11 @@ def topic_size(settings: Settings, topic: str) -> int:
 
 
 def redis_cluster(settings: Settings) -> RedisCluster:
-    assert settings.redis_cluster, "LAMBDA_REDIS_CLUSTER is empty: not the cluster environment"
-    return RedisCluster(
-        startup_nodes=[ClusterNode(h, p) for h, p in settings.redis_cluster],  # type: ignore[no-untyped-call]
-        password=settings.resolved_redis_password(),
-        socket_timeout=5,
-    )
+    """The platform's own cluster-aware client (lambda_contract.redis_clients), as the sink and
+    the serving layer get it."""
+    client = sync_client(settings)
+    assert isinstance(client, RedisCluster), "LAMBDA_REDIS_CLUSTER is empty: not the cluster environment"
+    return client
 
 
 def master_of(client: RedisCluster, key: str) -> str:
