@@ -43,7 +43,9 @@ def _revenue(hour: datetime) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[Settings]:
-    s = make_settings(tmp_path, cluster.environment(STATE, os.environ))
+    # Redis Cluster as in cluster mode; gold stays on local disk (the object store is not tested here).
+    seeds = cluster.environment(STATE)["LAMBDA_REDIS_CLUSTER"]
+    s = make_settings(tmp_path, {**os.environ, "LAMBDA_REDIS_CLUSTER": seeds})
     redis_cluster.start(s, s.state_path)
     write_gold(s, {FINAL: {k(): m("12.3400", 2)}})
     write_manifest(s, [FINAL])
@@ -77,18 +79,23 @@ def _replicated(settings: Settings) -> None:
         node.close()
 
 
+def _port_of(client: RedisCluster, key: str) -> int:
+    """The port of the master that holds `key`'s slot (in the client's slot map)."""
+    return cast(int, client.get_node_from_key(key).port)  # type: ignore[no-untyped-call]
+
+
 def _exact(row: dict[str, Any]) -> bool:
     hour = utc(row["hour"])
     if hour == FINAL:
-        return row["status"] == "final" and row["revenue"] == "12.34"
-    return row["status"] == "closed" and row["revenue"] == _revenue(hour)
+        return bool(row["status"] == "final" and row["revenue"] == "12.34")
+    return bool(row["status"] == "closed" and row["revenue"] == _revenue(hour))
 
 
 def test_a_master_failover_is_served_exact_or_unavailable(settings: Settings) -> None:
     client = cast(RedisCluster, redis_clients.sync_client(settings))
-    ports = {client.get_node_from_key(settings.redis_layout.hour(h)).port for h in DAY[1:]}
+    ports = {_port_of(client, settings.redis_layout.hour(h)) for h in DAY[1:]}
     assert len(ports) == 3, "the day's hours are on every master"
-    victim_port = client.get_node_from_key(settings.redis_layout.hour(DAY[1])).port
+    victim_port = _port_of(client, settings.redis_layout.hour(DAY[1]))
     client.close()
     victim = {p: n for n, p in redis_cluster.node_ports(settings).items()}[victim_port]
     _replicated(settings)

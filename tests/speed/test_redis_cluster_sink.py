@@ -43,7 +43,7 @@ KEYS = [GroupKey(r, c, "EUR") for r in ("eu-west", "us-east") for c in ("books",
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    env = cluster.environment(STATE, local_env())
+    env = local_env(LAMBDA_REDIS_CLUSTER=cluster.environment(STATE)["LAMBDA_REDIS_CLUSTER"])
     env["LAMBDA_REDIS_PREFIX"] = f"test-rc-{os.urandom(4).hex()}"
     env["LAMBDA_CHECKPOINT_DIR"] = tmp_path_factory.mktemp("checkpoints").as_uri()
     s = Settings.from_env(env)
@@ -95,6 +95,15 @@ def _held(client: redis_clients.SyncClient, keys: list[str]) -> dict[str, dict[b
     return dict(zip(keys, pipe.execute(), strict=True))
 
 
+def _port_of(client: RedisCluster, key: str) -> int:
+    """The port of the master that holds `key`'s slot (in the client's slot map)."""
+    return cast(int, client.get_node_from_key(key).port)  # type: ignore[no-untyped-call]
+
+
+def _role(node: redis.Redis) -> str:
+    return cast(str, cast(dict[str, object], node.info("replication"))["role"])
+
+
 def _masters(settings: Settings) -> dict[int, str]:
     """port -> node name of the masters now (asked of a node that answers)."""
     names = {p: n for n, p in redis_cluster.node_ports(settings).items()}
@@ -102,7 +111,7 @@ def _masters(settings: Settings) -> dict[int, str]:
     for port in names:
         try:
             r = redis.Redis(port=port, password=password, socket_timeout=2)
-            nodes = r.execute_command("CLUSTER", "NODES").decode()
+            nodes = cast(bytes, r.execute_command("CLUSTER", "NODES")).decode()  # type: ignore[no-untyped-call]
             r.close()
         except (redis.RedisError, OSError):
             continue
@@ -127,10 +136,10 @@ def test_a_loss_on_any_master_is_seen_and_healed(settings: Settings) -> None:
     assert _held(client, keys) == expected
     masters = _masters(settings)
     assert len(masters) == 3
-    spread = {client.get_node_from_key(k).port for k in keys}
+    spread = {_port_of(client, k) for k in keys}
     assert spread == set(masters), "the view's keys are on every master"
     markers = redis_clients.slot_markers(client, settings.redis_layout)
-    assert {client.get_node_from_key(k).port for k in markers} == set(masters)
+    assert {_port_of(client, k) for k in markers} == set(masters)
     password = settings.resolved_redis_password()
     for port, name in sorted(masters.items()):
         node = redis.Redis(port=port, password=password)
@@ -153,7 +162,7 @@ def test_a_killed_master_is_replaced_and_the_view_is_exact_again(settings: Setti
     now = int(time.time() * 1000)
     _feed(view, now, 0)
     sink._flush(now)
-    meta_port = client.get_node_from_key(settings.redis_layout.meta()).port
+    meta_port = _port_of(client, settings.redis_layout.meta())
     masters = _masters(settings)
     victim = masters[meta_port]
     pid = local_services.running_pid(settings.state_path, victim)
@@ -188,9 +197,8 @@ def test_a_killed_master_is_replaced_and_the_view_is_exact_again(settings: Setti
         sink._flush(now)
         expected = _expected(view, now)
         assert _held(client, sorted(expected)) == expected
-        epochs = [
-            client.hget(k, EPOCH_FIELD) for k in redis_clients.slot_markers(client, settings.redis_layout)
-        ]
+        markers = redis_clients.slot_markers(client, settings.redis_layout)
+        epochs = [cast(bytes | None, client.hget(k, EPOCH_FIELD)) for k in markers]
         assert epochs == [sink._epoch.encode()] * 3
         print(
             f"\nRedis master {victim} SIGKILLed: replica promoted and the view rewritten after {healed:.1f} s"
@@ -202,9 +210,9 @@ def test_a_killed_master_is_replaced_and_the_view_is_exact_again(settings: Setti
     password = settings.resolved_redis_password()
     node = redis.Redis(port=meta_port, password=password)
     deadline = time.monotonic() + 30
-    while node.info("replication")["role"] != "slave" and time.monotonic() < deadline:
+    while _role(node) != "slave" and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert node.info("replication")["role"] == "slave", f"{victim} did not rejoin as a replica"
+    assert _role(node) == "slave", f"{victim} did not rejoin as a replica"
     node.close()
     print(f"{victim} started again: a replica after {time.monotonic() - started:.1f} s")
 
