@@ -113,12 +113,6 @@ class Flink:
         jobs: list[dict[str, Any]] = self.get("/jobs/overview")["jobs"]
         return [j for j in jobs if j["state"] not in ("FINISHED", "CANCELED", "FAILED")]
 
-    def job_since(self, epoch_s: float) -> str:
-        """The id of the one job submitted since `epoch_s` that is not over."""
-        jobs = [j for j in self.running_jobs() if j["start-time"] >= epoch_s * 1000 - 5000]
-        assert len(jobs) == 1, f"expected one job submitted by the test, the cluster runs {jobs}"
-        return str(jobs[0]["jid"])
-
     def fully_running(self, job: str) -> bool:
         """The job and every one of its tasks RUNNING (a restart shows CREATED/INITIALIZING)."""
         try:

@@ -5,6 +5,7 @@ through both serving replicas, and the reconciliation."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -33,9 +34,13 @@ def speed_job(box: Box, flink: Flink) -> Iterator[str]:
     cancelled at the end (the test's checkpoints are its own)."""
     others = flink.running_jobs()
     assert not others, f"the Flink session cluster already runs a job; the suite needs it alone: {others}"
-    submitted = time.time()
-    run([str(VENVS / "speed/bin/lambda-speed"), "--group-id", box.tag], box.env(), SUBMIT_TIMEOUT_S)
-    job = flink.job_since(submitted)
+    out = run(
+        [str(VENVS / "speed/bin/lambda-speed"), "--group-id", box.tag], box.env(), SUBMIT_TIMEOUT_S
+    ).stdout
+    said = re.search(r"job ([0-9a-f]{32}) RUNNING", out)
+    assert said, f"lambda-speed returned without naming a RUNNING job:\n{out[-2000:]}"
+    job = said[1]
+    assert flink.fully_running(job), f"lambda-speed said job {job} runs; the JobManager does not"
     try:
         yield job
     finally:
