@@ -1,7 +1,8 @@
 """I/O: the speed view in Redis and the batch view in Delta, each behind a small cache.
 
 Redis is read in at most one pipelined round trip per request (meta, hours hash, the requested
-hour hashes whose cached copy is due; see SpeedStore for the bounds on staleness). Decoding is
+hour hashes whose cached copy is due; see SpeedStore for the bounds on staleness); on Redis Cluster
+one per master holding some of those keys. Decoding is
 cached per hour and reused while the raw hash is unchanged, which dict equality checks in C; each decoded hour gets a fresh token so rendered rows
 and whole responses can be cached by data version.
 
