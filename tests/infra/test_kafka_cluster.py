@@ -15,6 +15,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +27,6 @@ from lambda_testkit.processes import wait_until
 from lambda_testkit.sandbox import read_topic
 from lambda_tools import cluster, kafka_calls, services
 from lambda_tools.cluster import kafka
-
-pytestmark = pytest.mark.integration
 
 RECORDS = 4000
 KILL_AT = 1000  # records sent before the leader of partition 0 is killed
@@ -67,6 +66,64 @@ def _partitions(settings: Settings, topic: str) -> dict[int, dict[str, Any]]:
     return kafka_calls.retry(f"describe {topic}", describe)
 
 
+@pytest.mark.unit
+def test_the_single_node_and_the_cluster_nodes_render_the_same_template(tmp_path: Path) -> None:
+    """One template, two shapes: replication and quorum differ, nothing is left unfilled."""
+    single = Settings.from_env({"LAMBDA_STATE_DIR": str(tmp_path)})
+    clustered = Settings.from_env(cluster.environment(tmp_path, {}))
+
+    def rendered(config: Path) -> dict[str, str]:
+        lines = [ln for ln in config.read_text().splitlines() if "=" in ln and not ln.startswith("#")]
+        assert not [ln for ln in lines if "@" in ln.split("=", 1)[1]], "unfilled placeholder"
+        return dict(ln.split("=", 1) for ln in lines)
+
+    one = rendered(services.kafka_config(single, services._single_node(single, tmp_path / "single")))
+    assert (one["default.replication.factor"], one["min.insync.replicas"]) == ("1", "1")
+    assert one["controller.quorum.bootstrap.servers"] == "localhost:9093"
+    node = kafka.node(clustered, tmp_path, 2)
+    two = rendered(services.kafka_config(clustered, node, kafka.FAILOVER))
+    assert two["node.id"] == "2" and two["listeners"].endswith("127.0.0.1:19193")
+    assert two["controller.quorum.bootstrap.servers"] == "127.0.0.1:19192,127.0.0.1:19193,127.0.0.1:19194"
+    for key in (
+        "default.replication.factor",
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+    ):
+        assert two[key] == "3", key
+    assert two["min.insync.replicas"] == two["transaction.state.log.min.isr"] == "2"
+    assert two["unclean.leader.election.enable"] == "false"
+    assert two["log.dirs"] == str(tmp_path / "cluster" / "kafka" / "kafka-2" / "data")
+    assert set(one) | set(kafka.FAILOVER) == set(two)
+
+
+@pytest.mark.unit
+def test_the_cluster_identity_is_drawn_once(tmp_path: Path) -> None:
+    first = kafka.identity(tmp_path)
+    assert kafka.identity(tmp_path) == first
+    voters = first[1].split(",")
+    assert [v.split("@")[0] for v in voters] == ["1", "2", "3"]
+    assert [v.split(":")[1] for v in voters] == ["19192", "19193", "19194"]
+    assert kafka.identity(tmp_path / "other") != first
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"LAMBDA_TOPIC_REPLICATION": "4"}, "LAMBDA_TOPIC_REPLICATION=4 but cluster mode has 3 brokers"),
+        ({"LAMBDA_KAFKA_BOOTSTRAP": "localhost:9092"}, "is not the cluster's brokers"),
+    ],
+)
+def test_start_refuses_settings_the_cluster_cannot_honour(
+    tmp_path: Path, override: dict[str, str], message: str
+) -> None:
+    settings = Settings.from_env(cluster.environment(tmp_path, {}) | override)
+    with pytest.raises(services.ServiceError, match=message):
+        kafka.start(settings, tmp_path)
+    assert not (tmp_path / "pids").exists(), "nothing may start"
+
+
+@pytest.mark.integration
 def test_three_brokers_and_the_platform_topics_replicated_three_times_min_isr_two(settings: Settings) -> None:
     assert settings.topic_replication == 3 and settings.topic_min_insync == 2
     assert kafka.brokers() == {1, 2, 3}
@@ -81,6 +138,7 @@ def test_three_brokers_and_the_platform_topics_replicated_three_times_min_isr_tw
     assert {name: own[name].get("min.insync.replicas") for name in names} == dict.fromkeys(names, "2")
 
 
+@pytest.mark.integration
 def test_killing_the_leader_loses_and_duplicates_nothing_and_the_broker_rejoins(
     settings: Settings, topic: str
 ) -> None:
