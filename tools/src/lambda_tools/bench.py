@@ -74,7 +74,7 @@ FULL = Sizes(
     365,
     1000,
     1_000_000,
-    2_000_000,
+    1_000_000,
 )
 QUICK = Sizes(20_000, 2_000, 3, 10, (1_000, 2_000), 2, 8, 100_000, 3.0, 1, 31, 100, 20_000, 100_000)
 
@@ -108,7 +108,7 @@ class BenchError(RuntimeError):
     """A benchmark script failed; the message names it and shows the end of its output."""
 
 
-def _run(name: str, argv: list[str], timeout_s: float) -> None:
+def _run(name: str, argv: list[str], timeout_s: float, env: dict[str, str] | None = None) -> None:
     """Run one benchmark script: its output scrolls above a status line with the phase, the
     elapsed time and its last line, so a phase that prints nothing for minutes is never silent."""
     print(
@@ -117,7 +117,7 @@ def _run(name: str, argv: list[str], timeout_s: float) -> None:
     )
     started = time.monotonic()
     with Progress(name, prefix="[bench] ") as line:
-        code = progress.run(line, argv, cwd=REPO, timeout_s=timeout_s)
+        code = progress.run(line, argv, cwd=REPO, env=env, timeout_s=timeout_s)
     print(f"[bench] {name} finished in {time.monotonic() - started:.0f} s (exit {code})", flush=True)
     if code not in (0, 1):  # 1 = ran, but missed its own goal or exactness: still reported
         raise BenchError(f"{name} failed with exit {code}")
@@ -248,10 +248,19 @@ def run_cluster(sizes: Sizes, results: Path) -> dict[str, Any]:
     return out
 
 
+def _cluster_env() -> dict[str, str]:
+    """This environment with infra/cluster/cluster.env on top (what `make ... CLUSTER=1` exports),
+    so `--cluster` measures the cluster however it was called."""
+    from lambda_tools import cluster
+
+    return cluster.environment(os.environ.get("LAMBDA_STATE_DIR", str(REPO / ".local" / "state")))
+
+
 def _cluster_speed(sizes: Sizes, results: Path) -> dict[str, Any]:
     out = results / "cluster_speed.json"
     _run("cluster speed", [str(VENVS / "speed" / "bin" / "python"), "speed_layer/bench/cluster_throughput.py",
-                           "--events", str(sizes.cluster_speed_events), "--out", str(out)], 3600)  # fmt: skip
+                           "--events", str(sizes.cluster_speed_events), "--out", str(out)], 3600,
+         _cluster_env())  # fmt: skip
     res = _load(out)
     one, two = res["taskmanagers"]["1"], res["taskmanagers"]["2"]
     return {
@@ -266,7 +275,8 @@ def _cluster_speed(sizes: Sizes, results: Path) -> dict[str, Any]:
 def _cluster_batch(sizes: Sizes, results: Path) -> dict[str, Any]:
     out = results / "cluster_batch.json"
     _run("cluster batch", [str(VENVS / "batch" / "bin" / "python"), "batch_layer/bench/cluster_scaling.py",
-                           "--rows", str(sizes.cluster_batch_rows), "--out", str(out)], 3600)  # fmt: skip
+                           "--rows", str(sizes.cluster_batch_rows), "--out", str(out)], 3600,
+         _cluster_env())  # fmt: skip
     res = _load(out)
     one, two = res["workers"]["1"], res["workers"]["2"]
     return {
@@ -282,7 +292,7 @@ def _cluster_serving(sizes: Sizes, results: Path) -> dict[str, Any]:
     out = results / "cluster_serving.json"
     _run("cluster serving", [str(VENVS / "serving" / "bin" / "python"), "serving_layer/bench/cluster_replicas.py",
                              "--seconds", str(sizes.serving_seconds), "--rounds", str(sizes.serving_rounds),
-                             "--out", str(out)], 900)  # fmt: skip
+                             "--out", str(out)], 900, _cluster_env())  # fmt: skip
     res = _load(out)
     return {
         "serving_rps_1": res["rps_1"],
