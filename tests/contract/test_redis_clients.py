@@ -87,3 +87,10 @@ def test_without_a_cluster_there_are_no_markers_and_no_masters_to_follow() -> No
 
 def test_an_epoch_marker_carries_a_hash_tag() -> None:
     assert RedisLayout("p").epoch_marker(12) == "p:speed:epoch:{12}"
+
+
+def test_an_unreachable_cluster_is_a_redis_connection_error_naming_the_seeds() -> None:
+    """Callers catch RedisError (the reconciliation CLI, the demo): redis-py's own cluster error is not one."""
+    s = settings(LAMBDA_REDIS_CLUSTER="127.0.0.1:1")
+    with pytest.raises(redis.ConnectionError, match=r"Redis Cluster at 127\.0\.0\.1:1 cannot be reached"):
+        redis_clients.sync_client(s, timeout_s=1)

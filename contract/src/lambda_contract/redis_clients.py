@@ -72,22 +72,27 @@ def sync_client(settings: Settings, timeout_s: float = 10.0, health_check_s: int
     import redis
     import redis.cluster
     from redis.backoff import ExponentialWithJitterBackoff
+    from redis.exceptions import RedisClusterException
     from redis.retry import Retry
     from redis.sentinel import Sentinel
 
     _check_db(settings)
     password = settings.resolved_redis_password()
     if settings.redis_cluster:
-        return redis.cluster.RedisCluster(
-            startup_nodes=_seeds(settings),
-            password=password,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            health_check_interval=health_check_s,
-            # Start and keep answering for the slots that have a master while another is failed over.
-            require_full_coverage=False,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), CLUSTER_RETRIES),
-        )
+        try:
+            return redis.cluster.RedisCluster(
+                startup_nodes=_seeds(settings),
+                password=password,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                health_check_interval=health_check_s,
+                # Start and keep answering for the slots that have a master while another fails over.
+                require_full_coverage=False,
+                retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), CLUSTER_RETRIES),
+            )
+        except RedisClusterException as exc:  # it reads the slot map now; this is no RedisError
+            seeds = ",".join(f"{h}:{p}" for h, p in settings.redis_cluster)
+            raise redis.ConnectionError(f"Redis Cluster at {seeds} cannot be reached: {exc}") from exc
     if settings.redis_sentinels:
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             list(settings.redis_sentinels),

@@ -15,7 +15,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import redis
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+from redis.exceptions import RedisClusterException
 
 from lambda_contract import metrics as m
 from lambda_contract import redis_clients
@@ -58,6 +60,8 @@ def read_speed(settings: Settings, day: date) -> dict[str, Any]:
         pipe.hgetall(layout.hours())
         pipe.hgetall(layout.malformed(day))
         replies = pipe.execute()
+    except RedisClusterException as exc:  # a slot with no master (failover): no RedisError
+        raise redis.ConnectionError(f"Redis Cluster: {exc}") from exc
     finally:
         client.close()
     speed, late, dups = {}, {}, {}
