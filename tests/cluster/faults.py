@@ -107,9 +107,9 @@ class Story:
         ]
         return not problems, problems
 
-    def converge(self, began: float, what: str) -> float:
-        """Pause the traffic, wait until Redis equals the truth of everything sent, resume.
-        Seconds since `began` (time.monotonic())."""
+    def converge(self, began: float, what: str, resume: bool = True) -> float:
+        """Pause the traffic, wait until Redis equals the truth of everything sent, resume it
+        unless told not to. Seconds since `began` (time.monotonic())."""
         self.stream.pause()
         assert not self.stream.failed, f"the producer lost records: {self.stream.failed[:3]}"
         truth = self.stream.truth()
@@ -125,7 +125,8 @@ class Story:
         assert ok, f"{what}: Redis never equalled the truth within {CONVERGE_TIMEOUT_S} s:\n" + "\n".join(
             last
         )
-        self.stream.resume()
+        if resume:
+            self.stream.resume()
         return took
 
     def record(self, r: Recovery) -> Recovery:

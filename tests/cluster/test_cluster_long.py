@@ -50,8 +50,9 @@ def test_speed_fault_alone(fault: str, cluster: float, recoveries: list[Recovery
             story = Story(box, flink, job, stream, replicas, recoveries)
             SPEED_FAULTS[fault](story, GAP_S)
             time.sleep(GAP_S)  # the traffic goes on after the recovery; the view must keep up
-            story.converge(time.monotonic(), f"{GAP_S:.0f} s of traffic after the {fault} fault")
-            stream.pause()
+            story.converge(
+                time.monotonic(), f"{GAP_S:.0f} s of traffic after the {fault} fault", resume=False
+            )
             assert topic_size(box.settings(), box.settings().topic_orders) == len(stream.sent)
     finally:
         stream.finish()

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from pathlib import Path
 from typing import Final
 
@@ -64,7 +65,7 @@ def test_cluster_story_exact_through_every_node_failure(
             story = Story(box, flink, job, stream, replicas, recoveries)
             for fault in SPEED_FAULTS.values():
                 fault(story, GAP_S)
-            stream.pause()
+            story.converge(time.monotonic(), "at the end of the stream", resume=False)
             truth = stream.truth()
             assert topic_size(box.settings(), box.settings().topic_orders) == len(stream.sent), (
                 "the topic does not hold exactly the records sent"
