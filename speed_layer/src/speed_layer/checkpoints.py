@@ -2,16 +2,25 @@
 
 Flink writes `<dir>/<job id>/chk-<n>/_metadata` last, so a `chk-*` folder with `_metadata` is
 complete. A job stopped by SIGINT or SIGTERM leaves a savepoint in `<dir>/savepoints/`, found
-the same way. Each run has a new job id, hence the search across job folders. Only local (file:)
-directories can be searched here; elsewhere (an object store in production) the Flink
-Kubernetes Operator tracks the latest checkpoint itself.
+the same way. Each run has a new job id, hence the search across job folders. Local (file:)
+directories are searched directly; an object store (s3://, cluster mode's) only when the caller
+passes the settings that reach it (lambda_contract.storage's endpoint and keys). In Kubernetes the
+Flink Kubernetes Operator tracks the latest checkpoint itself.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
+
+from lambda_contract.settings import Settings
+
+if TYPE_CHECKING:
+    from pyarrow.fs import S3FileSystem
+
+S3_SCHEMES = ("s3", "s3a", "s3p")
 
 
 def local_dir(url: str) -> Path | None:
@@ -22,10 +31,13 @@ def local_dir(url: str) -> Path | None:
     return None
 
 
-def latest_complete(url: str) -> str | None:
-    """The newest complete checkpoint (as a file: URI) under `url`, or None."""
+def latest_complete(url: str, settings: Settings | None = None) -> str | None:
+    """The newest complete checkpoint or savepoint under `url` (a file: URI, or an s3:// one when
+    `settings` say how to reach the object store), or None."""
     root = local_dir(url)
-    if root is None or not root.is_dir():
+    if root is None:
+        return _latest_on_s3(url, settings) if settings is not None else None
+    if not root.is_dir():
         return None
     found = [*root.glob("*/chk-*/_metadata"), *root.glob(f"{SAVEPOINTS}/savepoint-*/_metadata")]
     candidates = [m.parent for m in found if m.is_file()]
@@ -58,3 +70,43 @@ def _number(path: Path) -> int:
         return int(path.name.removeprefix("chk-"))
     except ValueError:
         return -1
+
+
+def object_store(settings: Settings) -> S3FileSystem:
+    """pyarrow's S3 client for LAMBDA_S3_ENDPOINT with LAMBDA_S3_CREDENTIALS_FILE's keys (AWS's
+    endpoint and default chain when unset)."""
+    from pyarrow.fs import S3FileSystem
+
+    from lambda_contract import storage
+
+    options: dict[str, Any] = {}
+    if settings.s3_endpoint:
+        scheme, _, host = settings.s3_endpoint.partition("://")
+        options |= {"endpoint_override": host, "scheme": scheme, "region": storage.LOCAL_REGION}
+    credentials = settings.s3_credentials()
+    if credentials is not None:
+        options |= {"access_key": credentials[0], "secret_key": credentials[1]}
+    return S3FileSystem(**options)
+
+
+def _latest_on_s3(url: str, settings: Settings) -> str | None:
+    from pyarrow.fs import FileSelector, FileType
+
+    parsed = urlparse(url)
+    if parsed.scheme not in S3_SCHEMES:
+        raise ValueError(f"cannot search {url} for checkpoints: only file: and s3:// URLs")
+    base = parsed.netloc + parsed.path.rstrip("/")
+    # <job>/chk-<n>/_metadata and savepoints/savepoint-*/_metadata: three levels below the root.
+    selector = FileSelector(base, recursive=True, allow_not_found=True, max_recursion=2)
+    found = []
+    for info in object_store(settings).get_file_info(selector):
+        path = PurePosixPath(info.path)
+        if info.type != FileType.File or path.name != "_metadata":
+            continue
+        folder = path.parent
+        savepoint = folder.parent.name == SAVEPOINTS and folder.name.startswith("savepoint-")
+        if folder.name.startswith("chk-") or savepoint:
+            found.append((info.mtime, _number(Path(folder.name)), str(folder)))
+    if not found:
+        return None
+    return f"{parsed.scheme}://{max(found)[2]}"

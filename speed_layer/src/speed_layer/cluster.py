@@ -20,6 +20,9 @@ import argparse
 import json
 import os
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Final
 
@@ -183,6 +186,113 @@ def taskmanager_overrides(n: int, tmp: Path) -> dict[str, str]:
         "metrics.reporter.prom.port": str(REPORTER_PORT + n),
         "io.tmp.dirs": str(tmp),
     }
+
+
+# --- the session cluster's REST API: submitting, watching and stopping the job -------------------
+
+JOB_NAME: Final = "lambda-speed"
+ENDED: Final = frozenset({"FINISHED", "FAILED", "CANCELED"})
+
+
+def remote_config(settings: Settings) -> dict[str, str]:
+    """What a client submitting to the session cluster sets besides the job's own settings: the
+    target, and the checkpoint directory the job resumes from (the cluster's own in `make speed
+    CLUSTER=1`; a test's private one), so that its next start finds them again."""
+    host, port = rest_address(settings)
+    return {
+        "execution.target": "remote",
+        "rest.address": host,
+        "rest.port": str(port),
+        "execution.checkpointing.dir": settings.checkpoint_url,
+        "execution.checkpointing.savepoint-dir": checkpoints.savepoint_dir(settings.checkpoint_url),
+        # Python operators read the interpreter from the job's configuration only (the
+        # TaskManagers' config.yaml value is not consulted): this environment's, as theirs.
+        "python.executable": sys.executable,
+    }
+
+
+class SessionCluster:
+    """The JobManager's REST API at LAMBDA_FLINK_JOBMANAGER."""
+
+    def __init__(self, settings: Settings) -> None:
+        host, port = rest_address(settings)
+        self.url = f"http://{host}:{port}"
+
+    def _call(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 (the configured JobManager)
+            self.url + path, data=data, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+                return json.load(resp)
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"Flink REST {path}: HTTP {exc.code} {exc.read()[:500]!r}") from None
+        except OSError as exc:
+            raise RuntimeError(
+                f"no Flink session cluster at {self.url} ({exc}); start it with `make up CLUSTER=1`"
+            ) from None
+
+    def active_jobs(self, name: str = JOB_NAME) -> list[str]:
+        """Ids of the jobs called `name` that have not ended."""
+        jobs = self._call("/jobs/overview")["jobs"]
+        return [j["jid"] for j in jobs if j["name"] == name and j["state"] not in ENDED]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        answer: dict[str, Any] = self._call(f"/jobs/{job_id}")
+        return answer
+
+    def ui(self, job_id: str) -> str:
+        return f"{self.url}/#/job/running/{job_id}/overview"
+
+    def wait_running(self, job_id: str, timeout_s: float) -> float:
+        """Wait until the job and every one of its tasks is RUNNING; the seconds it took. A job
+        that ends or fails over meanwhile raises with Flink's root exception."""
+        started = time.monotonic()
+        while True:
+            info = self.job(job_id)
+            state = info["state"]
+            tasks = [v["status"] for v in info["vertices"]]
+            if state == "RUNNING" and all(t == "RUNNING" for t in tasks):
+                return time.monotonic() - started
+            if state in ENDED or state in ("FAILING", "RESTARTING"):
+                raise RuntimeError(f"job {job_id} is {state}: {self.root_exception(job_id)}")
+            if time.monotonic() - started > timeout_s:
+                raise RuntimeError(f"job {job_id} not RUNNING after {timeout_s:.0f} s: {state} {tasks}")
+            time.sleep(0.5)
+
+    def root_exception(self, job_id: str) -> str:
+        history = self._call(f"/jobs/{job_id}/exceptions?maxExceptions=1")
+        latest = history.get("exceptionHistory", {}).get("entries") or [{}]
+        return str(latest[0].get("stacktrace", "no exception recorded"))[:3000]
+
+    def stop_with_savepoint(self, job_id: str, target: str, timeout_s: float) -> str:
+        """Stop the job with a savepoint in `target` (canonical format, no drain: a resumed job
+        goes on from exactly where this one stopped); its path."""
+        body = {"targetDirectory": target, "drain": False, "formatType": "CANONICAL"}
+        trigger = self._call(f"/jobs/{job_id}/stop", body)["request-id"]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            answer = self._call(f"/jobs/{job_id}/savepoints/{trigger}")
+            if answer["status"]["id"] == "COMPLETED":
+                operation = answer["operation"]
+                if "failure-cause" in operation:
+                    cause = operation["failure-cause"].get("stack-trace", operation["failure-cause"])
+                    raise RuntimeError(f"the savepoint of job {job_id} failed: {str(cause)[:3000]}")
+                return str(operation["location"])
+            time.sleep(0.5)
+        raise RuntimeError(f"no savepoint of job {job_id} after {timeout_s:.0f} s")
+
+    def cancel(self, job_id: str) -> None:
+        request = urllib.request.Request(f"{self.url}/jobs/{job_id}?mode=cancel", method="PATCH")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 (the configured JobManager)
+            pass
+
+    def wait_ended(self, job_id: str, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        while (state := str(self.job(job_id)["state"])) not in ENDED and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return state
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,9 +76,16 @@ def job_config(settings: Settings, options: JobOptions) -> dict[str, str]:
 
 
 def flink_config(settings: Settings, options: JobOptions) -> dict[str, str]:
-    """The configuration `build` starts the environment with."""
-    local = {} if cluster.started_by_flink() else cluster.local_cluster_config(settings)
-    return local | job_config(settings, options)
+    """The configuration `build` starts the environment with: the job's own settings, plus a
+    mini-cluster's, or the session cluster to submit to (LAMBDA_FLINK_JOBMANAGER, whose own
+    config.yaml configures everything else), or nothing when Flink launched this process."""
+    if cluster.started_by_flink():
+        around = {}
+    elif settings.flink_jobmanager:
+        around = cluster.remote_config(settings)
+    else:
+        around = cluster.local_cluster_config(settings)
+    return around | job_config(settings, options)
 
 
 def _source(settings: Settings, options: JobOptions) -> TableDescriptor:
@@ -113,7 +120,7 @@ def build(settings: Settings, options: JobOptions) -> StreamExecutionEnvironment
     conf = Configuration()
     for key, value in flink_config(settings, options).items():
         conf.set_string(key, value)
-    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    env = _environment(conf, remote=bool(settings.flink_jobmanager) and not cluster.started_by_flink())
     t_env = StreamTableEnvironment.create(env)
     t_env.create_temporary_table(sql.SOURCE_TABLE, _source(settings, options))
     t_env.create_temporary_table(sql.DLQ_TABLE, _sink(sql.dlq_columns(), sql.dlq_options(settings)))
@@ -135,6 +142,18 @@ def build(settings: Settings, options: JobOptions) -> StreamExecutionEnvironment
         .name("redis-sink")
     )
     return env
+
+
+def _environment(conf: Configuration, *, remote: bool) -> StreamExecutionEnvironment:
+    """A local environment (its own mini-cluster, or the cluster that launched this process), or
+    one that submits to the session cluster `conf` names (execution.target remote): PyFlink's
+    get_execution_environment always builds a local one outside `flink run`."""
+    if not remote:
+        return StreamExecutionEnvironment.get_execution_environment(conf)
+    from pyflink.java_gateway import get_gateway
+
+    j_class = get_gateway().jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment
+    return StreamExecutionEnvironment(j_class(conf._j_configuration))
 
 
 def classify(t_env: StreamTableEnvironment, settings: Settings) -> None:
