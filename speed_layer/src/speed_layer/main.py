@@ -171,11 +171,15 @@ def submit(settings: Settings, args: argparse.Namespace) -> int:
         os.environ.setdefault("FLINK_PLUGINS_DIR", str(job.plugins_dir(settings)))
         options = job.JobOptions(bounded=args.bounded, restore_from=restore, group_id=args.group_id)
         env = job.build(settings, options)
-        if args.bounded:
-            env.execute(cluster.JOB_NAME)  # attached: returns when the job has finished
-            return 0
-        job_id = str(env.execute_async(cluster.JOB_NAME).get_job_id())
+        if session.active_jobs():  # another client submitted one while this one was planning
+            raise RuntimeError(f"a {cluster.JOB_NAME} job started on {session.url} meanwhile; not submitting")
+        client = env.execute_async(cluster.JOB_NAME)
+        job_id = str(client.get_job_id())
         submitted = time.monotonic()
+        log.info("job %s submitted: %s", job_id, session.ui(job_id))
+        if args.bounded:
+            client.get_job_execution_result().result()  # raises the failure's cause
+            return 0
         try:
             session.wait_running(job_id, SUBMIT_TIMEOUT_S)
         except RuntimeError:
