@@ -123,12 +123,16 @@ class Sandbox:
         return self.settings().kafka_bootstrap
 
     def create_topics(self) -> None:
-        """The three topics, kept forever (a test's records may carry old timestamps)."""
+        """The three topics, kept forever (a test's records may carry old timestamps), replicated
+        as the settings say (1 locally; 3, min.insync.replicas 2 on the cluster's brokers, where a
+        topic of one replica would refuse every acks=all write)."""
+        s = self.settings()
+        configs = {"retention.ms": "-1", "min.insync.replicas": str(s.topic_min_insync)}
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
         try:
             admin.create_topics(
                 [
-                    NewTopic(t, self.partitions, 1, topic_configs={"retention.ms": "-1"})
+                    NewTopic(t, self.partitions, s.topic_replication, topic_configs=configs)
                     for t in self.topics.values()
                 ]
             )
