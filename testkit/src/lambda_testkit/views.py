@@ -19,6 +19,7 @@ from deltalake import write_deltalake
 
 from lambda_contract.redis_layout import HOUR_CLOSED, HOUR_OPEN, GroupKey, Metrics, RedisLayout
 from lambda_contract.settings import Settings
+from lambda_contract.storage import delta_rs_options
 from lambda_contract.tables import GOLD, MANIFEST, Table
 from lambda_contract.windows import format_instant, hour_id, to_epoch_ms
 
@@ -95,7 +96,11 @@ def write_gold(settings: Settings, hours: HourRows, mode: Literal["append", "ove
     ]
     data = pa.Table.from_pylist(rows, schema=arrow_schema(GOLD))
     write_deltalake(
-        settings.delta_table_url(GOLD.name), data, mode=mode, partition_by=list(GOLD.partition_by)
+        settings.delta_table_url(GOLD.name),
+        data,
+        mode=mode,
+        partition_by=list(GOLD.partition_by),
+        storage_options=delta_rs_options(settings),
     )
 
 
@@ -124,4 +129,9 @@ def write_manifest(
         for h in hours
     ]
     data = pa.Table.from_pylist(rows, schema=arrow_schema(MANIFEST))
-    write_deltalake(settings.delta_table_url(MANIFEST.name), data, mode="append")
+    write_deltalake(
+        settings.delta_table_url(MANIFEST.name),
+        data,
+        mode="append",
+        storage_options=delta_rs_options(settings),
+    )
