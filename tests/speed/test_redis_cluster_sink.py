@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -229,4 +230,20 @@ def test_the_view_survives_unchanged_for_a_reader_on_its_own_master(settings: Se
     assert len(hours) == HOURS
     first = now // HOUR_MS * HOUR_MS - (HOURS - 1) * HOUR_MS
     assert hours[first]["speed"][KEYS[0].field()] == Metrics(Decimal(8) * Decimal("1.2345"), 8, 0, 8).encode()
+    sink.close()
+
+
+def test_a_cluster_that_does_not_answer_fails_ticks_not_the_job(tmp_path: Path) -> None:
+    """The client is made on the first tick (a cluster client reads the slot map when made): a
+    sink whose cluster is unreachable counts the error and keeps the commands for the next tick."""
+    env = local_env(LAMBDA_REDIS_CLUSTER="127.0.0.1:1", LAMBDA_CHECKPOINT_DIR=tmp_path.as_uri())
+    sink = RedisSink(Settings.from_env(env))
+    sink._view = SpeedView(sink.settings.redis_layout, 300, 3 * 86_400, 0, partitions=1)
+    sink._metrics = SpeedMetrics()
+    sink._loaded = True
+    now = int(time.time() * 1000)
+    _feed(sink._view, now, 0)
+    sink._flush(now)
+    assert sink._metrics.redis_errors._value.get() == 1
+    assert sink._client is None and sink._retry and sink._epoch == ""
     sink.close()

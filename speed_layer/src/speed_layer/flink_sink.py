@@ -12,7 +12,9 @@ rebuilds exactly the view that matches its checkpoint's offsets, whatever Redis 
 pipeline also reads back the epoch the sink wrote first in its last whole-view write
 (`SpeedView.rewrite`); when it is gone (a flush, a Redis restarted without persistence) or is not
 this run's (a resumed job: the previous run may have left gaps), the sink writes the whole view
-again at once. A heartbeat input (one row a second, `job.heartbeat`) starts the tick of a resumed
+again at once. On Redis Cluster the epoch is also read back from a marker on every master, and a
+failed write or a change of masters (a failover: the promoted replica may lack acknowledged
+writes) makes the next tick that Redis answers write the whole view (docs/specs/redis.md). A heartbeat input (one row a second, `job.heartbeat`) starts the tick of a resumed
 sink that gets no changelog row, and restarts a tick whose timer is long overdue: a restored timer
 alone does not always fire. Redis is read back only when the state is empty (a first start),
 docs/reliability.md has the cases.
@@ -92,7 +94,6 @@ class RedisSink(KeyedCoProcessFunction):  # type: ignore[misc]
 
     def open(self, runtime_context: RuntimeContext) -> None:
         s = self.settings
-        self._client = redis_io.connect(s)
         self._view = SpeedView(
             s.redis_layout,
             s.allowed_lateness_s,
@@ -154,6 +155,13 @@ class RedisSink(KeyedCoProcessFunction):  # type: ignore[misc]
         if self._client is not None:
             self._client.close()
 
+    def _redis(self) -> Any:
+        """The client, made on first use: a Redis Cluster client reads the slot map when it is
+        made, and a Redis that does not answer yet must not fail the job's start (the tick retries)."""
+        if self._client is None:
+            self._client = redis_io.connect(self.settings)
+        return self._client
+
     def _schedule(self, timers: TimerService, now_ms: int) -> None:
         self._next_tick = now_ms + self.tick_ms
         timers.register_processing_time_timer(self._next_tick)
@@ -177,7 +185,7 @@ class RedisSink(KeyedCoProcessFunction):  # type: ignore[misc]
             )
             return self._view
         try:
-            watermark, open_hours = redis_io.read_state(self._client, self.settings.redis_layout)
+            watermark, open_hours = redis_io.read_state(self._redis(), self.settings.redis_layout)
         except Exception:  # a Redis that is down now: start from nothing, the topic is replayed
             log.exception("could not read the speed view back from Redis")
             return self._view
@@ -204,8 +212,9 @@ class RedisSink(KeyedCoProcessFunction):  # type: ignore[misc]
             self._next_refresh = now_ms + self.refresh_ms
         m = self._metrics
         try:
+            client = self._redis()
             probes = self._probes()
-            seconds, epochs = redis_io.execute(self._client, commands, probes)
+            seconds, epochs = redis_io.execute(client, commands, probes)
         except Exception:
             # Nothing is lost: the commands are retried (absolute values, so order does not matter
             # beyond the newest value winning, which keeps its place at the end). A failed write
