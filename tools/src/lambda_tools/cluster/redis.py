@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Final
 
@@ -51,9 +52,10 @@ def start(settings: Settings, state: Path) -> None:
     for name, port in ports.items():
         if services.running_pid(state, name) is not None:
             continue
-        if services.port_open(port):
+        if _port_held(port):
             raise ServiceError(f"port {port} ({name}) is taken by a process this project did not start")
         conf = _write_config(state, name, port, password)
+        _await_failover(name, port, ports, password, state / "logs" / f"{name}.log")
         services.spawn(state, name, [binary, str(conf)], state / "logs" / f"{name}.log")
     for name, port in ports.items():
         log = state / "logs" / f"{name}.log"
@@ -66,6 +68,55 @@ def start(settings: Settings, state: Path) -> None:
             f"{name} (cluster_state:ok)", functools.partial(_ok, port, password), log, READY_TIMEOUT_S
         )
     _start_exporter(settings, state, password)
+
+
+def _port_held(port: int, grace_s: float = 5.0) -> bool:
+    """Whether the port stays taken: a node killed a moment ago may still be closing its socket."""
+    deadline = time.monotonic() + grace_s
+    while services.port_open(port):
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _nodes(ports: dict[str, int], password: str, but: int) -> list[list[str]] | None:
+    """CLUSTER NODES (one list of fields per node) as a running node other than `but` sees it;
+    None when no other node answers."""
+    for port in ports.values():
+        if port == but or not _ping(port, password):
+            continue
+        try:
+            out = _cli(port, password, "cluster", "nodes").stdout
+        except subprocess.TimeoutExpired:
+            continue
+        return [line.split() for line in out.splitlines() if len(line.split()) >= 8]
+    return None
+
+
+def _serves_slots(ports: dict[str, int], password: str, port: int) -> bool:
+    """Whether the cluster still sees the node on `port` as a master of slots with a live replica."""
+    nodes = _nodes(ports, password, port)
+    if nodes is None:
+        return False
+    me = next((f for f in nodes if f[1].split("@")[0].endswith(f":{port}")), None)
+    if me is None or "master" not in me[2] or len(me) < 9:
+        return False
+    return any(f[3] == me[0] and "fail" not in f[2] and f[7] == "connected" for f in nodes)
+
+
+def _await_failover(name: str, port: int, ports: dict[str, int], password: str, log: Path) -> None:
+    """A master that was killed comes back empty (no persistence): started before its replica took
+    over, it would stay the master of its slots and its replica would copy the empty data set. So
+    a node the others still see as a master with a live replica starts once that replica is
+    promoted (cluster-node-timeout and an election: about 4 s after the kill)."""
+    if _serves_slots(ports, password, port):
+        services.wait_ready(
+            f"{name}'s replica taking over its slots",
+            lambda: not _serves_slots(ports, password, port),
+            log,
+            READY_TIMEOUT_S,
+        )
 
 
 def _write_config(state: Path, name: str, port: int, password: str) -> Path:
