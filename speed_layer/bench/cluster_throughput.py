@@ -43,27 +43,33 @@ from lambda_tools.cluster import flink
 from speed_layer import cluster
 
 DEFAULT_EVENTS: Final = 300_000
-# What the sandbox decides for itself; every other LAMBDA_* setting is the cluster's.
+# What Sandbox.env sets itself; every other LAMBDA_* setting is the cluster's (cluster.env).
 SANDBOXED: Final = (
     "LAMBDA_TOPIC_ORDERS",
     "LAMBDA_TOPIC_DLQ",
     "LAMBDA_TOPIC_LATE",
     "LAMBDA_REDIS_PREFIX",
     "LAMBDA_CHECKPOINT_DIR",
+    "LAMBDA_CHECKPOINT_INTERVAL_S",
     "LAMBDA_SPEED_METRICS_PORT",
     "LAMBDA_DELTA_ROOT",
     "LAMBDA_BATCH_CHECKPOINT_DIR",
-    "LAMBDA_SPEED_PARALLELISM",
 )
 
 
-def cluster_env(sb: Sandbox, run: str) -> dict[str, str]:
-    """The sandbox's environment with the cluster's settings from this process's environment;
-    checkpoints of each run in a folder of their own beside the cluster's (on the object store)."""
-    env = sb.env()
-    env.update({k: v for k, v in os.environ.items() if k.startswith("LAMBDA_") and k not in SANDBOXED})
-    if "LAMBDA_FLINK_JOBMANAGER" not in env:
+def cluster_sandbox(work: Path) -> Sandbox:
+    """A sandbox on the cluster's brokers and Redis: the cluster's settings from this process's
+    environment (CLUSTER=1) for everything the sandbox does not name itself."""
+    if not os.environ.get("LAMBDA_FLINK_JOBMANAGER"):
         raise SystemExit("LAMBDA_FLINK_JOBMANAGER is not set: run with the cluster's environment (CLUSTER=1)")
+    shared = {k: v for k, v in os.environ.items() if k.startswith("LAMBDA_") and k not in SANDBOXED}
+    return Sandbox(work, "bench", overrides=shared)
+
+
+def cluster_env(sb: Sandbox, run: str) -> dict[str, str]:
+    """The job's environment: the sandbox's, with checkpoints of each run in a folder of their own
+    beside the cluster's (on the object store)."""
+    env = sb.env()
     base = os.environ.get("LAMBDA_CHECKPOINT_DIR", "")
     if base.startswith("s3://"):
         bucket = base.split("/")[2]
@@ -139,7 +145,7 @@ def main() -> int:
     args = p.parse_args()
     work = REPO / ".local" / "bench" / f"cluster-speed-{uuid.uuid4().hex[:6]}"
     work.mkdir(parents=True)
-    sb = Sandbox(work, "bench")
+    sb = cluster_sandbox(work)
     sb.create_topics()
     result: dict[str, Any] = {
         "events": args.events,

@@ -50,8 +50,18 @@ ENGINES = ("objectstore", "kafka", "redis", "flink")
 EVENTS = 10_000  # per part: enough for every hour and key of two hours, small enough to drain fast
 CLI_TIMEOUT_S = 420
 EXACT_TIMEOUT_S = 300
-# What the sandbox decides; everything else comes from infra/cluster/cluster.env.
-SANDBOXED = ("LAMBDA_TOPIC_ORDERS", "LAMBDA_TOPIC_DLQ", "LAMBDA_TOPIC_LATE", "LAMBDA_REDIS_PREFIX")
+# What Sandbox.env sets itself; every other LAMBDA_* setting is the cluster's (cluster.env).
+SANDBOXED = (
+    "LAMBDA_TOPIC_ORDERS",
+    "LAMBDA_TOPIC_DLQ",
+    "LAMBDA_TOPIC_LATE",
+    "LAMBDA_REDIS_PREFIX",
+    "LAMBDA_CHECKPOINT_DIR",
+    "LAMBDA_CHECKPOINT_INTERVAL_S",
+    "LAMBDA_SPEED_METRICS_PORT",
+    "LAMBDA_DELTA_ROOT",
+    "LAMBDA_BATCH_CHECKPOINT_DIR",
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +92,6 @@ def box(tmp_path: Path, cluster_settings: Settings) -> Iterator[Box]:
     the sandbox's topics, Redis prefix and a checkpoint folder of its own on the object store."""
     cluster_env = cluster_mode.environment(REPO / ".local" / "state", {})
     shared = {k: v for k, v in cluster_env.items() if k.startswith("LAMBDA_") and k not in SANDBOXED}
-    shared.pop("LAMBDA_CHECKPOINT_DIR")
     sb = Sandbox(tmp_path, "speed", overrides=shared)
     env = sb.env()
     bucket = cluster_settings.checkpoint_url.split("/")[2]
