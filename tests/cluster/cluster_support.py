@@ -381,24 +381,30 @@ class Stream(threading.Thread):
             )
             segment = 0
             while not self._done.is_set():
-                self._go.wait()
-                if self._done.is_set():
-                    break
+                if not self._go.is_set():
+                    self._quiet.set()  # everything sent so far is acknowledged
+                    self._go.wait()
+                    continue
                 segment += 1
                 config = GeneratorConfig(
-                    seed=self.seed * 1000 + segment, duplicate_rate=0.02, late_rate=0.01,
-                    malformed_rate=0.01, live_late_warmup_s=2,
-                )  # fmt: skip
+                    seed=self.seed * 1000 + segment,
+                    duplicate_rate=0.02,
+                    late_rate=0.01,
+                    malformed_rate=0.01,
+                    live_late_warmup_s=2,
+                )
                 stop = lambda: not self._go.is_set() or self._done.is_set()  # noqa: E731
                 for rec in live(config, self.rate, None, time.time, time.sleep, stop):
                     future = producer.send(
-                        s.topic_orders, key=rec.key, value=rec.value, partition=rec.partition,
+                        s.topic_orders,
+                        key=rec.key,
+                        value=rec.value,
+                        partition=rec.partition,
                         timestamp_ms=rec.timestamp_ms,
-                    )  # fmt: skip
+                    )
                     future.add_errback(lambda exc: self.failed.append(repr(exc)))
                     self.sent.append(rec)
                 producer.flush(300)
-                self._quiet.set()
             producer.close(60)
         except BaseException as exc:  # reported by the test, not lost in the thread
             self.error = exc
