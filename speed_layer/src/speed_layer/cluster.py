@@ -171,8 +171,10 @@ def session_cluster_config(settings: Settings) -> dict[str, str]:
         "taskmanager.numberOfTaskSlots": "1",
         "taskmanager.memory.process.size": TM_MEMORY,
         "metrics.reporter.prom.port": str(REPORTER_PORT),
-        # A job waits this long for slots, e.g. while a killed TaskManager is being started again.
+        # A job waits this long for slots, e.g. while a killed TaskManager is being started again;
+        # its restarts meanwhile back off to at most 10 s, so it runs again soon after.
         "slot.request.timeout": "600 s",
+        "restart-strategy.exponential-delay.max-backoff": "10 s",
     }
     return conf | local | storage.flink_s3(settings)
 
