@@ -97,7 +97,7 @@ def _latest_on_s3(url: str, settings: Settings) -> str | None:
         raise ValueError(f"cannot search {url} for checkpoints: only file: and s3:// URLs")
     base = parsed.netloc + parsed.path.rstrip("/")
     # <job>/chk-<n>/_metadata and savepoints/savepoint-*/_metadata: three levels below the root.
-    selector = FileSelector(base, recursive=True, allow_not_found=True, max_recursion=2)
+    selector = FileSelector(base, recursive=True, allow_not_found=True)  # pyarrow 14: no max_recursion
     found = []
     for info in object_store(settings).get_file_info(selector):
         path = PurePosixPath(info.path)
