@@ -30,6 +30,7 @@ from typing import cast
 
 import pytest
 import redis
+from pyarrow.fs import FileType
 from support import preload_history
 
 from lambda_contract import redis_clients
@@ -110,7 +111,10 @@ def box(tmp_path: Path, cluster_settings: Settings) -> Iterator[Box]:
         client = _redis(settings)
         delete_prefix(client, settings.redis_prefix)
         client.close()
-        checkpoints.object_store(settings).delete_dir(env["LAMBDA_CHECKPOINT_DIR"].removeprefix("s3://"))
+        store = checkpoints.object_store(settings)
+        folder = env["LAMBDA_CHECKPOINT_DIR"].removeprefix("s3://")
+        if store.get_file_info(folder).type != FileType.NotFound:
+            store.delete_dir(folder)
 
 
 def _redis(settings: Settings) -> redis.Redis:
