@@ -154,3 +154,12 @@ if ! with_progress "kube-apiserver and kubectl v1.34.2 (cached in ~/.cache/lambd
   log "WARNING: kube-apiserver/kubectl could not be built (above); make k8s-up and tests/k8s will fail"
 fi
 # <<< k8s <<<
+
+# >>> cluster: what `make up CLUSTER=1` runs beyond the jars above (docs/cluster.md) >>>
+# The object store: SeaweedFS's `weed`, built from the Go module proxy (lambda_tools/cluster/objectstore.py),
+# cached in ~/.cache/lambda-platform so a fresh clone reuses it; a cold build takes 5 to 15 minutes.
+if ! with_progress "SeaweedFS weed (cached in ~/.cache/lambda-platform)" "$LOGS/seaweedfs.log" \
+  env PATH="$PATH:/usr/local/go/bin" .venvs/tools/bin/python -m lambda_tools.cluster.objectstore build; then
+  log "WARNING: SeaweedFS could not be built (above); make up CLUSTER=1 and the cluster tests will fail"
+fi
+# <<< cluster <<<
