@@ -7,7 +7,8 @@ clock includes the driver's and the executors' start-up, as bench_recompute.py's
 machine whose cores both workers share, the ratio measures what distribution costs, not a speed-up.
 
 Both runs' gold must equal DuckDB's gold of the same bronze (bench_recompute's SQL), or the
-timing compares different work: each run says whether it did (`exact`).
+timing compares different work: each run says whether it did (`exact`). Each run waits until
+no other application holds the cluster's cores (the standalone master serves them in turn).
 
     .venvs/batch/bin/python batch_layer/bench/cluster_scaling.py --rows 1000000 --out scaling.json
 
@@ -23,6 +24,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -81,8 +83,27 @@ def duckdb_gold(delta_root: str, env: dict[str, str]) -> set[tuple[Any, ...]]:
     return {_row(r) for r in rows}
 
 
+def wait_until_idle(timeout_s: float = 1800.0) -> None:
+    """The standalone master gives an application every free core, first come first served: a run
+    started while another application holds the workers would time the wait. So each run starts
+    once the master lists no running application."""
+    from lambda_tools.cluster import spark
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with urllib.request.urlopen(f"http://{spark.HOST}:{spark.MASTER_UI_PORT}/json/", timeout=5) as resp:
+            active = [a["id"] for a in json.load(resp)["activeapps"]]
+        if not active:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the Spark cluster stayed busy for {timeout_s:.0f} s: {active}")
+        print(f"waiting for the Spark cluster: {', '.join(active)} running", flush=True)
+        time.sleep(10)
+
+
 def recompute(delta_root: str, env: dict[str, str], workers: int) -> float:
     """Seconds of one `lambda-batch run` of DAY on `workers` of the cluster's workers."""
+    wait_until_idle()
     cli = Path(sys.executable).with_name("lambda-batch")
     run_env = dict(env, LAMBDA_DELTA_ROOT=delta_root, LAMBDA_PUSHGATEWAY_URL="")
     started = time.monotonic()
