@@ -191,7 +191,14 @@ def argv(state: Path, s3_config: Path) -> list[str]:
     root = data_dir(state)
     return [
         str(binary()),
-        "-logtostderr=true",
+        # Its INFO lines (one per S3 delete, every master reconnect) go to rotated files under
+        # <state>/cluster/objectstore/logs (3 x 16 MB at most); warnings and errors to logs/objectstore.log.
+        "-logtostderr=false",
+        "-alsologtostderr=false",
+        f"-logdir={root / 'logs'}",
+        "-log_max_size_mb=16",
+        "-log_max_files=3",
+        "-stderrthreshold=WARNING",
         f"-config_dir={root}",
         "server",
         f"-ip={HOST}",
@@ -282,7 +289,7 @@ def _spawn(state: Path, credentials: tuple[str, str], log: Path) -> None:
     if not _ports_free_or_recorded(state):
         return
     root = data_dir(state)
-    for sub in ("volume", "master"):
+    for sub in ("volume", "master", "logs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     s3_config = root / "s3.json"
     s3_config.touch(mode=0o600)
