@@ -26,6 +26,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
@@ -224,27 +225,36 @@ def run_serving(sizes: Sizes, results: Path) -> dict[str, Any]:
     }
 
 
-def run_cluster(sizes: Sizes, results: Path) -> dict[str, Any]:
+def run_cluster(sizes: Sizes, results: Path, only: list[str] | None = None) -> dict[str, Any]:
     """1 against 2 of each engine's nodes, on the cluster's processes; ratios are throughput 2 / 1
-    (for the batch: seconds with 1 worker / seconds with 2). A part that fails is reported as such
-    and the others still run."""
+    (for the batch: seconds with 1 worker / seconds with 2). The section is always read from the
+    parts' own JSON (results/cluster_<part>.json); `only` runs some parts again and reads the others'
+    last results, each stamped with when it was measured. A part that fails is reported as such."""
     out: dict[str, Any] = {
         "cores": os.cpu_count(),
         "note": f"{os.cpu_count()} cores shared by every node: the ratios measure what distribution "
         "costs here, not a speed-up",
     }
-    parts = {"speed": _cluster_speed, "batch": _cluster_batch, "serving": _cluster_serving}
-    exact = True
-    for name, part in parts.items():
+    for name, (env, script, args, timeout_s, read) in CLUSTER_PARTS.items():
+        path = results / f"cluster_{name}.json"
         try:
-            figures = part(sizes, results)
+            if not only or name in only:
+                path.unlink(missing_ok=True)  # a failed run must not report the last run's figures
+                argv = [str(VENVS / env / "bin" / "python"), script, *args(sizes), "--out", str(path)]
+                _run(f"cluster {name}", argv, timeout_s, _cluster_env())
+            elif not path.exists():
+                out[f"{name}_error"] = f"not run (--only) and no earlier {path.name}"
+                continue
+            figures = read(_load(path))
         except (BenchError, subprocess.TimeoutExpired, KeyError) as exc:
             out[f"{name}_error"] = f"{type(exc).__name__}: {exc}"
-            exact = False
             continue
-        exact = exact and bool(figures.pop("exact"))
+        out[f"{name}_exact"] = bool(figures.pop("exact"))
+        out[f"{name}_measured_at"] = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(
+            timespec="seconds"
+        )
         out.update(figures)
-    out["exact"] = exact
+    out["exact"] = all(out.get(f"{name}_exact") for name in CLUSTER_PARTS)
     return out
 
 
@@ -256,12 +266,7 @@ def _cluster_env() -> dict[str, str]:
     return cluster.environment(os.environ.get("LAMBDA_STATE_DIR", str(REPO / ".local" / "state")))
 
 
-def _cluster_speed(sizes: Sizes, results: Path) -> dict[str, Any]:
-    out = results / "cluster_speed.json"
-    _run("cluster speed", [str(VENVS / "speed" / "bin" / "python"), "speed_layer/bench/cluster_throughput.py",
-                           "--events", str(sizes.cluster_speed_events), "--out", str(out)], 3600,
-         _cluster_env())  # fmt: skip
-    res = _load(out)
+def _read_cluster_speed(res: dict[str, Any]) -> dict[str, Any]:
     one, two = res["taskmanagers"]["1"], res["taskmanagers"]["2"]
     return {
         "speed_events": res["events"],
@@ -272,12 +277,7 @@ def _cluster_speed(sizes: Sizes, results: Path) -> dict[str, Any]:
     }
 
 
-def _cluster_batch(sizes: Sizes, results: Path) -> dict[str, Any]:
-    out = results / "cluster_batch.json"
-    _run("cluster batch", [str(VENVS / "batch" / "bin" / "python"), "batch_layer/bench/cluster_scaling.py",
-                           "--rows", str(sizes.cluster_batch_rows), "--out", str(out)], 3600,
-         _cluster_env())  # fmt: skip
-    res = _load(out)
+def _read_cluster_batch(res: dict[str, Any]) -> dict[str, Any]:
     one, two = res["workers"]["1"], res["workers"]["2"]
     return {
         "batch_events": res["rows"],
@@ -288,12 +288,7 @@ def _cluster_batch(sizes: Sizes, results: Path) -> dict[str, Any]:
     }
 
 
-def _cluster_serving(sizes: Sizes, results: Path) -> dict[str, Any]:
-    out = results / "cluster_serving.json"
-    _run("cluster serving", [str(VENVS / "serving" / "bin" / "python"), "serving_layer/bench/cluster_replicas.py",
-                             "--seconds", str(sizes.serving_seconds), "--rounds", str(sizes.serving_rounds),
-                             "--out", str(out)], 900, _cluster_env())  # fmt: skip
-    res = _load(out)
+def _read_cluster_serving(res: dict[str, Any]) -> dict[str, Any]:
     return {
         "serving_rps_1": res["rps_1"],
         "serving_rps_2": res["rps_2"],
@@ -302,6 +297,19 @@ def _cluster_serving(sizes: Sizes, results: Path) -> dict[str, Any]:
         "serving_redis": res["redis"],
         "exact": bool(res["same_answer"] and res["errors"] == 0),
     }
+
+
+Reader = Callable[[dict[str, Any]], dict[str, Any]]
+# part: (environment, script, its size arguments, timeout in seconds, reader of its JSON)
+CLUSTER_PARTS: dict[str, tuple[str, str, Callable[[Sizes], list[str]], float, Reader]] = {
+    "speed": ("speed", "speed_layer/bench/cluster_throughput.py",
+              lambda s: ["--events", str(s.cluster_speed_events)], 3600, _read_cluster_speed),
+    "batch": ("batch", "batch_layer/bench/cluster_scaling.py",
+              lambda s: ["--rows", str(s.cluster_batch_rows)], 3600, _read_cluster_batch),
+    "serving": ("serving", "serving_layer/bench/cluster_replicas.py",
+                lambda s: ["--seconds", str(s.serving_seconds), "--rounds", str(s.serving_rounds)], 900,
+                _read_cluster_serving),
+}  # fmt: skip
 
 
 def verdicts(summary: dict[str, Any]) -> dict[str, bool]:
@@ -381,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lambda-bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--quick", action="store_true", default=os.environ.get("QUICK") == "1")
-    parser.add_argument("--only", choices=["speed", "batch", "serving"], action="append")
+    parser.add_argument(
+        "--only", choices=["speed", "batch", "serving"], action="append", help="with --cluster: those parts"
+    )
     parser.add_argument(
         "--cluster",
         action="store_true",
@@ -402,10 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     runners: dict[str, Any] = {"speed": run_speed, "batch": run_batch, "serving": run_serving}
     if args.cluster:
-        runners = {"cluster": run_cluster}
+        runners = {"cluster": lambda sizes, results: run_cluster(sizes, results, args.only)}
     failed: list[str] = []
     for name, runner in runners.items():
-        if args.only and name not in args.only and not args.cluster:
+        if args.only and name not in args.only and name != "cluster":
             continue
         try:
             summary[name] = runner(sizes, results)
