@@ -10,12 +10,18 @@ its data (lambda_tools.demo_data) and replaces it on every run, unless DEMO_KEEP
 
 Every wait shows what it waits for and how far along it is on one status line (lambda_tools.progress):
 records the speed layer has consumed, the batch's last log line, seconds of the live run.
+
+`make demo CLUSTER=1` (--cluster) tells the same story on the cluster (docs/cluster.md): the
+engines from `lambda-services up --cluster`, the speed job submitted to the Flink session cluster
+(`lambda-speed` returns once it runs; the demo stops it at the end), the nightly batch on the Spark
+cluster, both serving replicas (lambda_tools.cluster.serving), the demo's tables and checkpoints on
+the object store. Each layer's own entry point does the work, as in single-node mode.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -31,7 +37,9 @@ from typing import IO
 from kafka.errors import KafkaError
 
 from lambda_contract.settings import Settings, SettingsError
+from lambda_tools import cluster as cluster_mode
 from lambda_tools import demo_data, kafka_calls, progress, services
+from lambda_tools.cluster import serving as serving_replicas
 from lambda_tools.demo_data import SPEED_GROUP
 from lambda_tools.progress import Progress, heartbeat
 
@@ -58,9 +66,11 @@ class Demo:
     live_rate: float
     seconds: float | None
     env: dict[str, str]
+    cluster: bool = False
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     started_services: list[str] = field(default_factory=list)
     logs: list[IO[bytes]] = field(default_factory=list)
+    speed_submitted: bool = False  # cluster mode: the speed job runs in the session cluster
 
     @property
     def log_dir(self) -> Path:
@@ -87,12 +97,19 @@ class Demo:
     # -- steps ------------------------------------------------------------------------------------
 
     def start_services(self) -> None:
-        before = services.status(self.settings)
-        missing = [name for name, pid in before.items() if pid is None]
+        if self.cluster:
+            state = self.settings.state_path
+            wanted = ["pushgateway", "prometheus"] + [
+                n for engine in cluster_mode.ENGINES for n in cluster_mode.PROCESSES[engine]
+            ]
+            missing = [name for name in wanted if services.running_pid(state, name) is None]
+        else:
+            before = services.status(self.settings)
+            missing = [name for name, pid in before.items() if pid is None]
         what = "starting " + (", ".join(missing) or "nothing: the services are running")
         with status(what) as line, heartbeat(line):
-            services.up(self.settings)
-        self.started_services = [name for name, pid in before.items() if pid is None]
+            services.up(self.settings, cluster=self.cluster)
+        self.started_services = missing
         say(services.ready_line(self.settings))
 
     def replace_data(self) -> None:
@@ -119,7 +136,15 @@ class Demo:
         )  # fmt: skip
 
     def start_speed(self) -> None:
-        self.background("speed", [str(VENVS / "speed" / "bin" / "lambda-speed"), "--group-id", SPEED_GROUP])
+        argv = [str(VENVS / "speed" / "bin" / "lambda-speed"), "--group-id", SPEED_GROUP]
+        if self.cluster:  # lambda-speed submits the job to LAMBDA_FLINK_JOBMANAGER and returns once it runs
+            self.foreground(
+                f"submitting the speed job to the Flink session cluster ({self.settings.flink_jobmanager})",
+                argv,
+            )
+            self.speed_submitted = True
+        else:
+            self.background("speed", argv)
 
     def wait_for_speed(self, timeout_s: float = 600) -> None:
         """Caught up when the job's committed offsets (at each checkpoint) reach the topic's end."""
@@ -169,6 +194,9 @@ class Demo:
     def start_serving(self) -> str:
         token = self.api_token()
         self.env["LAMBDA_API_TOKENS"] = token
+        if self.cluster:
+            self.start_replicas()
+            return token
         self.background("serving", [str(VENVS / "serving" / "bin" / "lambda-serve")])
         url = f"http://localhost:{self.settings.api_port}"
         deadline = time.monotonic() + 60
@@ -184,14 +212,22 @@ class Demo:
         raise DemoError("the serving layer did not answer /healthz within 60 s")
 
     def api_token(self) -> str:
-        if self.settings.api_tokens:
-            return self.settings.api_tokens[0]
-        path = self.settings.state_path / "secrets" / "api-token"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(32) + "\n")
-        return path.read_text().strip()
+        return serving_replicas.api_token(self.settings)
+
+    def start_replicas(self) -> None:
+        """Both replicas on the demo's data; running ones (`make serve CLUSTER=1` on the main
+        tables) are stopped first: they hold no state, and `make serve CLUSTER=1` brings them back."""
+        state = self.settings.state_path
+        for name in serving_replicas.PORTS:
+            pid = services.running_pid(state, name)
+            if pid is not None:
+                say(f"stopping {name} (pid {pid}): the demo's replicas serve the demo's data")
+                services.stop_pid(pid)
+        with status("starting serving-1 and serving-2, waiting for /readyz") as line, heartbeat(line):
+            started = serving_replicas.start(self.settings, state, self.env)
+        self.started_services += started
+        for name, url in serving_replicas.urls().items():
+            say(f"started {name} at {url} (log {self.log_dir / f'{name}.log'})")
 
     def start_live(self) -> None:
         gen = str(VENVS / "tools" / "bin" / "lambda-generate")
@@ -213,7 +249,18 @@ class Demo:
                     f"{name} stopped unexpectedly (exit {proc.returncode}); see {self.log_dir}/demo-{name}.log"
                 )
 
+    def stop_speed_job(self) -> None:
+        """Cluster mode: the demo's job leaves the session cluster (its savepoint is the demo's,
+        replaced by the next run)."""
+        argv = [str(VENVS / "speed" / "bin" / "lambda-speed"), "--stop"]
+        with status("stopping the speed job in the Flink session cluster") as line:
+            code = progress.run(line, argv, cwd=REPO, env=self.env)
+        if code != 0:
+            say(f"the speed job did not stop (exit {code}): see `make speed-stop CLUSTER=1`")
+
     def stop(self) -> None:
+        if self.speed_submitted:
+            self.stop_speed_job()
         for _, proc in reversed(self.procs):
             if proc.poll() is None:
                 # SIGINT lets the generator flush and write its truth; the others stop on it too.
@@ -231,7 +278,14 @@ class Demo:
                 log.close()
             if self.started_services:
                 line.update(detail="stopping " + ", ".join(self.started_services))
-                services.down(self.settings)
+                if self.cluster:  # exactly those: the cluster may serve others too
+                    for name in reversed(self.started_services):
+                        pid = services.running_pid(self.settings.state_path, name)
+                        if pid is not None:
+                            services.stop_pid(pid)
+                        services.pid_file(self.settings.state_path, name).unlink(missing_ok=True)
+                else:
+                    services.down(self.settings)
                 line.write(
                     "\033[1m[demo]\033[0m stopped the services the demo started: "
                     + ", ".join(self.started_services)
@@ -251,8 +305,11 @@ def _install_stop(flag: list[bool]) -> None:
 
 
 def main(argv: list[str] | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:
+    parser = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--cluster", action="store_true", help="on the cluster (make demo CLUSTER=1)")
+    cluster = parser.parse_args(argv).cluster
     try:
-        env = demo_data.demo_environment(os.environ)
+        env = demo_data.demo_environment(os.environ, cluster=cluster)
         settings = Settings.from_env(env)
         demo_data.data_dirs(settings)  # refuses remote storage before anything starts
         seconds_env = os.environ.get("DEMO_SECONDS", "").strip()
@@ -265,7 +322,7 @@ def main(argv: list[str] | None = None, clock: Callable[[], datetime] = lambda: 
     except (SettingsError, ValueError, demo_data.DemoDataError) as exc:
         print(f"make demo: {exc}", file=sys.stderr)
         return 2
-    demo = Demo(settings, history_events, rate, seconds, env)
+    demo = Demo(settings, history_events, rate, seconds, env, cluster=cluster)
     stop: list[bool] = []
     t0 = time.monotonic()
     try:
@@ -283,6 +340,9 @@ def main(argv: list[str] | None = None, clock: Callable[[], datetime] = lambda: 
         demo.reconcile(now)
         url = f"http://localhost:{settings.api_port}"
         say("the platform is live:")
+        if cluster:
+            url = serving_replicas.urls()["serving-1"]
+            print(f"    replicas    {', '.join(serving_replicas.urls().values())} (the same answers)")
         print(f"    dashboard   {url}/#token={token}")
         print(f"    API docs    {url}/docs")
         print(f'    curl        curl -H "Authorization: Bearer {token}" "{url}/v1/revenue/hourly?start='

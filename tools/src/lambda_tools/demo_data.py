@@ -10,6 +10,8 @@ win over these defaults; whatever they name is then the demo's to replace.
 from __future__ import annotations
 
 import shutil
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import cast
@@ -21,17 +23,25 @@ from redis.exceptions import RedisClusterException
 from lambda_contract import redis_clients
 from lambda_contract.settings import Settings
 from lambda_tools import kafka_calls
+from lambda_tools.cluster import environment as cluster_environment
+from lambda_tools.cluster import objectstore
 
 SPEED_GROUP = "lambda-demo-speed"
+DEMO_OBJECTS = "demo"  # cluster mode: the demo's folder of the object store's bucket
 
 
 class DemoDataError(RuntimeError):
     """The demo's data cannot be replaced (storage it does not own, or a store that refused)."""
 
 
-def demo_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment of every demo process: the caller's, plus the demo's namespace where unset."""
-    state = Settings.from_env(environ).state_path / "demo"
+def demo_environment(environ: Mapping[str, str], cluster: bool = False) -> dict[str, str]:
+    """The environment of every demo process: the caller's, plus the demo's namespace where unset.
+
+    In cluster mode the namespace's tables and checkpoints are on the object store (under
+    s3a://lambda/demo/), and a value that is only infra/cluster/cluster.env's (what `make ...
+    CLUSTER=1` exports to every command) counts as unset: the demo never writes the main tables."""
+    root = Settings.from_env(environ).state_path
+    state = root / "demo"
     defaults = {
         "LAMBDA_TOPIC_ORDERS": "demo.orders.v1",
         "LAMBDA_TOPIC_DLQ": "demo.orders.v1.dlq",
@@ -41,7 +51,24 @@ def demo_environment(environ: Mapping[str, str]) -> dict[str, str]:
         "LAMBDA_CHECKPOINT_DIR": (state / "flink" / "checkpoints").as_uri(),
         "LAMBDA_BATCH_CHECKPOINT_DIR": str(state / "spark" / "checkpoints" / "bronze"),
     }
-    return defaults | {k: v for k, v in environ.items() if v != "" or k not in defaults}
+    base = dict(environ)
+    shared: dict[str, str] = {}
+    if cluster:
+        shared = cluster_environment(root, base={})
+        base = shared | base
+        store = f"{objectstore.BUCKET}/{DEMO_OBJECTS}"
+        defaults |= {
+            "LAMBDA_DELTA_ROOT": f"s3a://{store}/delta",
+            "LAMBDA_CHECKPOINT_DIR": f"s3://{store}/flink/checkpoints",
+            "LAMBDA_BATCH_CHECKPOINT_DIR": f"s3a://{store}/spark/checkpoints/bronze",
+        }
+    unset = {k for k in defaults if base.get(k, "") in ("", shared.get(k))}
+    return defaults | {k: v for k, v in base.items() if k not in unset}
+
+
+def _local_object_store(settings: Settings) -> bool:
+    """LAMBDA_S3_ENDPOINT is cluster mode's own object store on this machine."""
+    return settings.s3_endpoint.rstrip("/") == f"http://{objectstore.HOST}:{objectstore.S3_PORT}"
 
 
 def local_dir(setting: str, url: str) -> Path:
@@ -55,15 +82,50 @@ def local_dir(setting: str, url: str) -> Path:
     )
 
 
-def data_dirs(settings: Settings) -> dict[str, Path]:
-    """The demo's tables and checkpoints on disk, by the setting that names each."""
-    return {
-        "LAMBDA_DELTA_ROOT": local_dir("LAMBDA_DELTA_ROOT", settings.delta_root_url),
-        "LAMBDA_CHECKPOINT_DIR": local_dir("LAMBDA_CHECKPOINT_DIR", settings.checkpoint_url),
-        "LAMBDA_BATCH_CHECKPOINT_DIR": local_dir(
-            "LAMBDA_BATCH_CHECKPOINT_DIR", settings.bronze_checkpoint_url
-        ),
+def data_dirs(settings: Settings) -> dict[str, Path | str]:
+    """The demo's tables and checkpoints by the setting that names each: a directory on disk, or
+    (cluster mode) a folder of the local object store's bucket, as the filer path it has there."""
+    urls = {
+        "LAMBDA_DELTA_ROOT": settings.delta_root_url,
+        "LAMBDA_CHECKPOINT_DIR": settings.checkpoint_url,
+        "LAMBDA_BATCH_CHECKPOINT_DIR": settings.bronze_checkpoint_url,
     }
+    out: dict[str, Path | str] = {}
+    for setting, url in urls.items():
+        parsed = urlparse(url)
+        if (
+            parsed.scheme in ("s3", "s3a")
+            and parsed.netloc == objectstore.BUCKET
+            and _local_object_store(settings)
+        ):
+            folder = parsed.path.strip("/")
+            if not folder:
+                raise DemoDataError(
+                    f"{setting}={url!r} is the whole bucket; the demo replaces only a folder of it"
+                )
+            out[setting] = f"/buckets/{objectstore.BUCKET}/{folder}"
+        else:
+            out[setting] = local_dir(setting, url)
+    return out
+
+
+def _remove(location: Path | str) -> None:
+    """Delete a directory on disk, or a folder of the local object store through its filer's HTTP
+    API (one recursive call; S3 itself can only delete object by object)."""
+    if isinstance(location, Path):
+        shutil.rmtree(location, ignore_errors=True)
+        return
+    url = f"http://{objectstore.HOST}:{objectstore.FILER_PORT}{location}?recursive=true&ignoreRecursiveError=true"
+    request = urllib.request.Request(url, method="DELETE")
+    try:
+        urllib.request.urlopen(request, timeout=60).close()  # noqa: S310 (the local filer)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:  # nothing there yet
+            raise DemoDataError(
+                f"the object store's filer refused to delete {location}: HTTP {exc.code}"
+            ) from exc
+    except OSError as exc:
+        raise DemoDataError(f"the object store's filer did not answer to delete {location}: {exc}") from exc
 
 
 def replace(settings: Settings) -> list[str]:
@@ -80,8 +142,8 @@ def replace(settings: Settings) -> list[str]:
         kafka_calls.delete_topics(admin, topics)
         kafka_calls.ensure_topics(admin, wanted)
     keys = _delete_redis_keys(settings)
-    for path in [*dirs.values(), truth_dir(settings)]:
-        shutil.rmtree(path, ignore_errors=True)
+    for location in [*dirs.values(), truth_dir(settings)]:
+        _remove(location)
     return [
         "topics " + ", ".join(topics),
         f"consumer group {SPEED_GROUP}",
