@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import stat
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -78,7 +79,11 @@ def test_replicas_start_once_come_back_alone_and_answer_alike(
     assert killed is not None
     os.kill(killed, signal.SIGKILL)
     assert wait_until(lambda: services.running_pid(state, "serving-2") is None, 10, 0.1)
+    began = time.monotonic()
     assert serving.start(settings, state, env) == ["serving-2"]
+    print(
+        f"serving-2 SIGKILLed, back and ready on /readyz in {time.monotonic() - began:.1f} s"
+    )  # docs/cluster.md
     assert services.running_pid(state, "serving-1") == pids["serving-1"]
 
     path = "/v1/revenue/hourly?start=2026-01-01T00:00:00Z&end=2026-01-01T03:00:00Z&group_by=region"
