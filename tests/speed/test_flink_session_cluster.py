@@ -156,6 +156,7 @@ def test_submit_stop_with_savepoint_and_resume_on_the_session_cluster(box: Box) 
 
     submitted, submit_s = _lambda_speed(box)
     assert submitted.returncode == 0, submitted.stderr[-4000:]
+    print(f"\nsession cluster: submit-to-RUNNING {submit_s:.1f} s", flush=True)
     job_id = re.search(r"job ([0-9a-f]{32}) RUNNING", submitted.stdout)
     assert job_id, submitted.stdout
     info = session.job(job_id[1])
@@ -174,8 +175,10 @@ def test_submit_stop_with_savepoint_and_resume_on_the_session_cluster(box: Box) 
         lambda: checkpoints.latest_complete(settings.checkpoint_url, settings) is not None, 120, 2.0
     ), "no complete checkpoint on the object store"
 
+    print(f"session cluster: exact in Redis {exact_s:.1f} s after RUNNING", flush=True)
     stopped, stop_s = _lambda_speed(box, "--stop")
     assert stopped.returncode == 0, stopped.stderr[-4000:]
+    print(f"session cluster: stopped with a savepoint in {stop_s:.1f} s", flush=True)
     savepoint = re.search(r"FINISHED; savepoint: (\S+)", stopped.stdout)
     assert savepoint, stopped.stdout
     assert savepoint[1].startswith(checkpoints.savepoint_dir(settings.checkpoint_url) + "/savepoint-")
@@ -194,9 +197,9 @@ def test_submit_stop_with_savepoint_and_resume_on_the_session_cluster(box: Box) 
     assert wait_until(lambda: _converged(client, prefix, everything), EXACT_TIMEOUT_S, 1.0)
     recovery_s = resubmit_s + time.monotonic() - began
     print(
-        f"\nsession cluster: submit-to-RUNNING {submit_s:.1f} s, then exact in {exact_s:.1f} s; "
-        f"stop with savepoint {stop_s:.1f} s; resubmit-to-RUNNING {resubmit_s:.1f} s, "
-        f"exact again {recovery_s:.1f} s after the resubmission began"
+        f"session cluster: resubmit-to-RUNNING {resubmit_s:.1f} s, exact again {recovery_s:.1f} s "
+        "after the resubmission began",
+        flush=True,
     )
     client.close()
 
