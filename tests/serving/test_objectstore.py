@@ -105,3 +105,15 @@ def test_the_store_refuses_requests_without_the_generated_keys(settings: Setting
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(anonymous, timeout=5).close()
     assert refused.value.code == 403
+
+
+def test_the_store_refuses_to_overwrite_with_a_conditional_put(settings: Settings, table_url: str) -> None:
+    """delta-rs commits version N by creating _delta_log/N.json with If-None-Match: * (no DynamoDB
+    lock here). Two writers racing for N are then safe only if the store refuses the second one."""
+    credentials = settings.s3_credentials()
+    assert credentials is not None
+    key = "/" + table_url.removeprefix("s3a://") + "/_delta_log/00000000000000000000.json"
+    create = {"If-None-Match": "*"}
+    assert objectstore.s3_status("PUT", key, credentials, create) == 200
+    assert objectstore.s3_status("PUT", key, credentials, create) == 412
+    assert objectstore.s3_status("PUT", key, credentials) == 200  # a plain put overwrites

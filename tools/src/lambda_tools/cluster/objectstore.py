@@ -30,6 +30,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -51,6 +52,7 @@ FILER_PORT: Final = 18888
 METRICS_PORT: Final = 19327
 GRPC_OFFSET: Final = 10000
 READY_TIMEOUT_S: Final = 120.0
+WRITE_PROBE: Final = f"/{BUCKET}/_objectstore/ready"
 
 
 def cache_dir() -> Path:
@@ -132,13 +134,15 @@ def ensure_credentials(settings: Settings, state: Path) -> tuple[str, str]:
     return pair
 
 
-def _signed(method: str, path: str, credentials: tuple[str, str], now: dt.datetime) -> urllib.request.Request:
-    """A request with an AWS Signature V4 (empty body), as S3 requires of every call."""
+def _signed(
+    method: str, path: str, credentials: tuple[str, str], now: dt.datetime, body: bytes = b""
+) -> urllib.request.Request:
+    """A request with an AWS Signature V4, as S3 requires of every call."""
     access_key, secret_key = credentials
     host = f"{HOST}:{S3_PORT}"
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
     day = amz_date[:8]
-    payload = hashlib.sha256(b"").hexdigest()
+    payload = hashlib.sha256(body).hexdigest()
     headers = {"host": host, "x-amz-content-sha256": payload, "x-amz-date": amz_date}
     signed_headers = ";".join(sorted(headers))
     canonical = "\n".join(
@@ -153,12 +157,23 @@ def _signed(method: str, path: str, credentials: tuple[str, str], now: dt.dateti
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     auth = f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed_headers}, Signature={signature}"
     request_headers = {"x-amz-content-sha256": payload, "x-amz-date": amz_date, "Authorization": auth}
-    return urllib.request.Request(f"http://{host}{path}", method=method, headers=request_headers)
+    return urllib.request.Request(
+        f"http://{host}{path}", data=body or None, method=method, headers=request_headers
+    )
 
 
-def s3_status(method: str, path: str, credentials: tuple[str, str]) -> int | None:
-    """The HTTP status of a signed S3 call on the local gateway; None when it does not answer."""
-    request = _signed(method, path, credentials, dt.datetime.now(dt.UTC))
+def s3_status(
+    method: str,
+    path: str,
+    credentials: tuple[str, str],
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
+) -> int | None:
+    """The HTTP status of a signed S3 call (`headers` unsigned) on the local gateway; None when it
+    does not answer."""
+    request = _signed(method, path, credentials, dt.datetime.now(dt.UTC), body)
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 (local http)
             return int(resp.status)
@@ -307,6 +322,14 @@ def _start(settings: Settings, state: Path) -> None:
         status = s3_status("PUT", f"/{BUCKET}", credentials)
         if status not in (200, 409):  # 409: created meanwhile by another start
             raise ServiceError(f"creating bucket {BUCKET!r} on the object store answered HTTP {status}")
+    # After a restart the master places no new data for three heartbeats (15 s: its volume servers
+    # may still be reporting); ready means an object can be written, not only that S3 answers.
+    services.wait_ready(
+        "object store writes",
+        lambda: s3_status("PUT", WRITE_PROBE, credentials, body=b"ready\n") == 200,
+        log,
+        READY_TIMEOUT_S,
+    )
 
 
 def main(argv_: list[str] | None = None) -> int:
