@@ -29,9 +29,10 @@ def _custom_endpoint(settings: Settings) -> tuple[str, bool] | None:
 def delta_rs_options(settings: Settings) -> dict[str, str]:
     """deltalake's `storage_options` (DeltaTable, write_deltalake) for the object store.
 
-    A store of our own has no DynamoDB locking provider. Writes then rely on S3 conditional puts
-    (If-None-Match on the next _delta_log entry), which SeaweedFS honours, so two writers cannot
-    both commit the same version. Local paths ignore these options.
+    A store of our own has no DynamoDB locking provider. delta-rs then commits each _delta_log
+    entry with a conditional put (If-None-Match: *, its default for S3 since 0.23, named here so
+    that it stays so), which SeaweedFS honours (HTTP 412), so two writers cannot both commit the
+    same version. Local paths ignore these options.
     """
     options: dict[str, str] = {}
     custom = _custom_endpoint(settings)
