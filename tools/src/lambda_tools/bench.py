@@ -74,7 +74,7 @@ FULL = Sizes(
     3,
     365,
     1000,
-    1_000_000,
+    300_000,  # cluster speed: each drain is a full job submission on the shared cluster
     1_000_000,
 )
 QUICK = Sizes(20_000, 2_000, 3, 10, (1_000, 2_000), 2, 8, 100_000, 3.0, 1, 31, 100, 20_000, 100_000)
