@@ -66,7 +66,7 @@ class Recovery:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"back_s": round(self.back_s, 1), "recovered_s": round(self.recovered_s, 1)}
 
 
 @dataclass
