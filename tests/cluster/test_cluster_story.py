@@ -24,7 +24,8 @@ its object-store paths (s3://lambda/tests/<tag>/...), and runs two serving repli
 5. `lambda-reconcile` for each date: explained by the late events, no residual.
 
 Recovery times go to reports/cluster/recovery.json and the run's summary. Sizes: `make test` runs
-200 events/s with 6 s between faults (about 6 min with a cold cluster start); the long variant
+200 events/s with 6 s between faults: 11 min 38 s on a warm cluster with benchmarks running beside it
+(load 8-28 on 2 cores; most of it the restarts and the batch's Kafka ingest); the long variant
 (LAMBDA_CLUSTER_LONG=1) also runs each fault as its own test on more traffic (test_cluster_long.py).
 LAMBDA_CLUSTER_SEED replays the traffic.
 """
