@@ -276,14 +276,18 @@ def test_scrape_jobs_match_the_local_job_names_the_rules_use(rendered: Rendered)
 
 
 def test_both_speed_metrics_ports_are_declared_scraped_and_admitted(rendered: Rendered) -> None:
-    """Flink's reporter on LAMBDA_SPEED_METRICS_PORT, the speed layer's own metrics on the next port."""
+    """Flink's reporter on LAMBDA_SPEED_METRICS_PORT, the speed layer's own metrics on the next
+    ports: one per slot, since every sink in a TaskManager pod takes the next free one."""
     docs = rendered["prod"]
     config = next(c for c in objects(docs, "ConfigMap") if c["metadata"]["name"].startswith("lambda-config"))
     reporter = int(config["data"]["LAMBDA_SPEED_METRICS_PORT"])
-    pod = one(docs, "FlinkDeployment", "lambda-speed")["spec"]["podTemplate"]["spec"]
+    deployment = one(docs, "FlinkDeployment", "lambda-speed")["spec"]
+    slots = int(deployment["flinkConfiguration"]["taskmanager.numberOfTaskSlots"])
+    sinks = list(range(reporter + 1, reporter + 1 + slots))
+    pod = deployment["podTemplate"]["spec"]
     ports = {p["name"]: p["containerPort"] for p in pod["containers"][0]["ports"]}
     scraped = {e["port"] for e in one(docs, "PodMonitor", "speed")["spec"]["podMetricsEndpoints"]}
-    assert {ports[name] for name in scraped} == {reporter, reporter + 1}
+    assert {ports[name] for name in scraped} == {reporter, *sinks}
     admitted = [
         p["port"]
         for rule in one(docs, "NetworkPolicy", "speed")["spec"]["ingress"]
@@ -292,7 +296,7 @@ def test_both_speed_metrics_ports_are_declared_scraped_and_admitted(rendered: Re
         == "monitoring"
         for p in rule["ports"]
     ]
-    assert sorted(admitted) == [reporter, reporter + 1]
+    assert sorted(admitted) == [reporter, *sinks]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

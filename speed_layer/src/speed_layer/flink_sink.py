@@ -107,7 +107,8 @@ class RedisSink(KeyedCoProcessFunction):  # type: ignore[misc]
             MapStateDescriptor(STATE_NAME, Types.STRING(), Types.STRING())
         )
         self._metrics = SpeedMetrics()
-        self._metrics.serve(s.speed_metrics_port + 1)
+        # In Kubernetes each TaskManager pod has one slot, so every sink takes port + 1 (9250).
+        self._metrics.serve(s.speed_metrics_port + 1, attempts=s.speed_parallelism)
 
     def process_element1(self, value: Row, ctx: KeyedCoProcessFunction.Context) -> Iterator[None]:
         """A changelog row."""

@@ -47,12 +47,17 @@ class SpeedMetrics:
         self.events_in = _counter(spec.SPEED_RECORDS_IN, r)
         self.redis_errors = _counter(spec.SPEED_REDIS_ERRORS, r)
 
-    def serve(self, port: int) -> None:
-        """Expose on `port`; a port in use is logged, never fatal (metrics must not stop the job)."""
-        try:
-            start_http_server(port, registry=self.registry)
-        except OSError as exc:
-            log.warning("speed metrics endpoint not started on port %d: %s", port, exc)
+    def serve(self, port: int, attempts: int = 1) -> None:
+        """Expose on the first free port of `port` .. `port + attempts - 1`: several sinks that
+        share a host (a mini-cluster or the local session cluster at parallelism N) each get one.
+        None free is logged, never fatal (metrics must not stop the job)."""
+        for candidate in range(port, port + max(1, attempts)):
+            try:
+                start_http_server(candidate, registry=self.registry)
+                return
+            except OSError as exc:
+                error = exc
+        log.warning("speed metrics endpoint not started on ports %d+%d: %s", port, attempts, error)
 
     def add(self, counts: Counts) -> None:
         self.events_in.inc(counts.events_in)
