@@ -454,8 +454,13 @@ def reset(settings: Settings) -> None:
 
 def ready_line(settings: Settings) -> str:
     """Where each local service answers, for the commands that started them to say."""
+    redis = (
+        "Cluster " + ",".join(f"{h}:{p}" for h, p in settings.redis_cluster)
+        if settings.redis_cluster
+        else settings.redis_url
+    )
     return (
-        f"services ready: Kafka {settings.kafka_bootstrap} | Redis {settings.redis_url} | Prometheus "
+        f"services ready: Kafka {settings.kafka_bootstrap} | Redis {redis} | Prometheus "
         f"http://localhost:{settings.prometheus_port} | Pushgateway http://localhost:{pushgateway_port(settings)}"
     )
 
