@@ -185,8 +185,12 @@ def test_batch_image_matches_the_locked_spark_and_delta() -> None:
     props = pom_properties()
     assert props["spark.version"] == spark
     assert props["delta.version"] == locked("batch_layer", "delta-spark")
-    # hadoop-aws must be the Hadoop that pyspark ships.
+    # hadoop-aws (in the copied jar folder, for s3a) must be the Hadoop that pyspark ships.
+    assert ".local/jars/spark/" in [src for sources in df.copies for src in sources]
     jars = REPO / ".venvs/batch/lib/python3.11/site-packages/pyspark/jars"
     if jars.exists():
-        hadoop = {p.name for p in jars.glob("hadoop-client-api-*.jar")}
-        assert hadoop == {f"hadoop-client-api-{df.args['HADOOP_AWS_VERSION']}.jar"}
+        hadoop = {p.name.removeprefix("hadoop-client-api-") for p in jars.glob("hadoop-client-api-*.jar")}
+        aws = {
+            p.name.removeprefix("hadoop-aws-") for p in (REPO / ".local/jars/spark").glob("hadoop-aws-*.jar")
+        }
+        assert aws == hadoop, "hadoop-aws and pyspark's Hadoop differ"
