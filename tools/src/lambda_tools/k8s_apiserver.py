@@ -16,7 +16,6 @@ Run: `python -m lambda_tools.k8s_apiserver build|up|down|status|crds`.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import re
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from lambda_tools import services
+from lambda_tools import gobuild, services
 from lambda_tools.services import ServiceError
 
 KUBERNETES_VERSION: Final = "v1.34.2"
@@ -53,26 +52,11 @@ class K8sError(RuntimeError):
 
 def cache_dir() -> Path:
     """Where the built binaries live: outside the repository, one folder per Kubernetes version."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "lambda-platform" / f"kubernetes-{KUBERNETES_VERSION}"
+    return gobuild.cache_dir(f"kubernetes-{KUBERNETES_VERSION}")
 
 
 def binary(name: str) -> Path:
     return cache_dir() / "bin" / name
-
-
-def _go() -> str:
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
-    if go is None:
-        raise K8sError("building kube-apiserver needs Go (go is not on PATH)")
-    return go
-
-
-def _run(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise K8sError(f"`{' '.join(argv)}` failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return result.stdout
 
 
 def version_ldflags() -> str:
@@ -84,48 +68,34 @@ def version_ldflags() -> str:
 
 
 def build(log: bool = True) -> list[Path]:
-    """Builds the missing binaries into the cache; Go's own caches make a rebuild quick.
-
-    One build at a time per cache (a file lock): setups running side by side wait for it.
-    """
-    bin_dir = cache_dir() / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    with (cache_dir() / "build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    """Builds the missing binaries into the cache (lambda_tools.gobuild); Go's own caches make a
+    rebuild quick."""
+    (cache_dir() / "bin").mkdir(parents=True, exist_ok=True)
+    with gobuild.locked(cache_dir()):
         missing = [name for name in BINARIES if not binary(name).exists()]
         if missing:
-            _build(missing, log)
+            src = gobuild.module_source(
+                "k8s.io/kubernetes", KUBERNETES_VERSION, cache_dir(), _use_published_staging
+            )
+            for name in missing:
+                if log:
+                    print(
+                        f"k8s_apiserver: building {name} {KUBERNETES_VERSION} (minutes when cold)",
+                        file=sys.stderr,
+                    )
+                gobuild.build(src, f"./cmd/{name}", binary(name), ldflags=version_ldflags())
     return [binary(name) for name in BINARIES]
 
 
-def _build(missing: list[str], log: bool) -> None:
-    go = _go()
-    env = {**os.environ, "GOWORK": "off", "GOFLAGS": "-mod=mod"}
-    info = json.loads(
-        _run([go, "mod", "download", "-json", f"k8s.io/kubernetes@{KUBERNETES_VERSION}"], env=env)
+def _use_published_staging(src: Path) -> None:
+    """Point go.mod's `./staging/src/k8s.io/X` replaces at the published k8s.io/X modules."""
+    go_mod = (src / "go.mod").read_text()
+    staged = re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/src/", go_mod, re.MULTILINE)
+    if not staged:
+        raise K8sError("k8s.io/kubernetes's go.mod has no staging replaces to redirect")
+    gobuild.run(
+        [gobuild.go(), "mod", "edit", *(f"-replace={m}={m}@{STAGING_VERSION}" for m in staged)], cwd=src
     )
-    # A fixed source folder, so Go's build cache (keyed by paths too) makes a rebuild a link.
-    src = cache_dir() / "src"
-    if not (src / ".ready").exists():
-        shutil.rmtree(src, ignore_errors=True)
-        # The module cache is read-only; the build needs its own go.mod and go.sum.
-        shutil.copytree(info["Dir"], src)
-        for path in [src, *src.rglob("*")]:
-            path.chmod(path.stat().st_mode | 0o200)
-        go_mod = (src / "go.mod").read_text()
-        staged = re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/src/", go_mod, re.MULTILINE)
-        if not staged:
-            raise K8sError("k8s.io/kubernetes's go.mod has no staging replaces to redirect")
-        _run([go, "mod", "edit", *(f"-replace={m}={m}@{STAGING_VERSION}" for m in staged)], cwd=src, env=env)
-        (src / ".ready").touch()
-    for name in missing:
-        if log:
-            print(f"k8s_apiserver: building {name} {KUBERNETES_VERSION} (minutes when cold)", file=sys.stderr)
-        out = binary(name).with_name(f".{name}.partial")
-        _run(
-            [go, "build", f"-ldflags={version_ldflags()}", "-o", str(out), f"./cmd/{name}"], cwd=src, env=env
-        )
-        out.replace(binary(name))
 
 
 # --- certificates and the kubeconfig ------------------------------------------------------------
@@ -158,7 +128,9 @@ class Layout:
 
 
 def _openssl(*args: str, cwd: Path) -> None:
-    _run(["openssl", *args], cwd=cwd)
+    result = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise K8sError(f"`openssl {' '.join(args)}` failed ({result.returncode}):\n{result.stderr[-3000:]}")
 
 
 def ensure_pki(layout: Layout) -> str:

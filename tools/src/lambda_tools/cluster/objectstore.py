@@ -21,10 +21,7 @@ import fcntl
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import shutil
-import subprocess
 import sys
 import time
 import urllib.error
@@ -36,7 +33,7 @@ from typing import Final
 
 from lambda_contract.settings import Settings, SettingsError
 from lambda_contract.storage import LOCAL_REGION
-from lambda_tools import services
+from lambda_tools import gobuild, services
 from lambda_tools.services import ServiceError
 
 MODULE: Final = "github.com/seaweedfs/seaweedfs"
@@ -56,57 +53,23 @@ WRITE_PROBE: Final = f"/{BUCKET}/_objectstore/ready"
 
 
 def cache_dir() -> Path:
-    """Where the built `weed` lives: outside the repository, one folder per module version."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "lambda-platform" / f"seaweedfs-{VERSION}"
+    """Where the built `weed` lives: outside the repository, one folder per SeaweedFS version."""
+    return gobuild.cache_dir(f"seaweedfs-{VERSION}")
 
 
 def binary() -> Path:
     return cache_dir() / "weed"
 
 
-def _go() -> str:
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
-    if go is None:
-        raise ServiceError("building SeaweedFS needs Go (go is not on PATH)")
-    return go
-
-
-def _run(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise ServiceError(f"`{' '.join(argv)}` failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return result.stdout
-
-
 def build(log: bool = True) -> Path:
-    """Builds `weed` into the cache unless it is there; one build at a time per cache (a file lock),
-    so setups running side by side wait for the first one."""
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    with (cache_dir() / "build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    """Builds `weed` into the cache unless it is there (lambda_tools.gobuild)."""
+    with gobuild.locked(cache_dir()):
         if not binary().exists():
-            _build(log)
+            src = gobuild.module_source(MODULE, VERSION, cache_dir())
+            if log:
+                print(f"objectstore: building SeaweedFS {VERSION} (minutes when cold)", file=sys.stderr)
+            gobuild.build(src, "./weed", binary())
     return binary()
-
-
-def _build(log: bool) -> None:
-    go = _go()
-    env = {**os.environ, "GOWORK": "off", "GOFLAGS": "-mod=mod"}
-    info = json.loads(_run([go, "mod", "download", "-json", f"{MODULE}@{VERSION}"], env=env))
-    # A fixed source folder (the module cache is read-only), so Go's build cache makes a rebuild a link.
-    src = cache_dir() / "src"
-    if not (src / ".ready").exists():
-        shutil.rmtree(src, ignore_errors=True)
-        shutil.copytree(info["Dir"], src)
-        for path in [src, *src.rglob("*")]:
-            path.chmod(path.stat().st_mode | 0o200)
-        (src / ".ready").touch()
-    if log:
-        print(f"objectstore: building SeaweedFS {VERSION} (minutes when cold)", file=sys.stderr)
-    partial = cache_dir() / ".weed.partial"
-    _run([go, "build", "-o", str(partial), "./weed"], cwd=src, env=env)
-    partial.replace(binary())
 
 
 # --- credentials and S3 requests -------------------------------------------------------------
