@@ -2,7 +2,7 @@
 
 Every size is computed here from figures measured on this machine (each `Figure` names the command
 that measured it) and the formulas below, so the document, the prod overlay (k8s/overlays/prod, which
-claims PROD_RATE and PROD_USERS; tests/k8s/test_capacity.py) and this module cannot drift apart.
+claims PROD_RATE and PROD_USERS; tests/k8s/test_k8s_capacity.py) and this module cannot drift apart.
 
     python -m lambda_tools.capacity                    # the tables docs/capacity.md embeds
     python -m lambda_tools.capacity --write            # rewrite them in docs/capacity.md
@@ -32,7 +32,7 @@ DOC: Final = Path(__file__).resolve().parents[3] / "docs" / "capacity.md"
 BEGIN, END = "<!-- capacity:begin (python -m lambda_tools.capacity --write) -->", "<!-- capacity:end -->"
 RATES: Final = (10_000, 100_000, 1_000_000)
 USERS: Final = (100, 1_000, 10_000, 100_000)
-# What k8s/overlays/prod is sized for (its kustomization.yaml says so; tests/k8s/test_capacity.py).
+# What k8s/overlays/prod is sized for (its kustomization.yaml says so; tests/k8s/test_k8s_capacity.py).
 PROD_RATE: Final = 10_000
 PROD_USERS: Final = 1_000
 GIB: Final = 2**30
