@@ -67,6 +67,12 @@ def start(settings: Settings, state: Path) -> None:
         services.wait_ready(
             f"{name} (cluster_state:ok)", functools.partial(_ok, port, password), log, READY_TIMEOUT_S
         )
+    for name, port in ports.items():
+        # A replica still loading its first copy would be promoted empty if its master died now.
+        log = state / "logs" / f"{name}.log"
+        services.wait_ready(
+            f"{name} (replica in sync)", functools.partial(_synced, port, password), log, READY_TIMEOUT_S
+        )
     _start_exporter(settings, state, password)
 
 
@@ -129,6 +135,8 @@ def _write_config(state: Path, name: str, port: int, password: str) -> Path:
         f"requirepass {password}\nmasterauth {password}\n"
         # A cache rebuilt from Flink state: no RDB, no AOF; nodes.conf (the cluster's shape) stays.
         'save ""\nappendonly no\n'
+        # A replica's full copy starts at once (Redis waits 5 s by default to batch replicas).
+        "repl-diskless-sync-delay 0\n"
         f"cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout {NODE_TIMEOUT_MS}\n"
         # A replica that was cut off for a while may still take over (the view is rewritten anyway).
         "cluster-replica-validity-factor 0\n"
@@ -161,6 +169,16 @@ def _info(port: int, password: str) -> dict[str, str]:
     except subprocess.TimeoutExpired:
         return {}
     return dict(line.strip().split(":", 1) for line in out.splitlines() if ":" in line)
+
+
+def _synced(port: int, password: str) -> bool:
+    """A master, or a replica whose link to its master is up (its first full copy loaded)."""
+    try:
+        out = _cli(port, password, "info", "replication").stdout
+    except subprocess.TimeoutExpired:
+        return False
+    info = dict(line.strip().split(":", 1) for line in out.splitlines() if ":" in line)
+    return info.get("role") == "master" or info.get("master_link_status") == "up"
 
 
 def _ok(port: int, password: str) -> bool:
