@@ -68,10 +68,17 @@ def start(settings: Settings, state: Path) -> None:
             f"{name} (cluster_state:ok)", functools.partial(_ok, port, password), log, READY_TIMEOUT_S
         )
     for name, port in ports.items():
-        # A replica still loading its first copy would be promoted empty if its master died now.
+        # A replica still loading its first copy would be promoted empty if its master died now,
+        # and a node that does not yet see every other one connected could not vote for it.
         log = state / "logs" / f"{name}.log"
         services.wait_ready(
             f"{name} (replica in sync)", functools.partial(_synced, port, password), log, READY_TIMEOUT_S
+        )
+        services.wait_ready(
+            f"{name} (sees the whole cluster)",
+            functools.partial(_settled, port, password),
+            log,
+            READY_TIMEOUT_S,
         )
     _start_exporter(settings, state, password)
 
@@ -179,6 +186,22 @@ def _synced(port: int, password: str) -> bool:
         return False
     info = dict(line.strip().split(":", 1) for line in out.splitlines() if ":" in line)
     return info.get("role") == "master" or info.get("master_link_status") == "up"
+
+
+def _settled(port: int, password: str) -> bool:
+    """This node sees all six nodes connected, none in a handshake or failing, and each of the
+    three masters with a replica."""
+    try:
+        out = _cli(port, password, "cluster", "nodes").stdout
+    except subprocess.TimeoutExpired:
+        return False
+    nodes = [line.split() for line in out.splitlines() if len(line.split()) >= 8]
+    if len(nodes) != len(NODES) or any(
+        f[7] != "connected" or any(flag in f[2] for flag in ("handshake", "fail", "noaddr")) for f in nodes
+    ):
+        return False
+    masters = {f[0] for f in nodes if "master" in f[2]}
+    return len(masters) == 3 and {f[3] for f in nodes if "slave" in f[2]} == masters
 
 
 def _ok(port: int, password: str) -> bool:
