@@ -152,6 +152,27 @@ def seed(settings: Settings, r: redis.Redis) -> str:
     return layout.hour(hours[-1])
 
 
+def bench_env(prefix: str, delta_root: Path) -> dict[str, str]:
+    """The environment of a bench and of the API servers it starts: its own Redis prefix and Delta
+    root, this run's token, and make's local defaults when run by hand."""
+    env = dict(os.environ)
+    env.setdefault("LAMBDA_HOME", str(REPO))
+    env.setdefault("LAMBDA_REDIS_PASSWORD_FILE", str(REPO / ".local/state/secrets/redis-password"))
+    env.update(LAMBDA_REDIS_PREFIX=prefix, LAMBDA_DELTA_ROOT=str(delta_root), LAMBDA_API_TOKENS=TOKEN)
+    return env
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the servers a bench started: all signalled at once, each killed after 10 s."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -242,10 +263,7 @@ def main() -> int:
     LOAD_BEFORE = os.getloadavg()
     prefix = f"bench-serving-{uuid.uuid4().hex[:10]}"
     tmp = Path(tempfile.mkdtemp(prefix="serving-bench-"))
-    env = dict(os.environ)
-    env.setdefault("LAMBDA_HOME", str(REPO))
-    env.setdefault("LAMBDA_REDIS_PASSWORD_FILE", str(REPO / ".local/state/secrets/redis-password"))
-    env.update(LAMBDA_REDIS_PREFIX=prefix, LAMBDA_DELTA_ROOT=str(tmp / "delta"), LAMBDA_API_TOKENS=TOKEN)
+    env = bench_env(prefix, tmp / "delta")
     settings = Settings.from_env(env)
     r = redis.Redis.from_url(settings.redis_url, password=settings.resolved_redis_password())
     procs: list[subprocess.Popen[bytes]] = []
@@ -342,13 +360,7 @@ def main() -> int:
         )
         return 0 if doc["pass"] else 1
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         stale = list(r.scan_iter(match=f"{prefix}:*", count=1000))
         if stale:
             r.delete(*stale)

@@ -33,7 +33,7 @@ from typing import Any
 
 import pyarrow as pa
 import redis
-from bench_hourly import HERE, REPO, TOKEN, free_port, load, seed_bare_hour, wait_port
+from bench_hourly import HERE, REPO, TOKEN, bench_env, free_port, load, seed_bare_hour, stop, wait_port
 from deltalake import DeltaTable, write_deltalake
 
 from lambda_contract.settings import Settings
@@ -170,10 +170,7 @@ def main() -> int:
     loadavg_before = os.getloadavg()
     root = year_of_gold(args.cache / f"gold-year-{args.days}d-{args.keys}k", args.days, args.keys)
     prefix = f"bench-year-{uuid.uuid4().hex[:10]}"
-    env = dict(os.environ)
-    env.setdefault("LAMBDA_HOME", str(REPO))
-    env.setdefault("LAMBDA_REDIS_PASSWORD_FILE", str(REPO / ".local/state/secrets/redis-password"))
-    env.update(LAMBDA_REDIS_PREFIX=prefix, LAMBDA_DELTA_ROOT=str(root), LAMBDA_API_TOKENS=TOKEN)
+    env = bench_env(prefix, root)
     settings = Settings.from_env(env)
     r = redis.Redis.from_url(settings.redis_url, password=settings.resolved_redis_password())
     procs: list[subprocess.Popen[bytes]] = []
@@ -264,13 +261,7 @@ def main() -> int:
         )
         return 0 if doc["pass"] else 1
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         stale = list(r.scan_iter(match=f"{prefix}:*", count=1000))
         if stale:
             r.delete(*stale)

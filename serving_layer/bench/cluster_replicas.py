@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench_hourly import REPO, START, TOKEN, free_port, load, seed, wait_port
+from bench_hourly import REPO, START, TOKEN, bench_env, free_port, load, seed, stop, wait_port
 
 from lambda_contract import redis_clients
 from lambda_contract.settings import Settings
@@ -92,10 +92,7 @@ def main() -> int:
     load_before = os.getloadavg()
     prefix = f"bench-replicas-{uuid.uuid4().hex[:10]}"
     tmp = Path(tempfile.mkdtemp(prefix="serving-replicas-"))
-    env = dict(os.environ)
-    env.setdefault("LAMBDA_HOME", str(REPO))
-    env.setdefault("LAMBDA_REDIS_PASSWORD_FILE", str(REPO / ".local/state/secrets/redis-password"))
-    env.update(LAMBDA_REDIS_PREFIX=prefix, LAMBDA_DELTA_ROOT=str(tmp / "delta"), LAMBDA_API_TOKENS=TOKEN)
+    env = bench_env(prefix, tmp / "delta")
     settings = Settings.from_env(env)
     client = redis_clients.sync_client(settings)
     procs: list[subprocess.Popen[bytes]] = []
@@ -158,13 +155,7 @@ def main() -> int:
         )
         return 0 if same and doc["errors"] == 0 else 1
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         for key in list(client.scan_iter(match=f"{prefix}:*", count=1000)):
             client.delete(key)
         client.close()
