@@ -30,7 +30,8 @@ for entry in "${SUITES[@]}"; do
   ((${#existing[@]})) || continue
   printf '\n\033[1m=== %s (env: %s)\033[0m\n' "${existing[*]}" "$env"
   n=$((n + 1))
-  "$VENVS/$env/bin/python" -m pytest "${existing[@]}" --junitxml="$results/$n.xml" "$@"
+  # The slowest tests of each suite are listed at its end: where `make test`'s time goes.
+  "$VENVS/$env/bin/python" -m pytest "${existing[@]}" --junitxml="$results/$n.xml" --durations=8 --durations-min=10 "$@"
   rc=$?
   # 5 = no tests collected for this selection (e.g. -m unit on an integration-only folder).
   if [ $rc -ne 0 ] && [ $rc -ne 5 ]; then failed=1; fi
