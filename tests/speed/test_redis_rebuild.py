@@ -10,7 +10,11 @@ same password as the shared one) on a free port, because it flushes and restarts
 1. `FLUSHALL` while the job runs;
 2. Redis restarted empty while the job runs;
 3. Redis restarted empty while the job is down (SIGKILL after a checkpoint covering the whole
-   view), then the job resumed from that checkpoint, with no new record to produce updates.
+   view), then given wrong values (a wrong total in the open hour, the watermark an hour ahead),
+   then the job resumed from that checkpoint, with no new record to produce updates: the restored
+   aggregates re-emit only keys that get new events, so only the sink's checkpointed state can
+   write the view back, and it wins over what Redis holds, being consistent with the
+   checkpoint's offsets.
 
 Each time Redis must come back to exactly what it held before (closed hours expiring no later
 than before, open hours not expiring) and equal the truth, within 60 s; the times are printed.
@@ -31,6 +35,7 @@ import redis
 
 from lambda_contract.redis_layout import HOUR_CLOSED, HOUR_OPEN
 from lambda_contract.settings import Settings
+from lambda_contract.windows import HOUR_MS
 from lambda_testkit.processes import Child, speed_job, wait_until
 from lambda_testkit.sandbox import Sandbox, duplicates, free_port, hash_of, local_env, read_view, sandbox_for
 from lambda_testkit.truth import SentRecord, Truth, compute_truth
@@ -263,6 +268,14 @@ def test_the_whole_view_comes_back_after_a_flush_and_redis_restarts(
     client = box.redis()
     expected.client = client
     assert dump(client, prefix)[0] == {}
+    hours = hashes[f"{prefix}:speed:hours"]
+    open_hour = next(h.decode() for h, status in hours.items() if status.decode() == HOUR_OPEN)
+    wrong_field = next(iter(hashes[f"{prefix}:speed:hour:{open_hour}"]))
+    client.hset(f"{prefix}:speed:hour:{open_hour}", mapping={wrong_field: "9999.0000|9|0|9"})
+    client.hset(f"{prefix}:speed:hours", open_hour, HOUR_OPEN)
+    settled_wm = int(hashes[f"{prefix}:speed:meta"][b"watermark_ms"])
+    client.hset(f"{prefix}:speed:meta", mapping={"watermark_ms": str(settled_wm + HOUR_MS)})
+    assert expected.problems(), "the wrong values are seen as wrong"
     jobs_before = {p.name for p in ckpt_root.iterdir()}
     launched = time.monotonic()
     job = speed_job(env, tmp_path / "job-2.log")
@@ -297,7 +310,7 @@ def test_the_whole_view_comes_back_after_a_flush_and_redis_restarts(
         assert healed_at <= running_at + REBUILD_LIMIT_S
         assert not expected.problems(), "\n".join(expected.problems()[:20])
         print(
-            f"3. Redis restarted while the job was down: the whole view back {healed_at - launched:.1f} s "
+            f"3. Redis restarted while the job was down, then given wrong values: the whole view back {healed_at - launched:.1f} s "
             f"after the job was started again (job start-up included); its first checkpoint came "
             f"{running_at - launched:.1f} s after the start"
         )
