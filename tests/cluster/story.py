@@ -10,12 +10,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any, Final
 
 from cluster_support import VENVS, Box, Flink, Replicas, bring_back, hourly_path, iter_rows, kill_node, run
+from delta_commits import check_run
 from faults import Recovery
 
 from lambda_contract.redis_layout import GroupKey
@@ -58,12 +59,13 @@ def _spark_apps() -> list[dict[str, Any]]:
 
 def batch_with_worker_kill(box: Box, days: list[date], worker: str = "spark-worker-1") -> Recovery:
     """`lambda-batch run` over the days on the Spark cluster; once it has ingested and planned
-    the recompute, a worker is SIGKILLed. Its tasks must be retried on the other worker and the
-    run must succeed (gold is checked by the caller)."""
+    the recompute, a worker is SIGKILLed. Its tasks must be retried on the other worker, the run
+    must succeed, and its Delta logs must be a clean run's: no partial, duplicate or aborted
+    commit (delta_commits.py; gold itself is checked by the caller). The box's tables are new."""
     log = box.tmp / "batch.log"
     argv = [str(VENVS / "batch/bin/lambda-batch"), "run", "--from", min(days).isoformat(),
             "--to", max(days).isoformat(), "--no-auto"]  # fmt: skip
-    began = time.monotonic()
+    began, began_at = time.monotonic(), datetime.now(UTC)
     child = Child(argv, box.env(), log)
     planned = wait_until(
         lambda: "plan:" in log.read_text(errors="replace") or not child.alive(), BATCH_TIMEOUT_S, 0.2
@@ -81,6 +83,9 @@ def batch_with_worker_kill(box: Box, days: list[date], worker: str = "spark-work
     lost = [line for line in log.read_text(errors="replace").splitlines() if "Lost executor" in line]
     assert lost, f"the run succeeded but lost no executor: the kill of {worker} missed it:\n{child.tail()}"
     r.details = {"batch_s": round(time.monotonic() - began, 1), "spark_apps_at_kill": len(apps)}
+    checked = time.monotonic()
+    r.details["delta_versions"] = check_run(box.settings(), days, began_at)["versions"]
+    r.details["delta_check_s"] = round(time.monotonic() - checked, 1)
     r.back_s = bring_back()
     return r
 
