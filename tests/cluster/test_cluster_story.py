@@ -19,13 +19,14 @@ its object-store paths (s3://lambda/tests/<tag>/...), and runs two serving repli
    sent (speed view, late counters, duplicates); the seconds that took are the recovery time.
 3. The topic holds exactly the records sent; both replicas serve the speed view, the same and exact.
 4. `lambda-batch run` on the Spark cluster over the traffic's dates, a worker SIGKILLed once the
-   recompute is planned: the run succeeds (tasks retried on the other worker) and both replicas
-   serve gold equal to the full truth (late events included): nothing partial was committed.
+   recompute is planned: the run succeeds (tasks retried on the other worker), its Delta logs on
+   the object store hold exactly a clean run's commits (delta_commits.py: no partial, duplicate or
+   aborted commit), and both replicas serve gold equal to the full truth (late events included).
 5. `lambda-reconcile` for each date: explained by the late events, no residual.
 
 Recovery times go to reports/cluster/recovery.json and the run's summary. Sizes: `make test` runs
-200 events/s with 6 s between faults: 11 min 38 s on a warm cluster with benchmarks running beside it
-(load 8-28 on 2 cores; most of it the restarts and the batch's Kafka ingest); the long variant
+200 events/s with 6 s between faults: 11 min 38 s to 15 min 18 s on a warm cluster with others' work
+beside it (load 8-30 on 2 cores; most of it the restarts and the batch's Kafka ingest); the long variant
 (LAMBDA_CLUSTER_LONG=1) also runs each fault as its own test on more traffic (test_cluster_long.py).
 LAMBDA_CLUSTER_SEED replays the traffic.
 """
