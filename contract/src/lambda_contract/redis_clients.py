@@ -67,6 +67,22 @@ def _check_db(settings: Settings) -> None:
         )
 
 
+def _connection(password: str | None, timeout_s: float, health_check_s: int) -> dict[str, Any]:
+    """What every connection to a Redis node takes, whichever client (sync or asyncio; single,
+    Sentinel master or Cluster node) opens it."""
+    return {
+        "password": password,
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "health_check_interval": health_check_s,
+    }
+
+
+def _sentinel_options(connection: dict[str, Any]) -> dict[str, Any]:
+    """A Sentinel's own connections: the same password and timeouts, no health check."""
+    return {k: v for k, v in connection.items() if k != "health_check_interval"}
+
+
 def sync_client(settings: Settings, timeout_s: float = 10.0, health_check_s: int = 30) -> SyncClient:
     """A blocking client; `timeout_s` bounds each connect and each reply."""
     import redis
@@ -77,15 +93,12 @@ def sync_client(settings: Settings, timeout_s: float = 10.0, health_check_s: int
     from redis.sentinel import Sentinel
 
     _check_db(settings)
-    password = settings.resolved_redis_password()
+    connection = _connection(settings.resolved_redis_password(), timeout_s, health_check_s)
     if settings.redis_cluster:
         try:
             return redis.cluster.RedisCluster(
                 startup_nodes=_seeds(settings),
-                password=password,
-                socket_timeout=timeout_s,
-                socket_connect_timeout=timeout_s,
-                health_check_interval=health_check_s,
+                **connection,
                 # Start and keep answering for the slots that have a master while another fails over.
                 require_full_coverage=False,
                 retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), CLUSTER_RETRIES),
@@ -95,29 +108,13 @@ def sync_client(settings: Settings, timeout_s: float = 10.0, health_check_s: int
             raise redis.ConnectionError(f"Redis Cluster at {seeds} cannot be reached: {exc}") from exc
     if settings.redis_sentinels:
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(settings.redis_sentinels),
-            sentinel_kwargs={
-                "password": password,
-                "socket_timeout": timeout_s,
-                "socket_connect_timeout": timeout_s,
-            },
+            list(settings.redis_sentinels), sentinel_kwargs=_sentinel_options(connection)
         )
         master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-            settings.redis_sentinel_master,
-            db=settings.redis_db,
-            password=password,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            health_check_interval=health_check_s,
+            settings.redis_sentinel_master, db=settings.redis_db, **connection
         )
         return master
-    return redis.Redis.from_url(
-        settings.redis_url,
-        password=password,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        health_check_interval=health_check_s,
-    )
+    return redis.Redis.from_url(settings.redis_url, **connection)
 
 
 def async_client(settings: Settings, timeout_s: float = 5.0, health_check_s: int = 30) -> AsyncClient:
@@ -129,42 +126,23 @@ def async_client(settings: Settings, timeout_s: float = 5.0, health_check_s: int
     from redis.backoff import ExponentialWithJitterBackoff
 
     _check_db(settings)
-    password = settings.resolved_redis_password()
+    connection = _connection(settings.resolved_redis_password(), timeout_s, health_check_s)
     if settings.redis_cluster:
         return redis.asyncio.cluster.RedisCluster(
             startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in settings.redis_cluster],
-            password=password,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            health_check_interval=health_check_s,
+            **connection,
             require_full_coverage=False,
             retry=AsyncRetry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), CLUSTER_RETRIES),
         )
     if settings.redis_sentinels:
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(settings.redis_sentinels),
-            sentinel_kwargs={
-                "password": password,
-                "socket_timeout": timeout_s,
-                "socket_connect_timeout": timeout_s,
-            },
+            list(settings.redis_sentinels), sentinel_kwargs=_sentinel_options(connection)
         )
         master: redis.asyncio.Redis = sentinel.master_for(
-            settings.redis_sentinel_master,
-            db=settings.redis_db,
-            password=password,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            health_check_interval=health_check_s,
+            settings.redis_sentinel_master, db=settings.redis_db, **connection
         )
         return master
-    return redis.asyncio.Redis.from_url(
-        settings.redis_url,
-        password=password,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        health_check_interval=health_check_s,
-    )
+    return redis.asyncio.Redis.from_url(settings.redis_url, **connection)
 
 
 def primaries(client: SyncClient) -> frozenset[str]:

@@ -137,6 +137,11 @@ def test_every_redis_client_in_the_layers_passes_the_resolved_password() -> None
                         "resolved_redis_password" in ast.unparse(password)
                         or (isinstance(password, ast.Name) and password.id in resolved)
                     )
+                    # or `**options`, a name assigned from a call given resolved_redis_password()
+                    passed = passed or any(
+                        k.arg is None and isinstance(k.value, ast.Name) and k.value.id in resolved
+                        for k in node.keywords
+                    )
                     assert passed, (
                         f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)[:120]} does not pass the password"
                     )
