@@ -18,7 +18,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pyarrow as pa
+from bench_hourly import REPO, TOKEN, bench_env, free_port, stop, wait_port
 from deltalake import write_deltalake
 
 from lambda_contract.settings import Settings
@@ -39,9 +39,6 @@ from lambda_contract.tables import MANIFEST, SILVER
 from lambda_contract.windows import hour_label, hours_of_date
 from lambda_testkit.views import arrow_schema
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-TOKEN = "bench-" + uuid.uuid4().hex
 HOUR = datetime(2026, 11, 20, 13, tzinfo=UTC)
 KEY = ("eu-west", "books", "EUR")
 OTHER_KEYS = [("eu-west", "toys", "EUR"), ("us-east", "books", "USD"), ("eu-west", "books", "GBP")]
@@ -97,24 +94,6 @@ def seed(settings: Settings, events: int, others: int) -> None:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError("server did not start")
-
-
 def measure(port: int, events: int, requests: int, warmup: int) -> dict[str, Any]:
     """Latency of one request at a time; checks every answer's totals cover the whole key."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -160,14 +139,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "serving_events.json")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="events-bench-"))
-    env = dict(os.environ)
-    env.setdefault("LAMBDA_HOME", str(REPO))
-    env.setdefault("LAMBDA_REDIS_PASSWORD_FILE", str(REPO / ".local/state/secrets/redis-password"))
-    env.update(
-        LAMBDA_REDIS_PREFIX=f"bench-events-{uuid.uuid4().hex[:10]}",
-        LAMBDA_DELTA_ROOT=str(tmp / "delta"),
-        LAMBDA_API_TOKENS=TOKEN,
-    )
+    env = bench_env(f"bench-events-{uuid.uuid4().hex[:10]}", tmp / "delta")
     settings = Settings.from_env(env)
     server: subprocess.Popen[bytes] | None = None
     try:
@@ -187,8 +159,7 @@ def main() -> int:
         result = measure(port, args.events, args.requests, args.warmup)
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(30)
+            stop([server])
         shutil.rmtree(tmp, ignore_errors=True)
     doc = {"events_in_key": args.events, "events_in_other_keys": args.others, "limit": 100, **result,
            "loadavg_after": os.getloadavg()}  # fmt: skip
