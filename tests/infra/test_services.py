@@ -6,11 +6,14 @@ Requires `make up` (as `make test` does). Nothing here is mocked.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -155,3 +158,27 @@ def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))  # the module services draws from
     cluster_id = services.kafka_uuid()
     assert cluster_id == "AAAAAAAAAAAAAAAAAAAAAQ" and len(cluster_id) == 22
+
+
+@pytest.mark.unit
+def test_a_process_whose_main_thread_exited_is_alive_until_its_last_thread_ends() -> None:
+    """A JVM running its shutdown hooks shows its leader thread as a zombie while it still holds its
+    ports; `stop_pid` and `up` must wait for it, and a real zombie still counts as dead."""
+    code = (
+        "import ctypes, threading, time\n"
+        "threading.Thread(target=time.sleep, args=(2,)).start()\n"
+        "ctypes.CDLL(None).pthread_exit(None)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+
+        def leader() -> str:
+            return Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+        assert wait_until(lambda: leader() == "Z", 10, 0.02), "the main thread did not exit"
+        assert services._alive(proc.pid)
+        assert wait_until(lambda: not services._alive(proc.pid), 10, 0.05)  # the other thread ended
+        assert leader() == "Z", "still a zombie until reaped: that is dead"
+    finally:
+        proc.wait(10)
+    assert not services._alive(proc.pid)

@@ -58,11 +58,21 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie counts as dead.
+    # A zombie counts as dead, but a process whose main thread has exited while its other threads
+    # still run (a JVM running its shutdown hooks, say) shows its leader as a zombie and still
+    # holds its ports: it is alive while any of its threads is not a zombie.
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return False
+    for task in tasks:
+        try:
+            # The state follows the command name, which is in parentheses and may hold blanks.
+            if (task / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                return True
+        except (OSError, IndexError):
+            continue
+    return False
 
 
 def running_pid(state: Path, name: str) -> int | None:
