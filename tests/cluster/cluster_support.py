@@ -321,6 +321,12 @@ class Box:
             delete_prefix(client, s.redis_prefix)
         finally:
             client.close()
+        # The box's Delta tables and checkpoints on the object store (a few MB a run, kept forever
+        # otherwise). Imported here: delta_commits is the one place that opens the store.
+        from delta_commits import object_store
+
+        with contextlib.suppress(OSError):
+            object_store(s).delete_dir(f"lambda/tests/{self.tag}")
 
 
 # --- live traffic that can pause ------------------------------------------------------------------------------
