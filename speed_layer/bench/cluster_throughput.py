@@ -43,18 +43,6 @@ from lambda_tools.cluster import flink
 from speed_layer import cluster
 
 DEFAULT_EVENTS: Final = 300_000
-# What Sandbox.env sets itself; every other LAMBDA_* setting is the cluster's (cluster.env).
-SANDBOXED: Final = (
-    "LAMBDA_TOPIC_ORDERS",
-    "LAMBDA_TOPIC_DLQ",
-    "LAMBDA_TOPIC_LATE",
-    "LAMBDA_REDIS_PREFIX",
-    "LAMBDA_CHECKPOINT_DIR",
-    "LAMBDA_CHECKPOINT_INTERVAL_S",
-    "LAMBDA_SPEED_METRICS_PORT",
-    "LAMBDA_DELTA_ROOT",
-    "LAMBDA_BATCH_CHECKPOINT_DIR",
-)
 
 
 def cluster_sandbox(work: Path) -> Sandbox:
@@ -62,8 +50,7 @@ def cluster_sandbox(work: Path) -> Sandbox:
     environment (CLUSTER=1) for everything the sandbox does not name itself."""
     if not os.environ.get("LAMBDA_FLINK_JOBMANAGER"):
         raise SystemExit("LAMBDA_FLINK_JOBMANAGER is not set: run with the cluster's environment (CLUSTER=1)")
-    shared = {k: v for k, v in os.environ.items() if k.startswith("LAMBDA_") and k not in SANDBOXED}
-    return Sandbox(work, "bench", overrides=shared)
+    return Sandbox.over(work, "bench", os.environ)
 
 
 def cluster_env(sb: Sandbox, run: str) -> dict[str, str]:

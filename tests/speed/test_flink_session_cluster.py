@@ -51,18 +51,6 @@ ENGINES = ("objectstore", "kafka", "redis", "flink")
 EVENTS = 10_000  # per part: enough for every hour and key of two hours, small enough to drain fast
 CLI_TIMEOUT_S = 420
 EXACT_TIMEOUT_S = 300
-# What Sandbox.env sets itself; every other LAMBDA_* setting is the cluster's (cluster.env).
-SANDBOXED = (
-    "LAMBDA_TOPIC_ORDERS",
-    "LAMBDA_TOPIC_DLQ",
-    "LAMBDA_TOPIC_LATE",
-    "LAMBDA_REDIS_PREFIX",
-    "LAMBDA_CHECKPOINT_DIR",
-    "LAMBDA_CHECKPOINT_INTERVAL_S",
-    "LAMBDA_SPEED_METRICS_PORT",
-    "LAMBDA_DELTA_ROOT",
-    "LAMBDA_BATCH_CHECKPOINT_DIR",
-)
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +79,7 @@ class Box:
 def box(tmp_path: Path, cluster_settings: Settings) -> Iterator[Box]:
     """A sandbox on the cluster's brokers, and the job's environment: the cluster's settings with
     the sandbox's topics, Redis prefix and a checkpoint folder of its own on the object store."""
-    cluster_env = cluster_mode.environment(REPO / ".local" / "state", {})
-    shared = {k: v for k, v in cluster_env.items() if k.startswith("LAMBDA_") and k not in SANDBOXED}
-    sb = Sandbox(tmp_path, "speed", overrides=shared)
+    sb = Sandbox.over(tmp_path, "speed", cluster_mode.environment(REPO / ".local" / "state", {}))
     env = sb.env()
     bucket = cluster_settings.checkpoint_url.split("/")[2]
     env["LAMBDA_CHECKPOINT_DIR"] = f"s3://{bucket}/tests/speed-{sb.tag}/checkpoints"

@@ -11,7 +11,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, cast
@@ -103,17 +103,29 @@ class Sandbox:
     def checkpoint_dir(self) -> Path:
         return self.tmp / self.tag / "checkpoints"
 
-    def env(self, **extra: str) -> dict[str, str]:
-        return local_env(
+    @classmethod
+    def over(cls, tmp: Path, suite: str, environment: Mapping[str, str]) -> Sandbox:
+        """A sandbox over another deployment's settings (the cluster's: infra/cluster/cluster.env):
+        every LAMBDA_* setting of `environment` except those a sandbox names itself."""
+        box = cls(tmp, suite)
+        own = box.own_settings()
+        box.overrides = {k: v for k, v in environment.items() if k.startswith("LAMBDA_") and k not in own}
+        return box
+
+    def own_settings(self) -> dict[str, str]:
+        """What the sandbox names itself: its topics, Redis prefix, paths and metrics port."""
+        return {
             **self.topics,
-            LAMBDA_REDIS_PREFIX=self.redis_prefix,
-            LAMBDA_CHECKPOINT_DIR=self.checkpoint_dir.as_uri(),
-            LAMBDA_CHECKPOINT_INTERVAL_S="2",
-            LAMBDA_SPEED_METRICS_PORT=str(self.metrics_port),
-            LAMBDA_DELTA_ROOT=str(self.tmp / self.tag / "delta"),
-            LAMBDA_BATCH_CHECKPOINT_DIR=str(self.tmp / self.tag / "bronze-checkpoint"),
-            **(self.overrides | extra),
-        )
+            "LAMBDA_REDIS_PREFIX": self.redis_prefix,
+            "LAMBDA_CHECKPOINT_DIR": self.checkpoint_dir.as_uri(),
+            "LAMBDA_CHECKPOINT_INTERVAL_S": "2",
+            "LAMBDA_SPEED_METRICS_PORT": str(self.metrics_port),
+            "LAMBDA_DELTA_ROOT": str(self.tmp / self.tag / "delta"),
+            "LAMBDA_BATCH_CHECKPOINT_DIR": str(self.tmp / self.tag / "bronze-checkpoint"),
+        }
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return local_env(**(self.own_settings() | self.overrides | extra))
 
     def settings(self, **extra: str) -> Settings:
         return Settings.from_env(self.env(**extra))
