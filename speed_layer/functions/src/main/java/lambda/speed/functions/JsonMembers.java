@@ -1,11 +1,13 @@
 package lambda.speed.functions;
 
-import java.nio.ByteBuffer;
-import java.nio.charset.CharacterCodingException;
-import java.nio.charset.CharsetDecoder;
-import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
 import org.apache.flink.table.annotation.DataTypeHint;
+import org.apache.flink.table.data.ArrayData;
+import org.apache.flink.table.data.GenericArrayData;
+import org.apache.flink.table.data.StringData;
+import org.apache.flink.table.data.binary.BinaryStringData;
+import org.apache.flink.table.functions.FunctionContext;
 import org.apache.flink.table.functions.ScalarFunction;
 
 /**
@@ -26,6 +28,11 @@ import org.apache.flink.table.functions.ScalarFunction;
  * null}) or NULL when absent; its text is a string's content, a number's literal as written, or
  * {@code true}/{@code false}, and NULL for objects, arrays and null.
  *
+ * <p>It works on Flink's internal data, because converting to and from Java strings cost more
+ * than the parse (docs/benchmarks.md): it reads the payload's bytes (JSON's structure is ASCII,
+ * so every byte of a multi-byte UTF-8 sequence is inside a string), checks UTF-8 on the bytes,
+ * and answers slices of the payload as {@code StringData}; only a string with escapes is decoded.
+ *
  * <p>Declared non-deterministic on purpose: Flink's planner then never inlines a call into the
  * several expressions that read its result, so the payload is parsed exactly once.
  */
@@ -41,27 +48,56 @@ public final class JsonMembers extends ScalarFunction {
     public static final String BOOLEAN = "boolean";
     public static final String NULL = "null";
 
-    private transient CharsetDecoder decoder;
+    // Made per instance, in open(): one per subtask, so no text object is shared across threads.
+    private transient StringData empty;
+    private transient StringData notUtf8;
+    private transient StringData notJson;
+    private transient StringData object;
+    private transient StringData array;
+    private transient StringData string;
+    private transient StringData number;
+    private transient StringData bool;
+    private transient StringData nul;
+    private transient StringData trueText;
+    private transient StringData falseText;
 
-    @DataTypeHint("ARRAY<STRING>")
-    public String[] eval(byte[] payload, Integer maxDepth, String... names) {
-        String[] out = new String[1 + 2 * names.length];
+    private transient String[] namesSeen;
+    private transient byte[][] nameBytes;
+
+    @Override
+    public void open(FunctionContext context) {
+        empty = StringData.fromString(EMPTY);
+        notUtf8 = StringData.fromString(NOT_UTF8);
+        notJson = StringData.fromString(NOT_JSON);
+        object = StringData.fromString(OBJECT);
+        array = StringData.fromString(ARRAY);
+        string = StringData.fromString(STRING);
+        number = StringData.fromString(NUMBER);
+        bool = StringData.fromString(BOOLEAN);
+        nul = StringData.fromString(NULL);
+        trueText = StringData.fromString("true");
+        falseText = StringData.fromString("false");
+    }
+
+    @DataTypeHint(value = "ARRAY<STRING>", bridgedTo = ArrayData.class)
+    public ArrayData eval(byte[] payload, Integer maxDepth, String... names) {
+        Object[] out = new Object[1 + 2 * names.length];
         if (payload == null || payload.length == 0) {
-            out[0] = EMPTY;
-            return out;
+            out[0] = empty;
+            return new GenericArrayData(out);
         }
-        String text = decode(payload);
-        if (text == null) {
-            out[0] = NOT_UTF8;
-            return out;
+        if (!Utf8.valid(payload)) {
+            out[0] = notUtf8;
+            return new GenericArrayData(out);
         }
         try {
-            out[0] = new Parser(text, maxDepth == null ? Integer.MAX_VALUE : maxDepth, names, out).document();
+            int depth = maxDepth == null ? Integer.MAX_VALUE : maxDepth;
+            out[0] = new Parser(payload, depth, encoded(names), out).document();
         } catch (NotJson e) {
-            java.util.Arrays.fill(out, null);
-            out[0] = NOT_JSON;
+            Arrays.fill(out, null);
+            out[0] = notJson;
         }
-        return out;
+        return new GenericArrayData(out);
     }
 
     @Override
@@ -69,29 +105,65 @@ public final class JsonMembers extends ScalarFunction {
         return false;
     }
 
-    /** The payload as text, or null when it is not valid UTF-8 (as Python's strict decoder). */
-    private String decode(byte[] payload) {
-        boolean ascii = true;
-        for (byte b : payload) {
-            if (b < 0) {
-                ascii = false;
-                break;
+    /** The names as UTF-8, encoded once: the SQL passes the same constants on every call. */
+    private byte[][] encoded(String[] names) {
+        if (!Arrays.equals(names, namesSeen)) {
+            byte[][] bytes = new byte[names.length][];
+            for (int i = 0; i < names.length; i++) {
+                bytes[i] = names[i].getBytes(StandardCharsets.UTF_8);
             }
+            nameBytes = bytes;
+            namesSeen = names.clone();
         }
-        if (ascii) {
-            return new String(payload, StandardCharsets.ISO_8859_1);
+        return nameBytes;
+    }
+
+    /** Strict UTF-8 as Python's decoder: no overlong forms, no surrogates, nothing above U+10FFFF. */
+    static final class Utf8 {
+        private Utf8() {}
+
+        static boolean valid(byte[] b) {
+            int i = 0;
+            int n = b.length;
+            while (i < n) {
+                int c = b[i];
+                if (c >= 0) {
+                    i++;
+                    continue;
+                }
+                c &= 0xFF;
+                if (c >= 0xC2 && c <= 0xDF) {
+                    if (i + 1 >= n || !tail(b[i + 1])) {
+                        return false;
+                    }
+                    i += 2;
+                } else if (c >= 0xE0 && c <= 0xEF) {
+                    if (i + 2 >= n || !tail(b[i + 1]) || !tail(b[i + 2])) {
+                        return false;
+                    }
+                    int c1 = b[i + 1] & 0xFF;
+                    if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 > 0x9F)) {
+                        return false; // overlong, or a surrogate
+                    }
+                    i += 3;
+                } else if (c >= 0xF0 && c <= 0xF4) {
+                    if (i + 3 >= n || !tail(b[i + 1]) || !tail(b[i + 2]) || !tail(b[i + 3])) {
+                        return false;
+                    }
+                    int c1 = b[i + 1] & 0xFF;
+                    if ((c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 > 0x8F)) {
+                        return false; // overlong, or above U+10FFFF
+                    }
+                    i += 4;
+                } else {
+                    return false;
+                }
+            }
+            return true;
         }
-        if (decoder == null) {
-            decoder =
-                    StandardCharsets.UTF_8
-                            .newDecoder()
-                            .onMalformedInput(CodingErrorAction.REPORT)
-                            .onUnmappableCharacter(CodingErrorAction.REPORT);
-        }
-        try {
-            return decoder.decode(ByteBuffer.wrap(payload)).toString();
-        } catch (CharacterCodingException e) {
-            return null;
+
+        private static boolean tail(byte b) {
+            return (b & 0xC0) == 0x80;
         }
     }
 
@@ -105,27 +177,27 @@ public final class JsonMembers extends ScalarFunction {
         }
     }
 
-    /** A recursive-descent reader over one document; fills the members' slots of {@code out}. */
-    private static final class Parser {
-        private final String s;
+    /** A recursive-descent reader over one document's bytes; fills the members' slots of {@code out}. */
+    private final class Parser {
+        private final byte[] s;
         private final int len;
         private final int maxDepth;
-        private final String[] names;
-        private final String[] out;
+        private final byte[][] names;
+        private final Object[] out;
         private int pos;
         private int depth;
 
-        Parser(String s, int maxDepth, String[] names, String[] out) {
+        Parser(byte[] s, int maxDepth, byte[][] names, Object[] out) {
             this.s = s;
-            this.len = s.length();
+            this.len = s.length;
             this.maxDepth = maxDepth;
             this.names = names;
             this.out = out;
         }
 
-        String document() {
+        StringData document() {
             blanks();
-            String kind = value(-1, true);
+            StringData kind = value(-1, true);
             blanks();
             if (pos != len) {
                 throw NotJson.INSTANCE;
@@ -134,41 +206,43 @@ public final class JsonMembers extends ScalarFunction {
         }
 
         /** Reads one value; records its kind and text in member slot {@code slot} (if >= 0). */
-        private String value(int slot, boolean root) {
+        private StringData value(int slot, boolean root) {
             if (pos >= len) {
                 throw NotJson.INSTANCE;
             }
-            char c = s.charAt(pos);
-            String kind;
-            String text = null;
+            byte c = s[pos];
+            StringData kind;
+            StringData text = null;
             switch (c) {
                 case '{':
                     object(root);
-                    kind = OBJECT;
+                    kind = object;
                     break;
                 case '[':
                     array();
-                    kind = ARRAY;
+                    kind = array;
                     break;
                 case '"':
                     text = string(slot >= 0);
-                    kind = STRING;
+                    kind = string;
                     break;
                 case 't':
-                    text = literal("true");
-                    kind = BOOLEAN;
+                    literal("true");
+                    text = trueText;
+                    kind = bool;
                     break;
                 case 'f':
-                    text = literal("false");
-                    kind = BOOLEAN;
+                    literal("false");
+                    text = falseText;
+                    kind = bool;
                     break;
                 case 'n':
                     literal("null");
-                    kind = NULL;
+                    kind = nul;
                     break;
                 default:
                     text = number();
-                    kind = NUMBER;
+                    kind = number;
             }
             if (slot >= 0) {
                 out[1 + 2 * slot] = kind;
@@ -199,7 +273,7 @@ public final class JsonMembers extends ScalarFunction {
                 blanks();
                 value(slot, false);
                 blanks();
-                char c = peek();
+                byte c = peek();
                 pos++;
                 if (c == ',') {
                     blanks();
@@ -225,7 +299,7 @@ public final class JsonMembers extends ScalarFunction {
             while (true) {
                 value(-1, false);
                 blanks();
-                char c = peek();
+                byte c = peek();
                 pos++;
                 if (c == ',') {
                     blanks();
@@ -249,22 +323,21 @@ public final class JsonMembers extends ScalarFunction {
         private int member() {
             int start = pos + 1;
             int end = start;
-            while (end < len && s.charAt(end) != '"' && s.charAt(end) != '\\') {
+            while (end < len && s[end] != '"' && s[end] != '\\') {
                 end++;
             }
-            if (end < len && s.charAt(end) == '"') {
+            if (end < len && s[end] == '"') {
                 string(false); // validates and moves past the key
-                int n = end - start;
                 for (int i = 0; i < names.length; i++) {
-                    if (names[i].length() == n && s.regionMatches(start, names[i], 0, n)) {
+                    if (Arrays.equals(s, start, end, names[i], 0, names[i].length)) {
                         return i;
                     }
                 }
                 return -1;
             }
-            String key = string(true); // a key with escapes: compare its decoded text
-            for (int i = 0; i < names.length; i++) {
-                if (names[i].equals(key)) {
+            String key = string(true).toString(); // a key with escapes: compare its decoded text
+            for (int i = 0; i < namesSeen.length; i++) {
+                if (namesSeen[i].equals(key)) {
                     return i;
                 }
             }
@@ -276,24 +349,32 @@ public final class JsonMembers extends ScalarFunction {
             return -1;
         }
 
-        /** A string from its opening quote; its decoded content when {@code decode}, else null. */
-        private String string(boolean decode) {
+        /**
+         * A string from its opening quote; its content when {@code decode}, else null. Without
+         * escapes the content is a slice of the payload; with escapes it is decoded.
+         */
+        private StringData string(boolean decode) {
             int start = ++pos;
             StringBuilder sb = null;
             while (true) {
                 if (pos >= len) {
                     throw NotJson.INSTANCE;
                 }
-                char c = s.charAt(pos);
+                byte c = s[pos];
                 if (c == '"') {
-                    String result = null;
+                    StringData result = null;
                     if (decode) {
-                        result = sb == null ? s.substring(start, pos) : sb.append(s, start, pos).toString();
+                        result =
+                                sb == null
+                                        ? BinaryStringData.fromBytes(s, start, pos - start)
+                                        : StringData.fromString(
+                                                sb.append(new String(s, start, pos - start, StandardCharsets.UTF_8))
+                                                        .toString());
                     }
                     pos++;
                     return result;
                 }
-                if (c < 0x20) {
+                if (c >= 0 && c < 0x20) {
                     throw NotJson.INSTANCE;
                 }
                 if (c != '\\') {
@@ -304,7 +385,7 @@ public final class JsonMembers extends ScalarFunction {
                     if (sb == null) {
                         sb = new StringBuilder(pos - start + 16);
                     }
-                    sb.append(s, start, pos);
+                    sb.append(new String(s, start, pos - start, StandardCharsets.UTF_8));
                 }
                 char decoded = escape();
                 if (decode) {
@@ -319,7 +400,7 @@ public final class JsonMembers extends ScalarFunction {
             if (pos + 1 >= len) {
                 throw NotJson.INSTANCE;
             }
-            char e = s.charAt(pos + 1);
+            byte e = s[pos + 1];
             pos += 2;
             switch (e) {
                 case '"':
@@ -344,8 +425,9 @@ public final class JsonMembers extends ScalarFunction {
                     }
                     int code = 0;
                     for (int i = 0; i < 4; i++) {
-                        int digit = Character.digit(s.charAt(pos + i), 16);
-                        if (digit < 0 || s.charAt(pos + i) > 'f') {
+                        byte h = s[pos + i];
+                        int digit = h < 0 ? -1 : Character.digit((char) h, 16);
+                        if (digit < 0) {
                             throw NotJson.INSTANCE;
                         }
                         code = code * 16 + digit;
@@ -357,21 +439,26 @@ public final class JsonMembers extends ScalarFunction {
             }
         }
 
-        private String literal(String word) {
-            if (!s.startsWith(word, pos)) {
+        private void literal(String word) {
+            int n = word.length();
+            if (pos + n > len) {
                 throw NotJson.INSTANCE;
             }
-            pos += word.length();
-            return word;
+            for (int i = 0; i < n; i++) {
+                if (s[pos + i] != word.charAt(i)) {
+                    throw NotJson.INSTANCE;
+                }
+            }
+            pos += n;
         }
 
         /** A number's literal text: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-        private String number() {
+        private StringData number() {
             int start = pos;
             if (peek() == '-') {
                 pos++;
             }
-            char c = peek();
+            byte c = peek();
             if (c == '0') {
                 pos++;
             } else if (c >= '1' && c <= '9') {
@@ -379,22 +466,22 @@ public final class JsonMembers extends ScalarFunction {
             } else {
                 throw NotJson.INSTANCE;
             }
-            if (pos < len && s.charAt(pos) == '.') {
+            if (pos < len && s[pos] == '.') {
                 pos++;
                 requireDigits();
             }
-            if (pos < len && (s.charAt(pos) == 'e' || s.charAt(pos) == 'E')) {
+            if (pos < len && (s[pos] == 'e' || s[pos] == 'E')) {
                 pos++;
-                if (pos < len && (s.charAt(pos) == '+' || s.charAt(pos) == '-')) {
+                if (pos < len && (s[pos] == '+' || s[pos] == '-')) {
                     pos++;
                 }
                 requireDigits();
             }
-            return s.substring(start, pos);
+            return BinaryStringData.fromBytes(s, start, pos - start);
         }
 
         private void requireDigits() {
-            char c = peek();
+            byte c = peek();
             if (c < '0' || c > '9') {
                 throw NotJson.INSTANCE;
             }
@@ -402,21 +489,21 @@ public final class JsonMembers extends ScalarFunction {
         }
 
         private void digits() {
-            while (pos < len && s.charAt(pos) >= '0' && s.charAt(pos) <= '9') {
+            while (pos < len && s[pos] >= '0' && s[pos] <= '9') {
                 pos++;
             }
         }
 
-        private char peek() {
+        private byte peek() {
             if (pos >= len) {
                 throw NotJson.INSTANCE;
             }
-            return s.charAt(pos);
+            return s[pos];
         }
 
         private void blanks() {
             while (pos < len) {
-                char c = s.charAt(pos);
+                byte c = s[pos];
                 if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
                     return;
                 }
