@@ -181,6 +181,7 @@ def register_functions(t_env: TableEnvironment) -> None:
     """The JVM functions the generated SQL calls (their jar is in `pipeline.jars`)."""
     t_env.create_java_temporary_system_function(v.MEMBERS_FUNCTION, v.MEMBERS_CLASS)
     t_env.create_java_temporary_system_function(v.ONCE_FUNCTION, v.ONCE_CLASS)
+    t_env.create_java_temporary_system_function(v.MATCH_INTS_FUNCTION, v.MATCH_INTS_CLASS)
 
 
 def updates(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:

@@ -43,6 +43,9 @@ ONCE_FUNCTION: Final = "LAMBDA_ONCE"
 """The identity, non-deterministic (`Once`): keeps a derived value from being inlined into each of
 its readers, so it is computed once per row."""
 ONCE_CLASS: Final = "lambda.speed.functions.Once"
+MATCH_INTS_FUNCTION: Final = "LAMBDA_MATCH_INTS"
+"""One regex match and the integers its groups hold (`MatchInts`): the event time's parts."""
+MATCH_INTS_CLASS: Final = "lambda.speed.functions.MatchInts"
 MEMBERS_JAR: Final = "functions/lambda-speed-functions.jar"
 """Built by `make setup` from speed_layer/functions into LAMBDA_JARS_DIR."""
 
@@ -94,10 +97,12 @@ class Extracted:
     members: str = "m"  # the JsonMembers answer (extract step)
     document: str = "doc_kind"  # the document's kind (parts step)
     amount_text: str = "amount_text"  # the amount's text as the contract defines it (parts step)
+    event_time_ints: str = "et_ints"  # the event time's MatchInts answer (parts step)
 
     def time_parts(self) -> dict[str, str]:
-        """The event time's parts (parts step), by TIME_PARTS name."""
-        return {name: f"et_{name}" for name in TIME_PARTS}
+        """The event time's parts, by TIME_PARTS name: expressions over the parts step's answer
+        (element reads and integer arithmetic, cheap enough to be inlined into each reader)."""
+        return time_part_exprs(self.event_time_ints)
 
     def kind(self, rule: FieldRule) -> str:
         """The member's JSON type; NULL when absent."""
@@ -139,8 +144,7 @@ def part_columns(x: Extracted = Extracted()) -> list[tuple[str, str]]:
     )
     out.append((_once(amount), x.amount_text))
     # Only a JSON string can match the RFC 3339 pattern (a number's text has no 'T'): no type check.
-    parts = time_part_exprs(_member_text(x, EVENT_TIME_RULE))
-    out += [(_once(parts[name]), column) for name, column in x.time_parts().items()]
+    out.append((event_time_ints_expr(_member_text(x, EVENT_TIME_RULE)), x.event_time_ints))
     return out
 
 
@@ -161,33 +165,32 @@ def value_expr(rule: FieldRule, x: Extracted = Extracted()) -> str:
 
 # --- event time -------------------------------------------------------------------------------
 
-# Once the RFC 3339 pattern matched, every component sits at a fixed position:
-# yyyy-MM-ddTHH:mm:ss[.f{1,9}](Z|+hh:mm). The parts step cuts them out once (columns named
-# after TIME_PARTS); the checks and the instant are integer arithmetic on those columns.
+# The event time is read as parse_event_time reads RFC3339_PATTERN's groups: 1-6 the date and
+# time, 7 the fraction (truncated to milliseconds: its first 3 digits), 8 the offset (Z or
+# +hh:mm). One MatchInts call matches the pattern and reads them all (as integers; the offset
+# +05:30 as 530, negative for a '-'); the checks and the instant are integer arithmetic on them.
 TIME_PARTS: Final = ("ok", "y", "mo", "d", "h", "mi", "s", "milli", "off_h", "off_m", "off_sign")
+_TIME_GROUP_WIDTHS: Final = (0, 0, 0, 0, 0, 0, 3, 0)  # MatchInts widths: the fraction to millis
+if re.compile(RFC3339_PATTERN).groups != len(_TIME_GROUP_WIDTHS):
+    raise AssertionError("RFC3339_PATTERN's groups changed: update the event time's reading")
 
 
-def _num(value: str, start: int | str, length: int | str) -> str:
-    return f"TRY_CAST(SUBSTRING({value} FROM {start} FOR {length}) AS BIGINT)"
+def event_time_ints_expr(value: str) -> str:
+    """The MatchInts answer for the event time's text: NULL unless it matches the RFC 3339 pattern."""
+    widths = ", ".join(str(w) for w in _TIME_GROUP_WIDTHS)
+    return f"{MATCH_INTS_FUNCTION}({value}, {sql_string(java_regex(RFC3339_PATTERN))}, {widths})"
 
 
-def time_part_exprs(value: str) -> dict[str, str]:
-    """`ok` (the text matches the RFC 3339 pattern) and each part as a BIGINT expression, which
-    means something only when `ok`."""
-    positions = dict(zip(TIME_PARTS[1:7], ((1, 4), (6, 2), (9, 2), (12, 2), (15, 2), (18, 2)), strict=True))
-    parts = {"ok": f"COALESCE({_regexp(value, RFC3339_PATTERN)}, FALSE)"}
-    parts.update({name: _num(value, a, n) for name, (a, n) in positions.items()})
-    zulu = f"(RIGHT({value}, 1) = 'Z')"
-    offset_len = f"(CASE WHEN {zulu} THEN 1 ELSE 6 END)"
-    digits = (
-        f"(CASE WHEN SUBSTRING({value} FROM 20 FOR 1) = '.' "
-        f"THEN SUBSTRING({value} FROM 21 FOR CHAR_LENGTH({value}) - 20 - {offset_len}) ELSE '' END)"
-    )
-    parts["milli"] = f"TRY_CAST(SUBSTRING(CONCAT({digits}, '000') FROM 1 FOR 3) AS BIGINT)"
-    offset = f"RIGHT({value}, 6)"
-    parts["off_h"] = f"(CASE WHEN {zulu} THEN 0 ELSE {_num(offset, 2, 2)} END)"
-    parts["off_m"] = f"(CASE WHEN {zulu} THEN 0 ELSE {_num(offset, 5, 2)} END)"
-    parts["off_sign"] = f"(CASE WHEN LEFT({offset}, 1) = '-' THEN -1 ELSE 1 END)"
+def time_part_exprs(ints: str) -> dict[str, str]:
+    """`ok` (the text matched the RFC 3339 pattern) and each part as a BIGINT expression over the
+    MatchInts answer `ints`, which means something only when `ok`."""
+    parts = {"ok": f"({ints} IS NOT NULL)"}
+    parts.update({name: f"{ints}[{i}]" for i, name in enumerate(TIME_PARTS[1:7], start=1)})
+    parts["milli"] = f"COALESCE({ints}[7], 0)"  # no fraction: 0 ms
+    offset = f"COALESCE({ints}[8], 0)"  # Z: no digits, offset 0
+    parts["off_h"] = f"(ABS({offset}) / 100)"
+    parts["off_m"] = f"MOD(ABS({offset}), 100)"
+    parts["off_sign"] = f"(CASE WHEN {offset} < 0 THEN -1 ELSE 1 END)"
     return parts
 
 
