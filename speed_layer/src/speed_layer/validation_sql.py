@@ -15,6 +15,7 @@ the contract. Flink details this translation relies on (each checked by tests/sp
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -249,21 +250,41 @@ def readable_event_time_ms_expr(x: Extracted = Extracted()) -> str:
 # --- reasons ----------------------------------------------------------------------------------
 
 
-def _amount_checks(text: str) -> list[tuple[str, Reason]]:
-    """check_amount's order: each (condition meaning 'fails', reason)."""
-    return [
-        (f"NOT {_regexp(text, AMOUNT_SYNTAX_PATTERN)}", Reason.INVALID_AMOUNT),
-        (_regexp(text, AMOUNT_NOT_POSITIVE_PATTERN), Reason.AMOUNT_NOT_POSITIVE),
-        (f"NOT {_regexp(text, AMOUNT_RANGE_PATTERN)}", Reason.AMOUNT_OUT_OF_RANGE),
-        (f"NOT {_regexp(text, AMOUNT_SCALE_PATTERN)}", Reason.AMOUNT_TOO_PRECISE),
+Check = tuple[str, Reason | str]
+"""(condition meaning 'fails', its Reason or an SQL expression giving one)."""
+
+# check_amount's patterns: each (pattern, whether the amount must match it), in its order.
+_AMOUNT_PATTERNS: Final = (
+    (AMOUNT_SYNTAX_PATTERN, True, Reason.INVALID_AMOUNT),
+    (AMOUNT_NOT_POSITIVE_PATTERN, False, Reason.AMOUNT_NOT_POSITIVE),
+    (AMOUNT_RANGE_PATTERN, True, Reason.AMOUNT_OUT_OF_RANGE),
+    (AMOUNT_SCALE_PATTERN, True, Reason.AMOUNT_TOO_PRECISE),
+)
+
+
+def amount_ok_regex() -> str:
+    """One whole-value Java regex that matches exactly the amounts passing every amount check:
+    a lookahead per pattern it must match, a negative one per pattern it must not."""
+    looks = "".join(f"(?{'=' if must else '!'}(?:{pattern})\\z)" for pattern, must, _ in _AMOUNT_PATTERNS)
+    return f"^{looks}"
+
+
+def _amount_checks(text: str) -> list[Check]:
+    """check_amount's order. A valid amount (nearly every row) costs one regex: the checks one
+    by one run only for an amount that fails one of them, to name the first."""
+    one_by_one = [
+        (f"NOT {_regexp(text, pattern)}" if must else _regexp(text, pattern), reason)
+        for pattern, must, reason in _AMOUNT_PATTERNS
     ]
+    ok = f"REGEXP({text}, {sql_string(amount_ok_regex())})"
+    return [(f"NOT {ok}", _first_failure(one_by_one))]
 
 
-def _field_checks(rule: FieldRule, x: Extracted) -> list[tuple[str, Reason]]:
+def _field_checks(rule: FieldRule, x: Extracted) -> list[Check]:
     """(failure condition, reason) pairs for one field, in the reference validator's order."""
     # Python's doc.get() gives None for an absent member and for a JSON null alike.
     kind = x.kind(rule)
-    checks = [(f"({kind} IS NULL OR {kind} = '{JSON_NULL}')", rule.missing)]
+    checks: list[Check] = [(f"({kind} IS NULL OR {kind} = '{JSON_NULL}')", rule.missing)]
     value = x.scalar(rule)  # only reached once the string check below passed (CASE order)
     if rule.kind is FieldKind.AMOUNT:
         text = x.amount_text
@@ -296,8 +317,11 @@ def document_reason_expr(x: Extracted = Extracted()) -> str:
     return _first_failure(checks)
 
 
-def _first_failure(checks: list[tuple[str, Reason]]) -> str:
-    branches = " ".join(f"WHEN {cond} THEN {sql_string(reason.value)}" for cond, reason in checks)
+def _first_failure(checks: Sequence[Check]) -> str:
+    def result(r: Reason | str) -> str:
+        return sql_string(r.value) if isinstance(r, Reason) else r
+
+    branches = " ".join(f"WHEN {cond} THEN {result(r)}" for cond, r in checks)
     return f"(CASE {branches} END)"
 
 
