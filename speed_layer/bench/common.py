@@ -37,6 +37,12 @@ def add_job_options(parser: argparse.ArgumentParser, result_name: str) -> None:
         help=f"LAMBDA_CHECKPOINT_INTERVAL_S (default: the setting's default, {PRODUCTION_CHECKPOINT_INTERVAL_S})",
     )
     parser.add_argument(
+        "--state-backend",
+        choices=("rocksdb", "hashmap"),
+        help="LAMBDA_SPEED_STATE_BACKEND of the job and the peer (default: the deployment's, RocksDB); "
+        "the sandbox would otherwise drop the caller's setting",
+    )
+    parser.add_argument(
         "--jfr",
         type=Path,
         metavar="FILE",
@@ -80,6 +86,8 @@ def job_env(
         LAMBDA_CHECKPOINT_INTERVAL_S=str(args.checkpoint_interval_s),
         **extra,
     )
+    if args.state_backend:
+        env["LAMBDA_SPEED_STATE_BACKEND"] = args.state_backend
     env["JVM_ARGS"] = jvm_args(gc_log=gc_log, jfr=jfr)
     return env
 
