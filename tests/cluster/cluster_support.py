@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from delta_commits import object_store
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from redis.cluster import RedisCluster
@@ -322,9 +323,7 @@ class Box:
         finally:
             client.close()
         # The box's Delta tables and checkpoints on the object store (a few MB a run, kept forever
-        # otherwise). Imported here: delta_commits is the one place that opens the store.
-        from delta_commits import object_store
-
+        # otherwise).
         with contextlib.suppress(OSError):
             object_store(s).delete_dir(f"lambda/tests/{self.tag}")
 

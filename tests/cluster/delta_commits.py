@@ -31,7 +31,7 @@ from deltalake import DeltaTable
 from pyarrow.fs import FileInfo, FileSelector, FileType, S3FileSystem
 
 from lambda_contract.settings import Settings
-from lambda_contract.storage import delta_rs_options
+from lambda_contract.storage import delta_rs_options, pyarrow_s3
 from lambda_contract.tables import BRONZE, GOLD, MANIFEST, QUARANTINE, SILVER
 
 # The recompute's tables in the order of a date's commits, with the column its replaceWhere names.
@@ -56,12 +56,8 @@ class Commit:
 
 
 def object_store(settings: Settings) -> S3FileSystem:
-    """pyarrow's S3 client with the same endpoint and keys as delta-rs gets."""
-    o = delta_rs_options(settings)
-    scheme, _, host = o.get("AWS_ENDPOINT_URL", "").partition("://")
-    endpoint = {"endpoint_override": host, "scheme": scheme} if host else {}
-    return S3FileSystem(access_key=o.get("AWS_ACCESS_KEY_ID"), secret_key=o.get("AWS_SECRET_ACCESS_KEY"),
-                        region=o.get("AWS_REGION"), **endpoint)  # fmt: skip
+    """pyarrow's S3 client for the settings' object store."""
+    return S3FileSystem(**pyarrow_s3(settings))
 
 
 def _bucket_path(url: str) -> str:

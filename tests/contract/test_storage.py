@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lambda_contract.settings import Settings, SettingsError
-from lambda_contract.storage import delta_rs_options, flink_s3, hadoop_s3a
+from lambda_contract.storage import delta_rs_options, flink_s3, hadoop_s3a, pyarrow_s3
 
 pytestmark = pytest.mark.unit
 
@@ -26,6 +26,7 @@ def test_nothing_is_added_without_an_endpoint_or_credentials() -> None:
     assert delta_rs_options(settings) == {}
     assert hadoop_s3a(settings) == {}
     assert flink_s3(settings) == {}
+    assert pyarrow_s3(settings) == {}
 
 
 def test_a_local_store_gets_endpoint_path_style_http_and_keys(credentials: str) -> None:
@@ -50,6 +51,11 @@ def test_a_local_store_gets_endpoint_path_style_http_and_keys(credentials: str) 
     assert (flink["s3.access.key"], flink["s3.secret.key"]) == ("AKLOCAL", "s3cr=t")
     assert all(key.startswith("s3.") for key in flink)
 
+    arrow = pyarrow_s3(settings)
+    assert (arrow["endpoint_override"], arrow["scheme"]) == (ENDPOINT.split("://")[1], "http")
+    assert (arrow["access_key"], arrow["secret_key"]) == ("AKLOCAL", "s3cr=t")
+    assert arrow["region"]
+
 
 def test_an_https_endpoint_keeps_tls() -> None:
     settings = Settings.from_env({"LAMBDA_S3_ENDPOINT": "https://s3.example.internal"})
@@ -58,6 +64,7 @@ def test_an_https_endpoint_keeps_tls() -> None:
     # No credentials file: the clients' default chains find the keys.
     assert "AWS_ACCESS_KEY_ID" not in delta_rs_options(settings)
     assert "fs.s3a.access.key" not in hadoop_s3a(settings)
+    assert pyarrow_s3(settings)["scheme"] == "https" and "access_key" not in pyarrow_s3(settings)
 
 
 def test_credentials_alone_keep_aws_endpoints(credentials: str) -> None:
@@ -65,6 +72,7 @@ def test_credentials_alone_keep_aws_endpoints(credentials: str) -> None:
     assert delta_rs_options(settings) == {"AWS_ACCESS_KEY_ID": "AKLOCAL", "AWS_SECRET_ACCESS_KEY": "s3cr=t"}
     assert "fs.s3a.endpoint" not in hadoop_s3a(settings)
     assert "s3.endpoint" not in flink_s3(settings)
+    assert pyarrow_s3(settings) == {"access_key": "AKLOCAL", "secret_key": "s3cr=t"}
 
 
 def test_a_missing_credentials_file_is_a_clear_error(tmp_path: Path) -> None:

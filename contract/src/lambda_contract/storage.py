@@ -3,8 +3,8 @@
 The Delta tables and the checkpoints live on s3:// or s3a:// URLs in cluster mode (SeaweedFS's S3
 gateway at LAMBDA_S3_ENDPOINT, keys in LAMBDA_S3_CREDENTIALS_FILE) and may in production (AWS, keys
 from the pod's web identity). Three clients read them, each with its own spelling of the same
-facts: delta-rs (the serving layer, the test kit), Hadoop's s3a (Spark), and Flink's S3 file
-system plugin. Each function here returns nothing extra when neither setting is given, so a
+facts: delta-rs (the serving layer, the test kit), Hadoop's s3a (Spark), Flink's S3 file
+system plugin, and pyarrow's S3 file system (listing and deleting checkpoints and test data). Each function here returns nothing extra when neither setting is given, so a
 deployment on AWS keeps each client's default endpoint and credential chain.
 """
 
@@ -74,6 +74,23 @@ def hadoop_s3a(settings: Settings) -> dict[str, str]:
             "fs.s3a.access.key": credentials[0],
             "fs.s3a.secret.key": credentials[1],
         }
+    return options
+
+
+def pyarrow_s3(settings: Settings) -> dict[str, str]:
+    """pyarrow.fs.S3FileSystem's keyword arguments (the speed layer's checkpoint listing, tests)."""
+    options: dict[str, str] = {}
+    custom = _custom_endpoint(settings)
+    if custom is not None:
+        endpoint, plain_http = custom
+        options |= {
+            "endpoint_override": endpoint.split("://", 1)[-1],
+            "scheme": "http" if plain_http else "https",
+            "region": LOCAL_REGION,
+        }
+    credentials = settings.s3_credentials()
+    if credentials is not None:
+        options["access_key"], options["secret_key"] = credentials
     return options
 
 

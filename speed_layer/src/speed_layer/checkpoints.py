@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from lambda_contract.settings import Settings
@@ -79,14 +79,7 @@ def object_store(settings: Settings) -> S3FileSystem:
 
     from lambda_contract import storage
 
-    options: dict[str, Any] = {}
-    if settings.s3_endpoint:
-        scheme, _, host = settings.s3_endpoint.partition("://")
-        options |= {"endpoint_override": host, "scheme": scheme, "region": storage.LOCAL_REGION}
-    credentials = settings.s3_credentials()
-    if credentials is not None:
-        options |= {"access_key": credentials[0], "secret_key": credentials[1]}
-    return S3FileSystem(**options)
+    return S3FileSystem(**storage.pyarrow_s3(settings))
 
 
 def _latest_on_s3(url: str, settings: Settings) -> str | None:
