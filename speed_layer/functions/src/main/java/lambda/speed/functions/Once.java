@@ -10,26 +10,14 @@ import org.apache.flink.table.functions.ScalarFunction;
  *
  * <p>Flink's planner inlines a projected expression into every expression that reads it (it has
  * no common subexpression elimination), except a non-deterministic one. Wrapping a derived value
- * (an event time's parts, say) in this function keeps it in its own projection, evaluated once per
- * row. It holds no rule of the contract.
+ * (the amount's text, which each amount check reads) in this function keeps it in its own
+ * projection, evaluated once per row. It holds no rule of the contract.
  */
 public final class Once extends ScalarFunction {
 
     /** Text stays in Flink's internal form: a Java String here would cost two conversions. */
     public @DataTypeHint(value = "STRING", bridgedTo = StringData.class) StringData eval(
             @DataTypeHint(value = "STRING", bridgedTo = StringData.class) StringData value) {
-        return value;
-    }
-
-    public Long eval(Long value) {
-        return value;
-    }
-
-    public Integer eval(Integer value) {
-        return value;
-    }
-
-    public Boolean eval(Boolean value) {
         return value;
     }
 
