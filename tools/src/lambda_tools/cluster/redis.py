@@ -169,10 +169,11 @@ def _ping(port: int, password: str) -> bool:
         return False
 
 
-def _info(port: int, password: str) -> dict[str, str]:
-    """CLUSTER INFO of one node as a dict ({} when it does not answer)."""
+def _info(port: int, password: str, *command: str) -> dict[str, str]:
+    """One node's answer to an INFO-style command (CLUSTER INFO unless named) as a dict ({} when it
+    does not answer)."""
     try:
-        out = _cli(port, password, "cluster", "info").stdout
+        out = _cli(port, password, *(command or ("cluster", "info"))).stdout
     except subprocess.TimeoutExpired:
         return {}
     return dict(line.strip().split(":", 1) for line in out.splitlines() if ":" in line)
@@ -180,11 +181,7 @@ def _info(port: int, password: str) -> dict[str, str]:
 
 def _synced(port: int, password: str) -> bool:
     """A master, or a replica whose link to its master is up (its first full copy loaded)."""
-    try:
-        out = _cli(port, password, "info", "replication").stdout
-    except subprocess.TimeoutExpired:
-        return False
-    info = dict(line.strip().split(":", 1) for line in out.splitlines() if ":" in line)
+    info = _info(port, password, "info", "replication")
     return info.get("role") == "master" or info.get("master_link_status") == "up"
 
 
