@@ -1,4 +1,5 @@
-"""Helpers of the speed suite beyond the test kit: generated history pre-loaded into a topic."""
+"""Helpers of the speed suite beyond the test kit: generated history pre-loaded into a topic, and
+how the speed view in Redis differs from the truth."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
+
 from lambda_contract.settings import Settings
-from lambda_testkit.sandbox import produce
+from lambda_testkit.sandbox import duplicates, hash_of, produce, read_view
 from lambda_testkit.truth import SentRecord, Truth, compute_truth
 from lambda_tools.generator import GeneratedRecord, GeneratorConfig, history
 from speed_layer import job, sql
@@ -23,6 +26,27 @@ def preload_history(
     )
     produce(bootstrap, topic, [(r.partition, r.key, r.value, r.timestamp_ms) for r in records])
     return records, truth
+
+
+def truth_diff(client: redis.Redis, prefix: str, truth: Truth) -> list[str]:
+    """How the speed view in Redis differs from the truth (empty: equal)."""
+    out = []
+    for kind, want in (("hour", truth.speed), ("late", truth.late)):
+        have = read_view(client, prefix, kind)
+        bad = sorted(
+            (k for k in want.keys() | have.keys() if want.get(k) != have.get(k)),
+            key=lambda k: (k[0], k[1].field()),
+        )
+        out += [
+            f"{kind} {k[0]:%Y-%m-%dT%H} {k[1].field()}: {want.get(k)} != Redis {have.get(k)}" for k in bad
+        ]
+    if (dups := duplicates(client, prefix)) != truth.duplicates:
+        out.append(f"duplicates {truth.duplicates} != Redis {dups}")
+    for day, reasons in truth.malformed_by_date.items():
+        stored = hash_of(client, f"{prefix}:speed:dlq:{day.isoformat()}")
+        if {k.decode(): int(v) for k, v in stored.items()} != reasons:
+            out.append(f"malformed {day}: {reasons} != Redis {stored}")
+    return out
 
 
 def classified_over_rows(settings: Settings, rows: list[tuple[bytes | None, int, int, int]]) -> Any:

@@ -28,11 +28,12 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from support import truth_diff
 
 from lambda_contract.settings import Settings
 from lambda_testkit.processes import speed_job, wait_until
-from lambda_testkit.sandbox import REPO, Sandbox, duplicates, hash_of, read_topic, read_view
-from lambda_testkit.truth import SentRecord, Truth, compute_truth
+from lambda_testkit.sandbox import REPO, Sandbox, read_topic, read_view
+from lambda_testkit.truth import SentRecord, compute_truth
 from lambda_tools.generator import GeneratorConfig, Kind, history
 from speed_layer import sql
 
@@ -56,27 +57,6 @@ def test_both_sinks_are_transactional_with_their_own_ids_and_a_timeout_the_broke
             prefixes.add(opts["sink.transactional-id-prefix"])
     assert len(prefixes) == 4
     assert sql.dlq_options(Settings.from_env({})) == sql.dlq_options(Settings.from_env({})), "stable"
-
-
-def redis_diff(sandbox: Sandbox, truth: Truth) -> list[str]:
-    """How the speed view in Redis differs from the truth (empty: exact)."""
-    client, prefix = sandbox.redis(), sandbox.settings().redis_prefix
-    out = []
-    for kind, want in (("hour", truth.speed), ("late", truth.late)):
-        have = read_view(client, prefix, kind)
-        if have != want:
-            wrong = sum(1 for k in have.keys() | want.keys() if have.get(k) != want.get(k))
-            events = sum(m.events for m in have.values()), sum(m.events for m in want.values())
-            out.append(f"{kind} view: {wrong} keys differ; events in Redis {events[0]} of {events[1]}")
-    if (dups := duplicates(client, prefix)) != truth.duplicates:
-        out.append(f"duplicates: Redis {dups}, truth {truth.duplicates}")
-    for day, reasons in truth.malformed_by_date.items():
-        stored = {
-            k.decode(): int(v) for k, v in hash_of(client, f"{prefix}:speed:dlq:{day.isoformat()}").items()
-        }
-        if stored != reasons:
-            out.append(f"malformed {day}: Redis {stored}, truth {reasons}")
-    return out
 
 
 @pytest.mark.integration
@@ -135,10 +115,14 @@ def test_after_sigkill_and_resume_redis_the_dlq_and_the_late_topic_are_exact(
         def complete() -> bool:
             dlq = len(read_topic(sandbox.bootstrap, dlq_topic))
             late = len(read_topic(sandbox.bootstrap, late_topic))
-            return dlq >= want_dlq.total() and late >= want_late.total() and not redis_diff(sandbox, truth)
+            return (
+                dlq >= want_dlq.total()
+                and late >= want_late.total()
+                and not truth_diff(client, prefix, truth)
+            )
 
         assert wait_until(lambda: complete() or not job.alive(), START_TIMEOUT_S, interval=2.0), (
-            "\n".join(redis_diff(sandbox, truth)) + f"\n{job.tail()}"
+            "\n".join(truth_diff(client, prefix, truth)[:20]) + f"\n{job.tail()}"
         )
         assert job.alive(), job.tail()
         assert "resuming from" in (tmp_path / "job-2.log").read_text()

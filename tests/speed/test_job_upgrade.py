@@ -24,10 +24,11 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from support import truth_diff
 
 from lambda_contract.events import RULES, FieldKind, Invalid, validate
 from lambda_testkit.processes import Child, wait_until
-from lambda_testkit.sandbox import Sandbox, duplicates, hash_of, produce, read_view
+from lambda_testkit.sandbox import Sandbox, duplicates, produce, read_view
 from lambda_testkit.truth import SentRecord, Truth, compute_truth
 from lambda_tools.generator import GeneratedRecord, GeneratorConfig, history
 
@@ -84,19 +85,7 @@ def wait_exact(sandbox: Sandbox, truth: Truth, child: Child) -> float:
     started = time.monotonic()
 
     def exact() -> bool:
-        malformed = {
-            day: {
-                k.decode(): int(v)
-                for k, v in hash_of(client, f"{prefix}:speed:dlq:{day.isoformat()}").items()
-            }
-            for day in truth.malformed_by_date
-        }
-        return (
-            read_view(client, prefix, "hour") == truth.speed
-            and read_view(client, prefix, "late") == truth.late
-            and duplicates(client, prefix) == truth.duplicates
-            and malformed == truth.malformed_by_date
-        )
+        return not truth_diff(client, prefix, truth)
 
     def progress() -> str:
         have = sum(m.events for m in read_view(client, prefix, "hour").values())

@@ -32,12 +32,13 @@ from typing import cast
 
 import pytest
 import redis
+from support import truth_diff
 
 from lambda_contract.redis_layout import HOUR_CLOSED, HOUR_OPEN
 from lambda_contract.settings import Settings
 from lambda_contract.windows import HOUR_MS
 from lambda_testkit.processes import Child, speed_job, wait_until
-from lambda_testkit.sandbox import Sandbox, duplicates, free_port, hash_of, local_env, read_view, sandbox_for
+from lambda_testkit.sandbox import Sandbox, free_port, hash_of, local_env, sandbox_for
 from lambda_testkit.truth import SentRecord, Truth, compute_truth
 from lambda_tools.generator import GeneratorConfig, history
 
@@ -122,27 +123,6 @@ def dump(client: redis.Redis, prefix: str) -> tuple[Dump, dict[str, int]]:
         hashes[key] = stored
         ttls[key] = cast(int, client.ttl(key))
     return hashes, ttls
-
-
-def truth_diff(client: redis.Redis, prefix: str, truth: Truth) -> list[str]:
-    """How the speed view in Redis differs from the truth (empty: equal)."""
-    out = []
-    for kind, want in (("hour", truth.speed), ("late", truth.late)):
-        have = read_view(client, prefix, kind)
-        bad = sorted(
-            (k for k in want.keys() | have.keys() if want.get(k) != have.get(k)),
-            key=lambda k: (k[0], k[1].field()),
-        )
-        out += [
-            f"{kind} {k[0]:%Y-%m-%dT%H} {k[1].field()}: {want.get(k)} != Redis {have.get(k)}" for k in bad
-        ]
-    if (dups := duplicates(client, prefix)) != truth.duplicates:
-        out.append(f"duplicates {truth.duplicates} != Redis {dups}")
-    for day, reasons in truth.malformed_by_date.items():
-        stored = hash_of(client, f"{prefix}:speed:dlq:{day.isoformat()}")
-        if {k.decode(): int(v) for k, v in stored.items()} != reasons:
-            out.append(f"malformed {day}: {reasons} != Redis {stored}")
-    return out
 
 
 def equals_truth(client: redis.Redis, prefix: str, truth: Truth) -> bool:
