@@ -265,7 +265,9 @@ _AMOUNT_PATTERNS: Final = (
 def amount_ok_regex() -> str:
     """One whole-value Java regex that matches exactly the amounts passing every amount check:
     a lookahead per pattern it must match, a negative one per pattern it must not."""
-    looks = "".join(f"(?{'=' if must else '!'}{java_regex(pattern)})" for pattern, must, _ in _AMOUNT_PATTERNS)
+    looks = "".join(
+        f"(?{'=' if must else '!'}{java_regex(pattern)})" for pattern, must, _ in _AMOUNT_PATTERNS
+    )
     return f"^{looks}"
 
 
