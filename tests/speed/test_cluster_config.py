@@ -77,11 +77,14 @@ def test_rocksdb_with_incremental_checkpoints_and_bounded_alignment_is_the_defau
     assert local["state.backend.type"] == "rocksdb"
     assert local["execution.checkpointing.incremental"] == "true"
     assert local["execution.checkpointing.unaligned.enabled"] == "true"
+    # The dedup's lookups of new (absent) ids need the SST Bloom filters (docs/benchmarks.md).
+    assert local["state.backend.rocksdb.use-bloom-filter"] == "true"
     heap = cluster.local_cluster_config(
         Settings.from_env({"LAMBDA_HOME": str(REPO), "LAMBDA_SPEED_STATE_BACKEND": "hashmap"})
     )
     assert heap["state.backend.type"] == "hashmap"
     assert "execution.checkpointing.incremental" not in heap
+    assert not [k for k in heap if k.startswith("state.backend.rocksdb.")]
 
 
 def test_a_job_launched_by_flink_takes_the_cluster_as_its_deployment_made_it(

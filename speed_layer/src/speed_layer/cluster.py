@@ -37,6 +37,7 @@ DEPLOYMENT: Final = Path("k8s/base/speed/flinkdeployment.yaml")
 # Kubernetes-only: HA on Kubernetes, the operator's savepoint schedule, S3 paths, the image's venv.
 SHARED: Final = (
     "state.backend.type",
+    "state.backend.rocksdb.use-bloom-filter",
     "execution.checkpointing.incremental",
     "execution.checkpointing.unaligned.enabled",
     "execution.checkpointing.aligned-checkpoint-timeout",
@@ -89,6 +90,7 @@ def local_cluster_config(settings: Settings) -> dict[str, str]:
         conf["state.backend.type"] = settings.speed_state_backend
         if settings.speed_state_backend == "hashmap":
             conf.pop("execution.checkpointing.incremental")  # full snapshots only
+            conf = {k: v for k, v in conf.items() if not k.startswith("state.backend.rocksdb.")}
     local = {
         "execution.checkpointing.dir": settings.checkpoint_url,
         # Python workers must run this environment's interpreter, not the system python.
