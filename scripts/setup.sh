@@ -80,7 +80,7 @@ log "python environments ready in .venvs/ (tools, speed, batch, serving)"
 # Each pom profile goes to a folder under .local/jars (profile:folder); spark-s3 adds s3a to spark's.
 JARS=.local/jars
 JAR_PROFILES=(kafka:kafka flink:flink spark:spark spark-s3:spark flink-s3:flink-plugins/s3-fs-hadoop
-  kafka-exporter:kafka-exporter)
+  kafka-exporter:kafka-exporter profiler:profiler)
 stamp="$JARS/.pom-$(sha256sum infra/jars/pom.xml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   for entry in "${JAR_PROFILES[@]}"; do rm -rf "${JARS:?}/${entry#*:}"; done

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
+import jvm
 import redis
 
 from lambda_contract.settings import Settings
@@ -49,6 +50,13 @@ def add_job_options(parser: argparse.ArgumentParser, result_name: str) -> None:
         help="record a Java Flight Recorder profile of the job's JVM into FILE (settings=profile); "
         "summarise it with speed_layer/bench/jfr_summary.py",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="a CPU profile of the job's JVM with native frames (async-profiler, from Maven Central), "
+        "as collapsed stacks per thread into FILE; summarise it with speed_layer/bench/jfr_summary.py",
+    )
 
 
 def history_window(now: datetime | None = None) -> tuple[datetime, datetime]:
@@ -59,7 +67,7 @@ def history_window(now: datetime | None = None) -> tuple[datetime, datetime]:
     return today - timedelta(days=1), today
 
 
-def jvm_args(*, gc_log: Path | None = None, jfr: Path | None = None) -> str:
+def jvm_args(*, gc_log: Path | None = None, jfr: Path | None = None, profile: Path | None = None) -> str:
     """JVM_ARGS for the job: PyFlink starts its local gateway JVM, which hosts the mini-cluster,
     with `$JVM_ARGS` (pyflink_gateway_server.py). Keeps whatever the caller already set."""
     opts = os.environ.get("JVM_ARGS", "").split()
@@ -68,6 +76,8 @@ def jvm_args(*, gc_log: Path | None = None, jfr: Path | None = None) -> str:
         opts.append(f"-Xlog:gc:file={gc_log}:utctime,uptime,level,tags")
     if jfr is not None:
         opts.append(f"-XX:StartFlightRecording=filename={jfr},settings=profile,dumponexit=true")
+    if profile is not None:
+        opts.append(jvm.async_profiler_option(profile))
     return " ".join(opts)
 
 
@@ -77,6 +87,7 @@ def job_env(
     *,
     gc_log: Path | None = None,
     jfr: Path | None = None,
+    profile: Path | None = None,
     **extra: str,
 ) -> dict[str, str]:
     """The environment of the speed job (or the peer) run inside the sandbox by a benchmark."""
@@ -88,7 +99,7 @@ def job_env(
     )
     if args.state_backend:
         env["LAMBDA_SPEED_STATE_BACKEND"] = args.state_backend
-    env["JVM_ARGS"] = jvm_args(gc_log=gc_log, jfr=jfr)
+    env["JVM_ARGS"] = jvm_args(gc_log=gc_log, jfr=jfr, profile=profile)
     return env
 
 

@@ -349,7 +349,9 @@ def main() -> int:
     sb.create_topics()
     client = sb.redis()
     gc_log = work / "gc.log"
-    job = speed_job(job_env(sb, args, gc_log=gc_log, jfr=args.jfr), work / "job.log", "--fresh")
+    job = speed_job(
+        job_env(sb, args, gc_log=gc_log, jfr=args.jfr, profile=args.profile), work / "job.log", "--fresh"
+    )
     cps = jvm.CheckpointLog(job.proc.pid).start()
     bench = Bench(sb, job, client, args.probes_per_s)
     steps: list[Step] = []
@@ -392,7 +394,7 @@ def main() -> int:
     finally:
         bench.close()
         cps.stop()
-        jvm.stop_jvm(job.proc.pid, 120 if args.jfr else 10)
+        jvm.stop_jvm(job.proc.pid, 120 if args.jfr or args.profile else 10)
         job.kill()
         sb.delete_topics()
         sb.delete_keys()

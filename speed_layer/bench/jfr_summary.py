@@ -1,10 +1,17 @@
-"""CPU share per task and per operator, and the top frames, from a Java Flight Recorder file.
+"""CPU share per task and per operator, and the top frames, from a JVM profile.
 
     .venvs/speed/bin/python speed_layer/bench/jfr_summary.py rec.jfr [--skip-s 30] [--json out.json]
+    .venvs/speed/bin/python speed_layer/bench/jfr_summary.py prof.collapsed
 
-Reads `jfr print --events jdk.ExecutionSample --stack-depth 256 FILE` (JDK 17's `jfr` tool). Each
-execution sample is a thread found running Java code, so the share of samples is the share of the
-JVM's CPU spent in Java (native code, e.g. the kernel side of a socket, is not sampled).
+Reads either of the two profiles the speed benchmarks record:
+- a Java Flight Recorder file (`--jfr`), through `jfr print --events jdk.ExecutionSample
+  --stack-depth 256 FILE` (JDK 17's `jfr` tool). Each execution sample is a thread found running
+  Java code, so the share of samples is the share of the JVM's CPU spent in Java: native code (RocksDB
+  behind its JNI methods, the kernel side of a socket) is not sampled;
+- async-profiler's collapsed stacks per thread (`--profile`): CPU-time samples of every thread,
+  native code included, each counted in the JNI method that called it. They carry no times, so
+  `--skip-s` does not apply; start-up shows as threads of its own (the planner's py4j threads, the
+  JIT compilers).
 
 - per task: the sampled thread's name without its subtask suffix: a Flink task thread is named
   after its operator chain (`Source: orders_src[1] -> Calc[2] -> ...`);
@@ -37,6 +44,7 @@ _FRAME = re.compile(r"^\s+(?P<frame>[^\s(]+)\((?P<args>[^)]*)\)")
 _ENTRY = re.compile(r"\.(processElement[12]?|processBatch|finishBundle|onTimer|onProcessingTime|emitRecord)$")
 _RUNTIME = ("org.apache.flink.streaming.runtime.", "org.apache.flink.runtime.")
 _TIME = re.compile(r"startTime = (\d+):(\d+):(\d+(?:\.\d+)?)")
+_TID = re.compile(r" tid=\d+$")
 
 
 @dataclass
@@ -44,6 +52,7 @@ class Sample:
     seconds: float  # time of day of the sample
     thread: str
     frames: list[str] = field(default_factory=list)  # leaf first
+    count: int = 1  # samples with this stack (a collapsed profile's line)
 
 
 def task_of(thread: str) -> str:
@@ -87,7 +96,28 @@ def parse(lines: Iterable[str]) -> Iterator[Sample]:
             current = None
 
 
-def read(jfr: Path) -> Iterator[Sample]:
+def parse_collapsed(lines: Iterable[str]) -> Iterator[Sample]:
+    """async-profiler's `collapsed` output with `threads`: `[name tid=N];root;...;leaf COUNT`."""
+    for line in lines:
+        stack, _, count = line.rstrip("\n").rpartition(" ")
+        thread, _, frames = stack.partition(";")
+        if not (thread.startswith("[") and count.isdigit()):
+            continue
+        name = _TID.sub("", thread[1:-1])
+        yield Sample(0.0, name, [f.replace("/", ".") for f in reversed(frames.split(";"))], int(count))
+
+
+def read(path: Path) -> Iterator[Sample]:
+    with path.open("rb") as f:
+        recording = f.read(4) == b"FLR\0"  # a JFR file's magic
+    if not recording:
+        with path.open(errors="replace") as lines:
+            yield from parse_collapsed(lines)
+        return
+    yield from read_jfr(path)
+
+
+def read_jfr(jfr: Path) -> Iterator[Sample]:
     cmd = ["jfr", "print", "--events", "jdk.ExecutionSample", "--stack-depth", "256", str(jfr)]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, errors="replace") as proc:
         assert proc.stdout is not None
@@ -113,14 +143,14 @@ def summarise(samples: Iterable[Sample], skip_s: float = 0.0, top: int = 25) -> 
         first = at if first is None else first
         if at - first < skip_s:
             continue
-        total += 1
+        total += s.count
         task = task_of(s.thread)
-        tasks[task] += 1
+        tasks[task] += s.count
         op = operator_of(s.frames)
-        operators.setdefault(task, Counter())[op] += 1
+        operators.setdefault(task, Counter())[op] += s.count
         if s.frames:
-            leaves[s.frames[0]] += 1
-            operator_leaves.setdefault((task, op), Counter())[s.frames[0]] += 1
+            leaves[s.frames[0]] += s.count
+            operator_leaves.setdefault((task, op), Counter())[s.frames[0]] += s.count
 
     def share(n: int) -> float:
         return round(100 * n / total, 1) if total else 0.0
@@ -153,7 +183,7 @@ def summarise(samples: Iterable[Sample], skip_s: float = 0.0, top: int = 25) -> 
 
 
 def table(summary: dict[str, Any], tasks: int = 12, width: int = 100) -> str:
-    lines = [f"{summary['samples']} execution samples (first {summary['skipped_s']} s skipped)", ""]
+    lines = [f"{summary['samples']} samples (first {summary['skipped_s']} s skipped)", ""]
     lines.append("CPU share per task (operator chain) and, within it, per operator:")
     for t in summary["tasks"][:tasks]:
         name = t["task"] if len(t["task"]) <= width else t["task"][: width - 3] + "..."

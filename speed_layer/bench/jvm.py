@@ -12,17 +12,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import re
 import signal
 import threading
 import time
 import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 REST_PORTS = range(8081, 8182)  # cluster.local_cluster_config's rest.bind-port
+# The async-profiler jar `make setup` fetches (mvn profile `profiler` of infra/jars/pom.xml).
+PROFILER_JARS = Path(__file__).resolve().parents[2] / ".local" / "jars" / "profiler"
+PROFILER_PLATFORMS = {"x86_64": "linux-x64", "aarch64": "linux-arm64"}
 
 
 def group_pids(pgid: int) -> list[int]:
@@ -224,3 +229,31 @@ def gc_pauses(log: Path) -> list[dict[str, Any]]:
 def overlapping(events: list[dict[str, Any]], start: float, end: float) -> list[dict[str, Any]]:
     """The events whose [start, end] overlaps [start, end] (an event with only an end is a point)."""
     return [e for e in events if e.get("start", e["end"]) <= end and e["end"] >= start]
+
+
+def async_profiler_option(out: Path) -> str:
+    """The -agentpath option that profiles a JVM from its start until it exits, writing collapsed
+    stacks per thread to `out` (jfr_summary.py reads them).
+
+    CPU time is sampled with setitimer (`event=itimer`): perf events (`event=cpu`) crashed the
+    gateway JVM here (SIGSEGV in SharedRuntime::reresolve_call_site, OpenJDK 17.0.15). With
+    `cstack=no` a native method is the leaf of its sample, so RocksDB's C++ work is counted in
+    the JNI method that called it (`org/rocksdb/RocksDB.get`), where JFR sees nothing."""
+    return f"-agentpath:{async_profiler_library()}=start,event=itimer,interval=2ms,threads,cstack=no,collapsed,file={out}"
+
+
+def async_profiler_library() -> Path:
+    """libasyncProfiler.so for this machine, unpacked once from the async-profiler jar."""
+    arch = PROFILER_PLATFORMS.get(platform.machine())
+    jars = sorted(PROFILER_JARS.glob("async-profiler-*.jar"))
+    if arch is None or not jars:
+        raise SystemExit(
+            f"--profile needs the async-profiler jar in {PROFILER_JARS} (`make setup`) on Linux "
+            f"{' or '.join(PROFILER_PLATFORMS)}; this is {platform.machine()}"
+        )
+    member = f"{arch}/libasyncProfiler.so"
+    target = PROFILER_JARS / jars[-1].stem / member
+    if not target.exists():
+        with zipfile.ZipFile(jars[-1]) as jar:
+            jar.extract(member, target.parents[1])
+    return target

@@ -263,11 +263,16 @@ def main() -> int:
             print(f"peer: {result['peer']}", flush=True)
 
         ours = drain(
-            speed_job(job_env(sb, args, jfr=args.jfr), work / "job.log", "--bounded", "--fresh"),
+            speed_job(
+                job_env(sb, args, jfr=args.jfr, profile=args.profile),
+                work / "job.log",
+                "--bounded",
+                "--fresh",
+            ),
             client,
             prefix,
             args.timeout_s,
-            120 if args.jfr else 10,
+            120 if args.jfr or args.profile else 10,
         )
         if ours.exit_code != 0:
             print(Path(work / "job.log").read_text()[-6000:])
