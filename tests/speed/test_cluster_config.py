@@ -77,8 +77,10 @@ def test_rocksdb_with_incremental_checkpoints_and_bounded_alignment_is_the_defau
     assert local["state.backend.type"] == "rocksdb"
     assert local["execution.checkpointing.incremental"] == "true"
     assert local["execution.checkpointing.unaligned.enabled"] == "true"
-    # The dedup's lookups of new (absent) ids need the SST Bloom filters (docs/benchmarks.md).
+    # The dedup's lookups of new (absent) ids need the SST Bloom filters, in blocks the cache can
+    # keep (docs/benchmarks.md).
     assert local["state.backend.rocksdb.use-bloom-filter"] == "true"
+    assert local["state.backend.rocksdb.memory.partitioned-index-filters"] == "true"
     heap = cluster.local_cluster_config(
         Settings.from_env({"LAMBDA_HOME": str(REPO), "LAMBDA_SPEED_STATE_BACKEND": "hashmap"})
     )

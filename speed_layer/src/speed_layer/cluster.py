@@ -38,6 +38,7 @@ DEPLOYMENT: Final = Path("k8s/base/speed/flinkdeployment.yaml")
 SHARED: Final = (
     "state.backend.type",
     "state.backend.rocksdb.use-bloom-filter",
+    "state.backend.rocksdb.memory.partitioned-index-filters",
     "execution.checkpointing.incremental",
     "execution.checkpointing.unaligned.enabled",
     "execution.checkpointing.aligned-checkpoint-timeout",
