@@ -165,6 +165,10 @@ def session_cluster_config(settings: Settings) -> dict[str, str]:
         "rest.address": host,
         "rest.bind-address": host,
         "rest.port": str(port),
+        # Checkpoint statistics are cached for web.refresh-interval (3 s) by default, as long as
+        # the checkpoint interval here: a checkpoint that is in progress for 200 ms, as most are,
+        # was then never seen in progress by whoever polls (tests/cluster's object-store fault).
+        "rest.cache.checkpoint-statistics.timeout": "50 ms",
         # A killed TaskManager is noticed by its refused RPCs within seconds; a live one that this
         # shared 2-core machine starves for a while is not declared lost too early.
         "heartbeat.interval": "5 s",
