@@ -110,11 +110,11 @@ def parse_collapsed(lines: Iterable[str]) -> Iterator[Sample]:
 def read(path: Path) -> Iterator[Sample]:
     with path.open("rb") as f:
         recording = f.read(4) == b"FLR\0"  # a JFR file's magic
-    if not recording:
+    if recording:
+        yield from read_jfr(path)
+    else:
         with path.open(errors="replace") as lines:
             yield from parse_collapsed(lines)
-        return
-    yield from read_jfr(path)
 
 
 def read_jfr(jfr: Path) -> Iterator[Sample]:

@@ -24,9 +24,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lambda_contract.settings import Settings
+
 REST_PORTS = range(8081, 8182)  # cluster.local_cluster_config's rest.bind-port
-# The async-profiler jar `make setup` fetches (mvn profile `profiler` of infra/jars/pom.xml).
-PROFILER_JARS = Path(__file__).resolve().parents[2] / ".local" / "jars" / "profiler"
 PROFILER_PLATFORMS = {"x86_64": "linux-x64", "aarch64": "linux-arm64"}
 
 
@@ -243,16 +243,19 @@ def async_profiler_option(out: Path) -> str:
 
 
 def async_profiler_library() -> Path:
-    """libasyncProfiler.so for this machine, unpacked once from the async-profiler jar."""
+    """libasyncProfiler.so for this machine, unpacked once from the async-profiler jar that
+    `make setup` puts in LAMBDA_JARS_DIR/profiler (mvn profile `profiler` of infra/jars/pom.xml)."""
+    settings = Settings.from_env()
+    folder = settings.path(settings.jars_dir) / "profiler"
     arch = PROFILER_PLATFORMS.get(platform.machine())
-    jars = sorted(PROFILER_JARS.glob("async-profiler-*.jar"))
+    jars = sorted(folder.glob("async-profiler-*.jar"))
     if arch is None or not jars:
         raise SystemExit(
-            f"--profile needs the async-profiler jar in {PROFILER_JARS} (`make setup`) on Linux "
+            f"--profile needs the async-profiler jar in {folder} (`make setup`) on Linux "
             f"{' or '.join(PROFILER_PLATFORMS)}; this is {platform.machine()}"
         )
     member = f"{arch}/libasyncProfiler.so"
-    target = PROFILER_JARS / jars[-1].stem / member
+    target = folder / jars[-1].stem / member
     if not target.exists():
         with zipfile.ZipFile(jars[-1]) as jar:
             jar.extract(member, target.parents[1])
