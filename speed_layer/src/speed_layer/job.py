@@ -2,13 +2,15 @@
 
 Two SQL stages joined by DataStream boundaries, all in the JVM:
   parse    reads Kafka once, parses each payload once (the JsonMembers function) and validates;
-           malformed rows leave here for the DLQ and the malformed counters;
+           malformed rows leave here for the DLQ and the malformed counters; at its boundary a
+           JVM operator appends each partition's progress (`progress`);
   classify judges lateness per partition and deduplicates the valid rows;
   outputs  (late topic, aggregate updates) share the classified stream, so each record is
            classified exactly once.
 A boundary is where one stream feeds several outputs: without it each output would be planned
 on its own, with its own Kafka source and parse. Within a stage the planner never copies the
-parse (the function is non-deterministic), so no boundary is needed for speed.
+parse (the function is non-deterministic), so no boundary is needed for speed. A boundary carries
+the planner's internal rows (`_internal_rows`), so crossing it converts nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from pyflink.common import Configuration
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
-from pyflink.table import DataTypes, Schema, StreamTableEnvironment, TableDescriptor, TableEnvironment
+from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table, TableDescriptor, TableEnvironment
 from pyflink.table.changelog_mode import ChangelogMode
 
 from lambda_contract.settings import Settings
@@ -218,14 +220,42 @@ def heartbeat(options: JobOptions) -> TableDescriptor:
 
 
 def _stage(t_env: StreamTableEnvironment, query: str, view: str, *, proctime: bool = False) -> None:
-    """Register `query` as `view` behind a DataStream boundary, optionally with a processing-time
-    column `pt` (only where the next query needs one: a stage passes its columns through)."""
-    stream = t_env.to_data_stream(t_env.sql_query(query))
+    """Register `query` as `view` behind a DataStream boundary, optionally with the partition
+    progress (`progress`) and a processing-time column `pt` (only where the next query needs them:
+    a stage passes its columns through)."""
+    stream = _internal_rows(t_env, t_env.sql_query(query))
     if proctime:
+        stream = progress(stream)
         schema = Schema.new_builder().column_by_expression("pt", "PROCTIME()").build()
         t_env.create_temporary_view(view, t_env.from_data_stream(stream, schema))
     else:
         t_env.create_temporary_view(view, t_env.from_data_stream(stream))
+
+
+def _internal_rows(t_env: StreamTableEnvironment, table: Table) -> DataStream:
+    """`table` as a DataStream of Flink's internal rows (RowData, the planner's own format): a
+    boundary that converts nothing, where `to_data_stream` converts every row to a `Row` and
+    `from_data_stream` back (docs/benchmarks.md has the cost). Only JVM operators read it."""
+    from pyflink.util.java_utils import load_java_class
+
+    row_data = load_java_class("org.apache.flink.table.data.RowData")
+    j_table = table._j_table
+    data_type = j_table.getResolvedSchema().toPhysicalRowDataType().bridgedTo(row_data)
+    return DataStream(t_env._j_tenv.toDataStream(j_table, data_type))
+
+
+def progress(parsed: DataStream) -> DataStream:
+    """`parsed` with sql.PARTITION_MAX appended: the running maximum of `et_ms` over the valid
+    records of each Kafka partition (RunningMax, a JVM operator chained to the source, which emits
+    each partition in offset order: no exchange and no per-record state access, where an OVER
+    keyed by partition needed both; docs/benchmarks.md has the figures)."""
+    from pyflink.java_gateway import get_gateway
+
+    running_max = getattr(get_gateway().jvm, "lambda").speed.functions.RunningMax  # `lambda` is a keyword
+    j_stream = running_max.apply(
+        parsed._j_data_stream, "kpartition", "et_ms", "reason", sql.PARTITION_MAX, "speed-partition-progress"
+    )
+    return DataStream(j_stream)
 
 
 def _int_type() -> Any:

@@ -4,11 +4,11 @@ Data flow (every per-event step runs in the JVM):
 
   orders_src (Kafka, raw bytes and metadata)
     -> parsed: one parse per record (the JsonMembers function), the contract's validation
-       (reason), and the few values the later steps need. [DataStream boundary: the split]
+       (reason), and the few values the later steps need. [DataStream boundary: the split, where
+       job.progress appends the progress of the record's own partition (PARTITION_MAX)]
     -> DLQ (malformed rows, straight from here: they never cross a keyed exchange)
     -> judged (valid rows only; the payload travels no further unless the row is late):
-       progress of the record's own partition (newest valid event time, OVER state keyed by
-       partition) and the lateness that progress implies
+       the lateness the partition's progress implies
     -> classified: dedup by event_id (first arrival wins; occurrence number, state TTL); kind =
        valid | duplicate | late. [DataStream boundary: shared by the two outputs below]
     -> late topic (Kafka sink, the raw payload of late first arrivals)
@@ -34,6 +34,9 @@ PARSED_VIEW: Final = "parsed"
 DLQ_TABLE: Final = "dlq_sink"
 LATE_TABLE: Final = "late_sink"
 CLASSIFIED_VIEW: Final = "classified"
+PARTITION_MAX: Final = "partition_max"
+"""The parsed view's progress column: the newest valid event time so far on the record's own
+partition, the record included (appended in the JVM by job.progress, not by SQL)."""
 
 KIND_VALID: Final = "valid"
 KIND_DUPLICATE: Final = "duplicate"
@@ -179,30 +182,27 @@ def classify_query(settings: Settings) -> str:
     lateness of first arrivals.
 
     Lateness is judged by the watermark of the partition the event arrives on: the newest valid
-    event time seen on that partition (OVER state keyed by partition, so a restored job continues
-    from its checkpoint) minus the out-of-orderness and 1 ms. Kafka orders records within a
+    event time seen on that partition (PARTITION_MAX, appended by job.progress and kept in its
+    checkpointed state, so a restored job continues from its checkpoint) minus the
+    out-of-orderness and 1 ms. Kafka orders records within a
     partition only, so this is the one lateness decision that a live run, a catch-up and a replay
     all make identically; a watermark over all partitions would depend on how fast each partition
     happened to be read (docs/specs/speed.md, "Lateness", has the trade-off). The watermark the
     sink publishes (which closes hours) is the minimum of these partition watermarks over
     partitions that are not idle (see view.SpeedView).
 
-    The raw payload leaves the partition step only for late rows (the late topic needs it), so
-    the dedup exchange carries a few numbers and keys per record.
+    The raw payload crosses the dedup exchange only for late rows (the late topic needs it), so
+    that exchange carries a few numbers and keys per record.
     """
     close_ms = f"{v.hour_start_ms_expr('et_ms')} + {HOUR_MS + settings.allowed_lateness_s * 1000}"
     lag_ms = settings.out_of_orderness_s * 1000 + 1
     rows = "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
     return f"""
-WITH progressed AS (
-  SELECT *, MAX(et_ms) OVER (PARTITION BY kpartition ORDER BY pt {rows}) AS partition_max
-  FROM {PARSED_VIEW} WHERE reason IS NULL
-),
-judged AS (
+WITH judged AS (
   SELECT event_id, et_ms, region, category, currency, is_purchase, amount, kpartition, pt,
-    partition_max - {lag_ms} >= {close_ms} AS is_late,
-    CASE WHEN partition_max - {lag_ms} >= {close_ms} THEN payload END AS late_payload
-  FROM progressed
+    {PARTITION_MAX} - {lag_ms} >= {close_ms} AS is_late,
+    CASE WHEN {PARTITION_MAX} - {lag_ms} >= {close_ms} THEN payload END AS late_payload
+  FROM {PARSED_VIEW} WHERE reason IS NULL
 ),
 numbered AS (
   SELECT *, COUNT(*) OVER (PARTITION BY event_id ORDER BY pt {rows}) AS occ
@@ -264,7 +264,7 @@ def updates_queries(settings: Settings) -> dict[str, str]:
     Decimal. Mini-batch aggregation (see table_config) changes a running total at most once per
     key and batch, in streaming and bounded runs alike (a bounded run flushes the last batch at
     the end of the input). Totals keep their state for the speed retention (late counters of a
-    closed hour can still grow); only the dedup and progress states use LAMBDA_DEDUP_TTL_S.
+    closed hour can still grow); only the dedup state uses LAMBDA_DEDUP_TTL_S.
     """
     zero = _decimal("0")
     ttl = f"{settings.speed_retention_s} s"
@@ -346,7 +346,7 @@ def table_config(settings: Settings) -> dict[str, str]:
     """Planner and runtime options the SQL above relies on."""
     return {
         "table.local-time-zone": "UTC",
-        # Default state TTL = the dedup horizon (the dedup and partition-progress OVER states);
+        # Default state TTL = the dedup horizon (the dedup OVER state);
         # the totals override it with a STATE_TTL hint.
         "table.exec.state.ttl": f"{settings.dedup_ttl_s} s",
         # Aggregates emit once per key and batch, not once per event (early results within 2 s).
