@@ -192,6 +192,9 @@ def main() -> int:
     )
     add_job_options(p, "speed_throughput.json")
     p.add_argument("--jfr-peer", type=Path, metavar="FILE", help="a JFR profile of the peer job's JVM")
+    p.add_argument(
+        "--profile-peer", type=Path, metavar="FILE", help="a CPU profile of the peer job's JVM (as --profile)"
+    )
     p.add_argument("--no-peer", action="store_true", help="skip the peer job (profiling our job only)")
     p.add_argument("--workers", type=int, default=min(3, os.cpu_count() or 1), help="pre-load processes")
     p.add_argument("--timeout-s", type=float, default=3600, help="per job")
@@ -246,7 +249,9 @@ def main() -> int:
         print(f"ConsumerPerformance: {perf['records_per_s']:.0f} records/s", flush=True)
 
         if not args.no_peer:
-            env = job_env(sb, args, jfr=args.jfr_peer, LAMBDA_REDIS_PREFIX=peer_prefix)
+            env = job_env(
+                sb, args, jfr=args.jfr_peer, profile=args.profile_peer, LAMBDA_REDIS_PREFIX=peer_prefix
+            )
             argv = [sys.executable, str(Path(__file__).with_name("peer.py")), "--bounded",
                     "--group-id", f"bench-peer-{sb.tag}"]  # fmt: skip
             peer = drain(
@@ -254,7 +259,7 @@ def main() -> int:
                 client,
                 peer_prefix,
                 args.timeout_s,
-                120 if args.jfr_peer else 10,
+                120 if args.jfr_peer or args.profile_peer else 10,
             )
             if peer.exit_code != 0:
                 print(Path(work / "peer.log").read_text()[-6000:])
