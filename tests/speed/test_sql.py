@@ -36,7 +36,8 @@ def all_sql() -> str:
     return "\n".join(
         [
             sql.parse_query(),
-            sql.classify_query(SETTINGS),
+            sql.judge_query(SETTINGS),
+            sql.classify_query(),
             sql.dlq_insert(),
             sql.late_insert(),
             sql.updates_query(SETTINGS),
@@ -95,16 +96,16 @@ def test_the_payload_is_parsed_by_one_call_with_the_contracts_names_and_depth() 
 
 
 def test_malformed_rows_and_payloads_stay_out_of_the_keyed_exchanges() -> None:
-    classify = sql.classify_query(SETTINGS)
-    assert "WHERE reason IS NULL" in classify  # only valid rows reach the OVER steps
+    judge = sql.judge_query(SETTINGS)
+    assert "WHERE reason IS NULL" in judge  # only valid rows reach the dedup
     # The payload reaches the dedup step only for rows judged late.
-    assert "THEN payload END AS late_payload" in classify
+    assert "THEN payload END AS late_payload" in judge
     assert "FROM parsed WHERE reason IS NOT NULL" in sql.dlq_rows_query()
 
 
 def test_lateness_and_out_of_orderness_come_from_settings() -> None:
-    assert f"{3_600_000 + 123_000}" in sql.classify_query(SETTINGS)
-    assert "partition_max - 17001 >=" in sql.classify_query(SETTINGS)
+    assert f"{3_600_000 + 123_000}" in sql.judge_query(SETTINGS)
+    assert "partition_max - 17001 >=" in sql.judge_query(SETTINGS)
 
 
 def test_bounded_mode_stops_at_latest_offsets() -> None:

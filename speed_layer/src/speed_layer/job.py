@@ -1,10 +1,11 @@
 """Wires the speed job: Flink configuration, Kafka tables, the SQL of `sql.py`, the Redis sink.
 
-Two SQL stages joined by DataStream boundaries, all in the JVM:
+SQL stages joined by DataStream boundaries, all in the JVM:
   parse    reads Kafka once, parses each payload once (the JsonMembers function) and validates;
            malformed rows leave here for the DLQ and the malformed counters; at its boundary a
            JVM operator appends each partition's progress (`progress`);
-  classify judges lateness per partition and deduplicates the valid rows;
+  classify judges lateness per partition; at its keyed boundary (by event_id) a JVM operator
+           marks each id's first arrival (`first_arrivals`), and SQL gives each row its kind;
   outputs  (late topic, aggregate updates) share the classified stream, so each record is
            classified exactly once.
 A boundary is where one stream feeds several outputs: without it each output would be planned
@@ -166,7 +167,9 @@ def classify(t_env: StreamTableEnvironment, settings: Settings) -> None:
         t_env.get_config().set(key, value)
     register_functions(t_env)
     _stage(t_env, sql.parse_query(), sql.PARSED_VIEW, proctime=True)
-    _stage(t_env, sql.classify_query(settings), sql.CLASSIFIED_VIEW)
+    judged = first_arrivals(_internal_rows(t_env, t_env.sql_query(sql.judge_query(settings))), settings)
+    t_env.create_temporary_view(sql.JUDGED_VIEW, t_env.from_data_stream(judged))
+    _stage(t_env, sql.classify_query(), sql.CLASSIFIED_VIEW)
 
 
 def jar_uri(settings: Settings, jar: str) -> str:
@@ -254,6 +257,20 @@ def progress(parsed: DataStream) -> DataStream:
     running_max = getattr(get_gateway().jvm, "lambda").speed.functions.RunningMax  # `lambda` is a keyword
     j_stream = running_max.apply(
         parsed._j_data_stream, "kpartition", "et_ms", "reason", sql.PARTITION_MAX, "speed-partition-progress"
+    )
+    return DataStream(j_stream)
+
+
+def first_arrivals(judged: DataStream, settings: Settings) -> DataStream:
+    """`judged` keyed by event_id, with sql.FIRST_ARRIVAL appended: whether the row is its id's
+    first arrival within LAMBDA_DEDUP_TTL_S (FirstArrival, a JVM operator: one flag per id in
+    keyed state, written once, where a COUNT OVER read and wrote an aggregate row per record;
+    docs/benchmarks.md has the figures)."""
+    from pyflink.java_gateway import get_gateway
+
+    first_arrival = getattr(get_gateway().jvm, "lambda").speed.functions.FirstArrival  # `lambda` is a keyword
+    j_stream = first_arrival.apply(
+        judged._j_data_stream, "event_id", settings.dedup_ttl_s, sql.FIRST_ARRIVAL, "speed-dedup"
     )
     return DataStream(j_stream)
 

@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(
             sql.parse_query(),
-            sql.classify_query(settings),
+            sql.judge_query(settings),
+            sql.classify_query(),
             sql.dlq_insert(),
             sql.late_insert(),
             sql.updates_query(settings),

@@ -8,9 +8,11 @@ Data flow (every per-event step runs in the JVM):
        job.progress appends the progress of the record's own partition (PARTITION_MAX)]
     -> DLQ (malformed rows, straight from here: they never cross a keyed exchange)
     -> judged (valid rows only; the payload travels no further unless the row is late):
-       the lateness the partition's progress implies
-    -> classified: dedup by event_id (first arrival wins; occurrence number, state TTL); kind =
-       valid | duplicate | late. [DataStream boundary: shared by the two outputs below]
+       the lateness the partition's progress implies. [DataStream boundary: keyed by event_id,
+       where job.first_arrivals appends whether the row is its id's first arrival (FIRST_ARRIVAL,
+       a flag in keyed state with the dedup TTL)]
+    -> classified: kind = valid | duplicate | late (first arrival wins: a later copy is a
+       duplicate, never late). [DataStream boundary: shared by the two outputs below]
     -> late topic (Kafka sink, the raw payload of late first arrivals)
     -> updates: running absolute totals per (hour, region, category, currency), per
        (date, reason) and per partition (progress), aggregated in mini-batches: an upsert stream
@@ -33,10 +35,14 @@ SOURCE_TABLE: Final = "orders_src"
 PARSED_VIEW: Final = "parsed"
 DLQ_TABLE: Final = "dlq_sink"
 LATE_TABLE: Final = "late_sink"
+JUDGED_VIEW: Final = "judged"
 CLASSIFIED_VIEW: Final = "classified"
 PARTITION_MAX: Final = "partition_max"
 """The parsed view's progress column: the newest valid event time so far on the record's own
 partition, the record included (appended in the JVM by job.progress, not by SQL)."""
+FIRST_ARRIVAL: Final = "is_first"
+"""The judged view's dedup column: TRUE for the first arrival of the row's event_id within the
+dedup TTL (appended in the JVM by job.first_arrivals, not by SQL)."""
 
 KIND_VALID: Final = "valid"
 KIND_DUPLICATE: Final = "duplicate"
@@ -174,12 +180,8 @@ def _exactly_once(settings: Settings, role: str, topic: str) -> dict[str, str]:
     }
 
 
-def classify_query(settings: Settings) -> str:
-    """parsed (valid rows) -> one insert-only row per record: its kind and what the outputs need.
-
-    Order of decisions as in the contract: validate (done: only valid rows come here), then
-    dedup by event_id (first arrival wins: a later copy is a duplicate, never late), then
-    lateness of first arrivals.
+def judge_query(settings: Settings) -> str:
+    """parsed (valid rows) -> what the dedup and the outputs need, and whether the row is late.
 
     Lateness is judged by the watermark of the partition the event arrives on: the newest valid
     event time seen on that partition (PARTITION_MAX, appended by job.progress and kept in its
@@ -196,30 +198,36 @@ def classify_query(settings: Settings) -> str:
     """
     close_ms = f"{v.hour_start_ms_expr('et_ms')} + {HOUR_MS + settings.allowed_lateness_s * 1000}"
     lag_ms = settings.out_of_orderness_s * 1000 + 1
-    rows = "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
+    late = f"{PARTITION_MAX} - {lag_ms} >= {close_ms}"
     return f"""
-WITH judged AS (
-  SELECT event_id, et_ms, region, category, currency, is_purchase, amount, kpartition, pt,
-    {PARTITION_MAX} - {lag_ms} >= {close_ms} AS is_late,
-    CASE WHEN {PARTITION_MAX} - {lag_ms} >= {close_ms} THEN payload END AS late_payload
-  FROM {PARSED_VIEW} WHERE reason IS NULL
-),
-numbered AS (
-  SELECT *, COUNT(*) OVER (PARTITION BY event_id ORDER BY pt {rows}) AS occ
-  FROM judged
-)
+SELECT event_id, et_ms, region, category, currency, is_purchase, amount, kpartition,
+  {late} AS is_late,
+  CASE WHEN {late} THEN payload END AS late_payload
+FROM {PARSED_VIEW} WHERE reason IS NULL
+"""  # noqa: S608 (contract constants and integer settings only)
+
+
+def classify_query() -> str:
+    """judged, with FIRST_ARRIVAL (job.first_arrivals) -> one row per record: its kind and what
+    the outputs need.
+
+    Order of decisions as in the contract: validate (done: only valid rows come here), then
+    dedup by event_id (first arrival wins: a later copy is a duplicate, never late), then
+    lateness of first arrivals.
+    """
+    return f"""
 SELECT
-  CASE WHEN occ > 1 THEN '{KIND_DUPLICATE}'
+  CASE WHEN NOT {FIRST_ARRIVAL} THEN '{KIND_DUPLICATE}'
        WHEN is_late THEN '{KIND_LATE}'
        ELSE '{KIND_VALID}' END AS kind,
-  CASE WHEN occ = 1 AND is_late THEN late_payload END AS payload,
+  CASE WHEN {FIRST_ARRIVAL} AND is_late THEN late_payload END AS payload,
   kpartition, et_ms,
   {v.hour_start_ms_expr("et_ms")} AS bucket_ms,
   region, category, currency,
   CASE WHEN is_purchase THEN amount ELSE -amount END AS rev,
   CASE WHEN is_purchase THEN 1 ELSE 0 END AS is_purchase
-FROM numbered
-"""  # noqa: S608 (contract constants and integer settings only)
+FROM {JUDGED_VIEW}
+"""  # noqa: S608 (contract constants only)
 
 
 def _epoch_ms(ltz: str) -> str:
@@ -346,8 +354,8 @@ def table_config(settings: Settings) -> dict[str, str]:
     """Planner and runtime options the SQL above relies on."""
     return {
         "table.local-time-zone": "UTC",
-        # Default state TTL = the dedup horizon (the dedup OVER state);
-        # the totals override it with a STATE_TTL hint.
+        # Every SQL state keeps its own TTL (the totals' STATE_TTL hints); this default only
+        # bounds a state added later without one. The dedup's is job.first_arrivals'.
         "table.exec.state.ttl": f"{settings.dedup_ttl_s} s",
         # Aggregates emit once per key and batch, not once per event (early results within 2 s).
         "table.exec.mini-batch.enabled": "true",
