@@ -31,11 +31,11 @@ import org.apache.flink.table.types.logical.VarCharType;
  * appended to the row as a BOOLEAN column: a keyed streaming operator on Flink's internal rows.
  *
  * <p>The speed job deduplicates by event id and still counts the later copies, so it cannot drop
- * them as Flink's keep-first deduplicate does. In SQL that was a {@code COUNT(*) OVER} per id:
- * per row an aggregate read and written as a row in RocksDB, a second state value as large as the
- * peer's flag. This operator keeps one flag per key, written once, at the first arrival: a lookup
+ * them as Flink's keep-first deduplicate does. In SQL that was a {@code COUNT(*) OVER} per id,
+ * whose aggregate row (a count and its null bits) was read and written back in RocksDB for every
+ * row. This operator keeps a one-byte flag per key, written once, at the first arrival: a lookup
  * per row and a write per new key, the least any keep-first deduplication can do
- * (docs/benchmarks.md). It knows nothing of the contract: the job names the columns, and what a
+ * (docs/benchmarks.md, "The dedup as a flag"). It knows nothing of the contract: the job names the columns, and what a
  * first arrival or a copy counts as stays in the generated SQL.
  *
  * <p>State: the flag, keyed, with a time to live from the first arrival (processing time, never
