@@ -16,6 +16,7 @@ the planner's internal rows (`_internal_rows`), so crossing it converts nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,9 +167,8 @@ def classify(t_env: StreamTableEnvironment, settings: Settings) -> None:
     for key, value in sql.table_config(settings).items():
         t_env.get_config().set(key, value)
     register_functions(t_env)
-    _stage(t_env, sql.parse_query(), sql.PARSED_VIEW, proctime=True)
-    judged = first_arrivals(_internal_rows(t_env, t_env.sql_query(sql.judge_query(settings))), settings)
-    t_env.create_temporary_view(sql.JUDGED_VIEW, t_env.from_data_stream(judged))
+    _stage(t_env, sql.parse_query(), sql.PARSED_VIEW, through=progress, proctime=True)
+    _stage(t_env, sql.judge_query(settings), sql.JUDGED_VIEW, through=lambda s: first_arrivals(s, settings))
     _stage(t_env, sql.classify_query(), sql.CLASSIFIED_VIEW)
 
 
@@ -222,13 +222,21 @@ def heartbeat(options: JobOptions) -> TableDescriptor:
     return builder.build()
 
 
-def _stage(t_env: StreamTableEnvironment, query: str, view: str, *, proctime: bool = False) -> None:
-    """Register `query` as `view` behind a DataStream boundary, optionally with the partition
-    progress (`progress`) and a processing-time column `pt` (only where the next query needs them:
-    a stage passes its columns through)."""
+def _stage(
+    t_env: StreamTableEnvironment,
+    query: str,
+    view: str,
+    *,
+    through: Callable[[DataStream], DataStream] | None = None,
+    proctime: bool = False,
+) -> None:
+    """Register `query` as `view` behind a DataStream boundary, optionally passed `through` a JVM
+    operator (`progress`, `first_arrivals`) and with a processing-time column `pt` (only where the
+    next query needs them: a stage passes its columns through)."""
     stream = _internal_rows(t_env, t_env.sql_query(query))
+    if through is not None:
+        stream = through(stream)
     if proctime:
-        stream = progress(stream)
         schema = Schema.new_builder().column_by_expression("pt", "PROCTIME()").build()
         t_env.create_temporary_view(view, t_env.from_data_stream(stream, schema))
     else:

@@ -1,8 +1,6 @@
 package lambda.speed.functions;
 
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.List;
 import org.apache.flink.api.common.state.StateTtlConfig;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
@@ -21,7 +19,6 @@ import org.apache.flink.table.data.StringData;
 import org.apache.flink.table.data.binary.BinaryStringData;
 import org.apache.flink.table.data.utils.JoinedRowData;
 import org.apache.flink.table.runtime.typeutils.InternalTypeInfo;
-import org.apache.flink.table.types.DataTypeQueryable;
 import org.apache.flink.table.types.logical.BooleanType;
 import org.apache.flink.table.types.logical.RowType;
 import org.apache.flink.table.types.logical.VarCharType;
@@ -64,19 +61,15 @@ public final class FirstArrival extends AbstractStreamOperator<RowData>
      */
     public static SingleOutputStreamOperator<RowData> apply(
             DataStream<RowData> in, String key, long ttlSeconds, String outName, String uid) {
-        // toDataStream answers ExternalTypeInfo (bridged to RowData), an operator InternalTypeInfo.
-        RowType rowType = (RowType) ((DataTypeQueryable) in.getType()).getDataType().getLogicalType();
-        List<String> names = rowType.getFieldNames();
-        int keyField = names.indexOf(key);
-        if (keyField < 0 || !(rowType.getTypeAt(keyField) instanceof VarCharType)) {
-            throw new IllegalArgumentException("no STRING column " + key + " in " + rowType);
+        RowType rowType = Rows.rowType(in);
+        int keyField = Rows.index(rowType, key);
+        if (!(rowType.getTypeAt(keyField) instanceof VarCharType)) {
+            throw new IllegalArgumentException("column " + key + " is not a STRING in " + rowType);
         }
-        List<RowType.RowField> fields = new ArrayList<>(rowType.getFields());
-        fields.add(new RowType.RowField(outName, new BooleanType(false)));
         return in.keyBy(new StringKey(keyField))
                 .transform(
                         "first arrival per " + key,
-                        InternalTypeInfo.of(new RowType(fields)),
+                        Rows.appended(rowType, outName, new BooleanType(false)),
                         new FirstArrival(ttlSeconds * 1000))
                 .uid(uid);
     }

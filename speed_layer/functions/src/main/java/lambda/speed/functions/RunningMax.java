@@ -17,8 +17,6 @@ import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.table.data.GenericRowData;
 import org.apache.flink.table.data.RowData;
 import org.apache.flink.table.data.utils.JoinedRowData;
-import org.apache.flink.table.runtime.typeutils.InternalTypeInfo;
-import org.apache.flink.table.types.DataTypeQueryable;
 import org.apache.flink.table.types.logical.BigIntType;
 import org.apache.flink.table.types.logical.RowType;
 
@@ -67,25 +65,14 @@ public final class RunningMax extends AbstractStreamOperator<RowData>
      */
     public static SingleOutputStreamOperator<RowData> apply(
             DataStream<RowData> in, String key, String value, String skip, String outName, String uid) {
-        // toDataStream answers ExternalTypeInfo (bridged to RowData), an operator InternalTypeInfo.
-        RowType rowType = (RowType) ((DataTypeQueryable) in.getType()).getDataType().getLogicalType();
-        List<RowType.RowField> fields = new ArrayList<>(rowType.getFields());
-        fields.add(new RowType.RowField(outName, new BigIntType()));
-        List<String> names = rowType.getFieldNames();
-        RunningMax op = new RunningMax(index(names, key), index(names, value), index(names, skip));
+        RowType rowType = Rows.rowType(in);
+        RunningMax op = new RunningMax(
+                Rows.index(rowType, key), Rows.index(rowType, value), Rows.index(rowType, skip));
         return in.transform(
                         "running max of " + value + " per " + key,
-                        InternalTypeInfo.of(new RowType(fields)),
+                        Rows.appended(rowType, outName, new BigIntType()),
                         op)
                 .uid(uid);
-    }
-
-    private static int index(List<String> names, String name) {
-        int i = names.indexOf(name);
-        if (i < 0) {
-            throw new IllegalArgumentException("no column " + name + " in " + names);
-        }
-        return i;
     }
 
     @Override
